@@ -1,0 +1,227 @@
+// ProcessAgent: the state machine inside one application-server process. It
+// holds process-level locks from the store nodes (R6-R8, B1, B5) and hands out
+// thread-level locks on portions of a session to the process's request
+// threads (R9).
+//
+// Sans-IO: inputs are store messages, thread calls and the time; outputs are
+// Effects (messages to send, threads to wake). Request threads never touch the
+// state directly: a driver turns their calls into On* inputs and their waits
+// into `wake` events.
+//
+// Thread-safety: none; one driver thread or strand owns an agent.
+//
+// Invariants (CheckInvariants):
+//   - thread holders of one session never hold conflicting portions (R9);
+//   - a session has thread holders or pending commits only while Held;
+//   - a thread is either a holder or a waiter of a session, never both, and
+//     appears at most once;
+//   - entitled waiters (those present when the tenure was granted) form a
+//     prefix of the waiting queue;
+//   - each store link's counts match the sessions homed on it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/effects.h"
+#include "core/messages.h"
+#include "core/types.h"
+
+namespace latchkey::core {
+
+struct AgentConfig {
+  ProcessRef self{1, 1};
+  std::uint32_t store_count = 1;     // B8: sessions are spread over this many store nodes
+  Time lease_us = 2'000'000;         // B1: the stores' lease length
+  std::uint32_t drift_ppm = 1000;    // bound on clock-rate difference to the stores
+  Time expiry_margin_us = 20'000;    // extra safety before the lease end
+  Time heartbeat_us = 0;             // 0 means lease_us / 4
+  Time retry_us = 100'000;           // resend an unanswered request this often (B4)
+  Time idle_release_us = kNever;     // R6/R8: 0 = release after every request
+  bool operator==(const AgentConfig&) const = default;
+
+  Time EffectiveHeartbeat() const { return heartbeat_us != 0 ? heartbeat_us : lease_us / 4; }
+  // How long after sending a lease-renewing message the agent may trust its
+  // lease: the lease less twice the drift over it, less the margin.
+  Time TrustSpan() const;
+};
+
+enum class LockState : std::uint8_t { kUnlocked, kRequested, kHeld, kReleasing };
+std::string_view LockStateName(LockState state);
+
+struct ThreadHold {
+  ThreadId thread = 0;
+  Portion portion;
+  bool clear_first = false;            // B6: the commit drops every attribute first
+  std::vector<AttributeWrite> writes;  // buffered until the commit
+  bool committing = false;
+  bool operator==(const ThreadHold&) const = default;
+};
+
+struct ThreadWait {
+  ThreadId thread = 0;
+  Portion portion;
+  Time deadline = kNever;  // B5: fail with kTimeout after this
+  bool try_only = false;   // B5: never wait for another process
+  bool entitled = false;   // waiting when the tenure was granted: served even if recalled
+  bool operator==(const ThreadWait&) const = default;
+};
+
+struct PendingCommit {
+  ThreadId thread = 0;
+  std::uint64_t seq = 0;
+  bool clear_first = false;
+  std::vector<AttributeWrite> writes;
+  bool resent = false;  // sent more than once: its outcome may be unknown
+  bool operator==(const PendingCommit&) const = default;
+};
+
+struct AgentSession {
+  LockState state = LockState::kUnlocked;
+  std::uint64_t request_id = 0;  // the outstanding Acquire (kRequested)
+  bool try_request = false;
+  bool queued = false;           // the store said Queued
+  Time request_sent_at = 0;      // first send of the outstanding Acquire
+  Token token = kNoToken;        // kHeld / kReleasing
+  bool recalled = false;         // R7: finish the entitled threads, then release
+  Token recall_seen = kNoToken;  // a recall that overtook its grant
+  bool reclaiming = false;       // B7: a Reclaim is unanswered
+  Time reclaim_sent_at = 0;
+  AttributeMap cache;            // authoritative while held
+  DataVersion cache_version;
+  std::vector<ThreadHold> holders;
+  std::deque<ThreadWait> waiters;
+  std::deque<PendingCommit> commits;  // one in flight at a time, in seq order
+  std::uint64_t next_seq = 1;
+  Time retry_at = kNever;
+  Time idle_release_at = kNever;
+  Time timer = kNever;
+  bool operator==(const AgentSession&) const = default;
+};
+
+struct StoreLink {
+  std::uint64_t epoch = 0;       // 0 until the store first answers
+  Time trusted_until = 0;        // B1: self-expiry point, by this process's clock
+  std::uint64_t heartbeat_seq = 0;
+  Time heartbeat_sent_at = 0;
+  bool heartbeat_outstanding = false;
+  Time next_heartbeat_at = kNever;
+  std::uint32_t engaged = 0;     // sessions homed here that are not Unlocked
+  std::uint32_t held = 0;        // sessions homed here that are Held
+  bool operator==(const StoreLink&) const = default;
+};
+
+struct AgentState {
+  std::uint64_t last_request_id = 0;
+  std::map<SessionId, AgentSession> sessions;
+  std::vector<StoreLink> stores;
+  std::set<std::pair<Time, SessionId>> timers;
+  bool operator==(const AgentState&) const = default;
+};
+
+struct ReadResult {
+  Reason reason = Reason::kNone;     // kNone: `value` is the answer
+  std::optional<std::string> value;  // nullopt: the attribute does not exist
+  bool operator==(const ReadResult&) const = default;
+};
+
+struct AgentStats {
+  std::uint64_t acquires = 0;
+  std::uint64_t grants = 0;
+  std::uint64_t releases = 0;
+  std::uint64_t recalls = 0;
+  std::uint64_t lease_expiries = 0;
+  std::uint64_t commits = 0;
+  std::uint64_t retries = 0;
+  bool operator==(const AgentStats&) const = default;
+};
+
+class ProcessAgent {
+ public:
+  explicit ProcessAgent(const AgentConfig& config);
+
+  Effects OnMessage(Time now, const Envelope& in);
+  Effects OnTick(Time now);
+
+  // R9: a thread asks for a portion of a session. It is woken with kGranted,
+  // or kFailed (kTimeout after `deadline`, kBusy for a try-lock that would
+  // have to wait for another process, kBadPortion, kAlreadyWaiting).
+  Effects OnThreadAsk(Time now, ThreadId thread, SessionId session, const Portion& portion,
+                      Time deadline = kNever, bool try_only = false);
+  // Withdraws a waiting ask; the thread is woken with kFailed(kCancelled).
+  Effects OnThreadCancel(Time now, ThreadId thread, SessionId session);
+  // Ends the thread's request: with `commit`, its writes go to the store and
+  // it is woken with kCommitted once acknowledged; otherwise kRolledBack.
+  Effects OnThreadFinish(Time now, ThreadId thread, SessionId session, bool commit);
+
+  // Reads and writes of a thread that holds a portion. They touch only the
+  // cache and the thread's buffered writes, so they have no Effects.
+  ReadResult Read(ThreadId thread, SessionId session, const std::string& attribute) const;
+  Reason Write(ThreadId thread, SessionId session, const std::string& attribute,
+               std::string value);
+  Reason Erase(ThreadId thread, SessionId session, const std::string& attribute);
+  // B6: logout; needs the whole session, exclusive.
+  Reason Clear(ThreadId thread, SessionId session);
+
+  // Whether this process currently trusts its lock on `session` (held, and
+  // its lease not past the self-expiry point by its own clock).
+  bool Trusts(Time now, SessionId session) const;
+
+  const AgentState& state() const { return state_; }
+  const AgentConfig& config() const { return config_; }
+  const AgentStats& stats() const { return stats_; }
+  Address address() const { return ProcessAddress(config_.self); }
+
+  void CheckInvariants() const;
+  bool operator==(const ProcessAgent& other) const { return state_ == other.state_; }
+
+ private:
+  std::uint32_t HomeOf(SessionId session) const {
+    return StoreForSession(session, config_.store_count);
+  }
+  Address StoreOf(SessionId session) const;
+  void Send(SessionId session, Message m, Effects& fx);
+  void RunDue(Time now, Effects& fx);
+  void OnTimer(Time now, SessionId id, AgentSession& s, Effects& fx);
+  bool AdmitEpoch(Time now, std::uint32_t store, std::uint64_t epoch, Effects& fx);
+  void StoreRestarted(Time now, std::uint32_t store, Effects& fx);
+  void ExpireLease(Time now, std::uint32_t store, Effects& fx);
+
+  void OnGranted(Time now, const Granted& m, Effects& fx);
+  void OnQueued(Time now, const Queued& m);
+  void OnBusy(Time now, const Busy& m, Effects& fx);
+  void OnRecall(Time now, const Recall& m, Effects& fx);
+  void OnReleaseAck(Time now, const ReleaseAck& m, Effects& fx);
+  void OnCommitAck(Time now, const CommitAck& m, Effects& fx);
+  void OnReclaimAck(Time now, const ReclaimAck& m);
+  void OnRevoked(Time now, const Revoked& m, Effects& fx);
+  void OnRejected(Time now, const Rejected& m, Effects& fx);
+
+  void SetState(SessionId id, AgentSession& s, LockState next);
+  void Trust(std::uint32_t store, Time sent_at);
+  void RequestLock(Time now, SessionId id, AgentSession& s, Effects& fx);
+  void ReleaseLock(Time now, SessionId id, AgentSession& s, Effects& fx);
+  void LoseLock(Time now, SessionId id, AgentSession& s, Effects& fx);
+  void SendHeadCommit(Time now, SessionId id, AgentSession& s, Effects& fx);
+  // Grants waiting threads what can be granted, then releases if the tenure
+  // is no longer needed. Call after anything that may unblock a session.
+  void Progress(Time now, SessionId id, AgentSession& s, Effects& fx);
+  void Serve(Time now, SessionId id, AgentSession& s, Effects& fx);
+  void MaybeRelease(Time now, SessionId id, AgentSession& s, Effects& fx);
+  void Settle(SessionId id, AgentSession& s);
+  Time NextDeadline() const;
+  ThreadHold* FindHold(SessionId session, ThreadId thread);
+  const ThreadHold* FindHold(SessionId session, ThreadId thread) const;
+
+  AgentConfig config_;
+  AgentState state_;
+  AgentStats stats_;
+};
+
+}  // namespace latchkey::core

@@ -1,0 +1,218 @@
+// Hashing of the core's state types, so that a model checker can keep whole
+// system states in a visited set. The hash is deterministic (no per-process
+// seed) and depends only on the values, in container iteration order, which
+// is deterministic for every container the core uses.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "core/agent.h"
+#include "core/effects.h"
+#include "core/messages.h"
+#include "core/store.h"
+#include "core/types.h"
+
+namespace latchkey::core {
+
+// A 64-bit streaming hasher: each word is mixed with the splitmix64 finalizer.
+class Hasher {
+ public:
+  void Mix(std::uint64_t word) { state_ = Splitmix64(state_ ^ word) + 0x9E3779B97F4A7C15ULL; }
+  std::uint64_t value() const { return state_; }
+
+ private:
+  std::uint64_t state_ = 0x6C61746368ULL;  // "latch"
+};
+
+template <class T>
+  requires std::is_integral_v<T> || std::is_enum_v<T>
+void HashValue(Hasher& h, T v) {
+  h.Mix(static_cast<std::uint64_t>(v));
+}
+inline void HashValue(Hasher& h, const std::string& s) {
+  h.Mix(s.size());
+  std::uint64_t word = 0;
+  int n = 0;
+  for (unsigned char c : s) {
+    word = (word << 8) | c;
+    if (++n == 8) {
+      h.Mix(word);
+      word = 0;
+      n = 0;
+    }
+  }
+  if (n != 0) h.Mix(word);
+}
+template <class A, class B>
+void HashValue(Hasher& h, const std::pair<A, B>& p);
+template <class T>
+void HashValue(Hasher& h, const std::optional<T>& o);
+template <class T>
+void HashValue(Hasher& h, const std::vector<T>& v);
+template <class T>
+void HashValue(Hasher& h, const std::deque<T>& v);
+template <class T>
+void HashValue(Hasher& h, const std::set<T>& v);
+template <class K, class V>
+void HashValue(Hasher& h, const std::map<K, V>& m);
+template <class... Ts>
+void HashValue(Hasher& h, const std::variant<Ts...>& v);
+
+template <class... Ts>
+void HashFields(Hasher& h, const Ts&... fields) {
+  (HashValue(h, fields), ...);
+}
+
+inline void HashValue(Hasher& h, const ProcessRef& v) { HashFields(h, v.id, v.incarnation); }
+inline void HashValue(Hasher& h, const DataVersion& v) { HashFields(h, v.token, v.seq); }
+inline void HashValue(Hasher& h, const AttributeWrite& v) {
+  HashFields(h, v.name, v.value, v.erase);
+}
+inline void HashValue(Hasher& h, const Portion& v) { HashFields(h, v.whole, v.attributes, v.mode); }
+inline void HashValue(Hasher& h, const Address& v) { HashFields(h, v.kind, v.id, v.incarnation); }
+
+// Messages.
+inline void HashValue(Hasher& h, const Acquire& m) {
+  HashFields(h, m.session, m.request_id, m.cached, m.try_only);
+}
+inline void HashValue(Hasher& h, const Release& m) { HashFields(h, m.session, m.token); }
+inline void HashValue(Hasher& h, const Commit& m) {
+  HashFields(h, m.session, m.token, m.seq, m.clear_first, m.writes);
+}
+inline void HashValue(Hasher& h, const Heartbeat& m) { HashFields(h, m.seq); }
+inline void HashValue(Hasher& h, const Reclaim& m) { HashFields(h, m.session, m.token); }
+inline void HashValue(Hasher& h, const Cancel& m) { HashFields(h, m.session, m.request_id); }
+inline void HashValue(Hasher& h, const ForceRelease& m) { HashFields(h, m.session); }
+inline void HashValue(Hasher& h, const AdminInvalidate& m) { HashFields(h, m.session); }
+inline void HashValue(Hasher& h, const Granted& m) {
+  HashFields(h, m.session, m.token, m.request_id, m.version, m.has_snapshot, m.snapshot);
+}
+inline void HashValue(Hasher& h, const Queued& m) { HashFields(h, m.session, m.request_id, m.ahead); }
+inline void HashValue(Hasher& h, const Busy& m) { HashFields(h, m.session, m.request_id); }
+inline void HashValue(Hasher& h, const Recall& m) { HashFields(h, m.session, m.token); }
+inline void HashValue(Hasher& h, const ReleaseAck& m) { HashFields(h, m.session, m.token); }
+inline void HashValue(Hasher& h, const CommitAck& m) { HashFields(h, m.session, m.token, m.seq); }
+inline void HashValue(Hasher& h, const HeartbeatAck& m) { HashFields(h, m.seq); }
+inline void HashValue(Hasher& h, const ReclaimAck& m) { HashFields(h, m.session, m.token); }
+inline void HashValue(Hasher& h, const CancelAck& m) { HashFields(h, m.session, m.request_id); }
+inline void HashValue(Hasher& h, const Revoked& m) { HashFields(h, m.session, m.token, m.reason); }
+inline void HashValue(Hasher& h, const Rejected& m) {
+  HashFields(h, m.session, m.token, m.seq, m.what, m.reason);
+}
+inline void HashValue(Hasher& h, const Envelope& e) { HashFields(h, e.from, e.to, e.message); }
+
+// Store state.
+inline void HashValue(Hasher& h, const Tenure& t) {
+  HashFields(h, t.holder, t.token, t.request_id, t.granted_at, t.last_seq, t.recalled,
+             t.recall_retry_at, t.reclaimed);
+}
+inline void HashValue(Hasher& h, const Waiter& w) {
+  HashFields(h, w.process, w.request_id, w.buffered_at, w.cached);
+}
+inline void HashValue(Hasher& h, const RequestMark& m) { HashFields(h, m.incarnation, m.request_id); }
+inline void HashValue(Hasher& h, const SessionState& s) {
+  HashFields(h, s.attributes, s.version, s.tenure, s.queue, s.last_request, s.last_used, s.timer);
+}
+inline void HashValue(Hasher& h, const ProcessEntry& p) {
+  HashFields(h, p.incarnation, p.lease_until, p.held, p.queued);
+}
+inline void HashValue(Hasher& h, const StoreState& s) {
+  // `timers` is derived from the sessions' timers, so it adds nothing.
+  HashFields(h, s.epoch, s.last_token, s.grace_until, s.in_grace, s.sessions, s.processes);
+}
+
+// Agent state.
+inline void HashValue(Hasher& h, const ThreadHold& t) {
+  HashFields(h, t.thread, t.portion, t.clear_first, t.writes, t.committing);
+}
+inline void HashValue(Hasher& h, const ThreadWait& w) {
+  HashFields(h, w.thread, w.portion, w.deadline, w.try_only, w.entitled);
+}
+inline void HashValue(Hasher& h, const PendingCommit& c) {
+  HashFields(h, c.thread, c.seq, c.clear_first, c.writes, c.resent);
+}
+inline void HashValue(Hasher& h, const AgentSession& s) {
+  HashFields(h, s.state, s.request_id, s.try_request, s.queued, s.request_sent_at, s.token,
+             s.recalled, s.recall_seen, s.reclaiming, s.reclaim_sent_at, s.cache, s.cache_version,
+             s.holders, s.waiters, s.commits, s.next_seq, s.retry_at, s.idle_release_at);
+}
+inline void HashValue(Hasher& h, const StoreLink& l) {
+  HashFields(h, l.epoch, l.trusted_until, l.heartbeat_seq, l.heartbeat_sent_at,
+             l.heartbeat_outstanding, l.next_heartbeat_at, l.engaged, l.held);
+}
+inline void HashValue(Hasher& h, const AgentState& s) {
+  HashFields(h, s.last_request_id, s.sessions, s.stores);
+}
+
+template <class A, class B>
+void HashValue(Hasher& h, const std::pair<A, B>& p) {
+  HashFields(h, p.first, p.second);
+}
+template <class T>
+void HashValue(Hasher& h, const std::optional<T>& o) {
+  h.Mix(o.has_value());
+  if (o) HashValue(h, *o);
+}
+template <class T>
+void HashValue(Hasher& h, const std::vector<T>& v) {
+  h.Mix(v.size());
+  for (const T& x : v) HashValue(h, x);
+}
+template <class T>
+void HashValue(Hasher& h, const std::deque<T>& v) {
+  h.Mix(v.size());
+  for (const T& x : v) HashValue(h, x);
+}
+template <class T>
+void HashValue(Hasher& h, const std::set<T>& v) {
+  h.Mix(v.size());
+  for (const T& x : v) HashValue(h, x);
+}
+template <class K, class V>
+void HashValue(Hasher& h, const std::map<K, V>& m) {
+  h.Mix(m.size());
+  for (const auto& [k, v] : m) HashFields(h, k, v);
+}
+template <class... Ts>
+void HashValue(Hasher& h, const std::variant<Ts...>& v) {
+  h.Mix(v.index());
+  std::visit([&](const auto& x) { HashValue(h, x); }, v);
+}
+
+template <class T>
+std::uint64_t HashOf(const T& value) {
+  Hasher h;
+  HashValue(h, value);
+  return h.value();
+}
+
+}  // namespace latchkey::core
+
+// std::hash, so the state types work in unordered containers.
+template <>
+struct std::hash<latchkey::core::StoreState> {
+  std::size_t operator()(const latchkey::core::StoreState& s) const {
+    return latchkey::core::HashOf(s);
+  }
+};
+template <>
+struct std::hash<latchkey::core::AgentState> {
+  std::size_t operator()(const latchkey::core::AgentState& s) const {
+    return latchkey::core::HashOf(s);
+  }
+};
+template <>
+struct std::hash<latchkey::core::Envelope> {
+  std::size_t operator()(const latchkey::core::Envelope& e) const {
+    return latchkey::core::HashOf(e);
+  }
+};

@@ -1,0 +1,536 @@
+#include "core/store.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/assert.h"
+
+namespace latchkey::core {
+
+namespace {
+
+template <class... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+void ApplyWrites(AttributeMap& attributes, bool clear_first,
+                 const std::vector<AttributeWrite>& writes) {
+  if (clear_first) attributes.clear();
+  for (const AttributeWrite& w : writes) {
+    if (w.erase) {
+      attributes.erase(w.name);
+    } else {
+      attributes.insert_or_assign(w.name, w.value);
+    }
+  }
+}
+
+}  // namespace
+
+Store::Store(const StoreConfig& config) : config_(config) {
+  LK_ASSERT(config_.lease_us > 0);
+  LK_ASSERT(config_.recall_retry_us > 0);
+}
+
+Effects Store::Start(Time now) {
+  Effects fx;
+  fx.persist.push_back(StoreStartedRecord{state_.epoch});
+  fx.next_deadline = NextDeadline();
+  (void)now;
+  return fx;
+}
+
+Store Store::Recover(const StoreConfig& config, const std::vector<Record>& log, Time now,
+                     Effects* effects) {
+  Store store(config);
+  StoreState& st = store.state_;
+  std::uint64_t last_epoch = 0;
+  for (const Record& record : log) {
+    std::visit(
+        Overloaded{
+            [&](const StoreStartedRecord& r) { last_epoch = std::max(last_epoch, r.epoch); },
+            [&](const GrantRecord& r) {
+              SessionState& s = st.sessions[r.session];
+              Tenure t;
+              t.holder = r.holder;
+              t.token = r.token;
+              t.granted_at = now;
+              t.reclaimed = false;
+              s.tenure = t;
+              st.last_token = std::max(st.last_token, r.token);
+            },
+            [&](const TenureEndRecord& r) {
+              auto it = st.sessions.find(r.session);
+              if (it != st.sessions.end() && it->second.tenure && it->second.tenure->token == r.token)
+                it->second.tenure.reset();
+            },
+            [&](const CommitRecord& r) {
+              SessionState& s = st.sessions[r.session];
+              ApplyWrites(s.attributes, r.clear_first, r.writes);
+              s.version = {r.token, r.seq};
+              if (s.tenure && s.tenure->token == r.token) s.tenure->last_seq = r.seq;
+            },
+            [&](const SessionDroppedRecord& r) {
+              auto it = st.sessions.find(r.session);
+              if (it == st.sessions.end()) return;
+              it->second.attributes.clear();
+              it->second.version = {};
+            },
+        },
+        record);
+  }
+  st.epoch = last_epoch + 1;
+  st.grace_until = AddTime(now, config.EffectiveGrace());
+  // B7: every persisted holder keeps its tenure until the grace period ends,
+  // unless it reclaims; its lease is unknown, so it lasts as long as the grace.
+  for (auto& [id, s] : st.sessions) {
+    s.last_used = now;
+    if (!s.tenure) continue;
+    st.in_grace = true;
+    ProcessEntry& p = st.processes[s.tenure->holder.id];
+    p.incarnation = std::max(p.incarnation, s.tenure->holder.incarnation);
+    p.lease_until = st.grace_until;
+    p.held.insert(id);
+  }
+  std::vector<SessionId> ids;
+  for (const auto& [id, s] : st.sessions) ids.push_back(id);
+  for (SessionId id : ids) store.Settle(now, id);
+  Effects fx;
+  fx.persist.push_back(StoreStartedRecord{st.epoch});
+  fx.next_deadline = store.NextDeadline();
+  if (effects != nullptr) *effects = std::move(fx);
+  return store;
+}
+
+Effects Store::OnTick(Time now) {
+  Effects fx;
+  RunDue(now, fx);
+  fx.next_deadline = NextDeadline();
+  return fx;
+}
+
+Effects Store::OnMessage(Time now, const Envelope& in) {
+  Effects fx;
+  RunDue(now, fx);
+  if (in.from.kind == NodeKind::kAdmin) {
+    OnAdmin(now, in.from, in.message, fx);
+    fx.next_deadline = NextDeadline();
+    return fx;
+  }
+  if (in.from.kind != NodeKind::kProcess) {
+    fx.next_deadline = NextDeadline();
+    return fx;  // stores do not talk to each other
+  }
+  ProcessRef from{in.from.id, in.from.incarnation};
+  ProcessEntry* process = Admit(now, from, fx);
+  if (process == nullptr) {
+    fx.next_deadline = NextDeadline();
+    return fx;  // B4: a predecessor's message, ignored
+  }
+  std::visit(Overloaded{
+                 [&](const Acquire& m) { OnAcquire(now, from, m, fx); },
+                 [&](const Release& m) { OnRelease(from, m, fx, now); },
+                 [&](const Commit& m) { OnCommit(now, from, m, fx); },
+                 [&](const Heartbeat& m) {
+                   RenewLease(now, *process);
+                   Send(from, HeartbeatAck{m.seq}, fx);
+                 },
+                 [&](const Reclaim& m) { OnReclaim(now, from, m, fx); },
+                 [&](const Cancel& m) { OnCancel(now, from, m, fx); },
+                 [&](const auto&) {},  // store-to-agent kinds and admin kinds from a process
+             },
+             in.message);
+  fx.next_deadline = NextDeadline();
+  return fx;
+}
+
+ProcessEntry* Store::Admit(Time now, ProcessRef from, Effects& fx) {
+  auto [it, inserted] = state_.processes.try_emplace(from.id);
+  ProcessEntry& p = it->second;
+  if (inserted) {
+    p.incarnation = from.incarnation;
+    return &p;
+  }
+  if (from.incarnation < p.incarnation) return nullptr;
+  if (from.incarnation > p.incarnation) {
+    // B4: the process restarted; everything its predecessor held or waited
+    // for is over.
+    ForgetProcess(now, from.id, Reason::kProcessRestarted, fx);
+    p.incarnation = from.incarnation;
+    p.lease_until = 0;
+  }
+  return &p;
+}
+
+void Store::RenewLease(Time now, ProcessEntry& process) {
+  process.lease_until = std::max(process.lease_until, AddTime(now, config_.lease_us));
+}
+
+void Store::RunDue(Time now, Effects& fx) {
+  // B1: expired leases first, in process-id order.
+  std::vector<std::uint64_t> expired;
+  for (const auto& [id, p] : state_.processes) {
+    if (p.active() && p.lease_until <= now) expired.push_back(id);
+  }
+  for (std::uint64_t id : expired) {
+    ++stats_.lease_expiries;
+    ForgetProcess(now, id, Reason::kLeaseExpired, fx);
+  }
+  // B7: the grace period is over; unreclaimed tenures end.
+  if (state_.in_grace && state_.grace_until <= now) {
+    state_.in_grace = false;
+    std::vector<SessionId> ids;
+    for (const auto& [id, s] : state_.sessions) {
+      if (s.tenure && !s.tenure->reclaimed) ids.push_back(id);
+    }
+    for (SessionId id : ids) {
+      SessionState& s = state_.sessions.at(id);
+      Revoke(now, id, s, Reason::kLeaseExpired, fx);
+      Settle(now, id);
+    }
+  }
+  // Session timers: recall retries (R7) and idle expiry (B6).
+  while (!state_.timers.empty() && state_.timers.begin()->first <= now) {
+    SessionId id = state_.timers.begin()->second;
+    SessionState& s = state_.sessions.at(id);
+    if (s.tenure && s.tenure->recalled && s.tenure->recall_retry_at <= now) {
+      SendRecall(now, id, s, fx);
+    } else if (!s.tenure && s.queue.empty() && config_.session_idle_us != kNever &&
+               AddTime(s.last_used, config_.session_idle_us) <= now) {
+      if (!s.attributes.empty()) fx.persist.push_back(SessionDroppedRecord{id});
+      s.attributes.clear();
+      s.version = {};
+    }
+    Settle(now, id);
+    auto it = state_.sessions.find(id);
+    // Settle must move the timer past `now` or erase the session.
+    LK_ASSERT(it == state_.sessions.end() || it->second.timer > now);
+  }
+}
+
+void Store::OnAcquire(Time now, ProcessRef from, const Acquire& m, Effects& fx) {
+  ProcessEntry& p = state_.processes.at(from.id);
+  RenewLease(now, p);
+  SessionState& s = state_.sessions[m.session];
+  s.last_used = now;
+  RequestMark& mark = s.last_request[from.id];
+  if (mark.incarnation == from.incarnation && m.request_id <= mark.request_id) {
+    // B4: a repeat or a stale copy. Answer repeats; ignore older requests.
+    if (s.tenure && s.tenure->holder == from && s.tenure->request_id == m.request_id) {
+      Granted g{m.session, s.tenure->token, m.request_id, s.version, false, {}};
+      if (m.cached != s.version) {
+        g.has_snapshot = true;
+        g.snapshot = s.attributes;
+      }
+      Send(from, std::move(g), fx);
+    } else {
+      for (std::size_t i = 0; i < s.queue.size(); ++i) {
+        if (s.queue[i].process == from && s.queue[i].request_id == m.request_id) {
+          Send(from, Queued{m.session, m.request_id, static_cast<std::uint32_t>(i)}, fx);
+        }
+      }
+    }
+    Settle(now, m.session);
+    return;
+  }
+  mark = {from.incarnation, m.request_id};
+  if (s.tenure && s.tenure->holder == from) {
+    // The holder asks anew, so it has given up its tenure (it stopped trusting
+    // its lease while its release was still on the way).
+    EndTenure(now, m.session, s, fx);
+    GrantNext(now, m.session, s, fx);
+  }
+  if (!s.tenure && s.queue.empty()) {
+    Grant(now, m.session, s, from, m.request_id, m.cached, fx);  // R3
+    Settle(now, m.session);
+    return;
+  }
+  if (m.try_only) {
+    Send(from, Busy{m.session, m.request_id}, fx);  // B5
+    Settle(now, m.session);
+    return;
+  }
+  // R4: buffer it. A process already queued keeps its place.
+  auto queued = std::find_if(s.queue.begin(), s.queue.end(),
+                             [&](const Waiter& w) { return w.process.id == from.id; });
+  if (queued != s.queue.end()) {
+    queued->request_id = m.request_id;
+    queued->cached = m.cached;
+    Send(from,
+         Queued{m.session, m.request_id, static_cast<std::uint32_t>(queued - s.queue.begin())}, fx);
+  } else if (config_.max_queue != 0 && s.queue.size() >= config_.max_queue) {
+    Reject(from, m.session, kNoToken, m.request_id, MessageKind::kAcquire, Reason::kQueueFull, fx);
+  } else {
+    s.queue.push_back(Waiter{from, m.request_id, now, m.cached});
+    p.queued.insert(m.session);
+    ++stats_.queued;
+    Send(from, Queued{m.session, m.request_id, static_cast<std::uint32_t>(s.queue.size() - 1)},
+         fx);
+  }
+  if (s.tenure && !s.tenure->recalled) SendRecall(now, m.session, s, fx);  // R7
+  GrantNext(now, m.session, s, fx);
+  Settle(now, m.session);
+}
+
+void Store::OnRelease(ProcessRef from, const Release& m, Effects& fx, Time now) {
+  auto it = state_.sessions.find(m.session);
+  if (it == state_.sessions.end() || !it->second.tenure || it->second.tenure->token != m.token) {
+    // A finished (or never granted) tenure: acknowledge, change nothing.
+    Send(from, ReleaseAck{m.session, m.token}, fx);
+    return;
+  }
+  SessionState& s = it->second;
+  if (s.tenure->holder != from) {
+    // B9: only the holder may release its lock.
+    Reject(from, m.session, m.token, 0, MessageKind::kRelease, Reason::kNotHolder, fx);
+    return;
+  }
+  EndTenure(now, m.session, s, fx);  // R8
+  Send(from, ReleaseAck{m.session, m.token}, fx);
+  GrantNext(now, m.session, s, fx);  // R5
+  Settle(now, m.session);
+}
+
+void Store::OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx) {
+  auto it = state_.sessions.find(m.session);
+  if (it == state_.sessions.end() || !it->second.tenure || it->second.tenure->token != m.token) {
+    Reject(from, m.session, m.token, m.seq, MessageKind::kCommit, Reason::kStaleToken, fx);  // R1
+    return;
+  }
+  SessionState& s = it->second;
+  Tenure& t = *s.tenure;
+  if (t.holder != from) {
+    Reject(from, m.session, m.token, m.seq, MessageKind::kCommit, Reason::kNotHolder, fx);  // B9
+    return;
+  }
+  if (m.seq <= t.last_seq) {
+    Send(from, CommitAck{m.session, m.token, m.seq}, fx);  // B4: applied before
+    return;
+  }
+  if (m.seq != t.last_seq + 1) {
+    Reject(from, m.session, m.token, m.seq, MessageKind::kCommit, Reason::kNotPending, fx);
+    return;
+  }
+  LK_ASSERT(t.token == m.token);
+  ApplyWrites(s.attributes, m.clear_first, m.writes);
+  t.last_seq = m.seq;
+  t.reclaimed = true;  // B7: a current token from its holder proves the tenure
+  s.version = {m.token, m.seq};
+  s.last_used = now;
+  ++stats_.commits;
+  fx.persist.push_back(CommitRecord{m.session, m.token, m.seq, m.clear_first, m.writes});  // B3
+  Send(from, CommitAck{m.session, m.token, m.seq}, fx);
+  Settle(now, m.session);
+}
+
+void Store::OnReclaim(Time now, ProcessRef from, const Reclaim& m, Effects& fx) {
+  RenewLease(now, state_.processes.at(from.id));
+  auto it = state_.sessions.find(m.session);
+  if (it == state_.sessions.end() || !it->second.tenure || it->second.tenure->token != m.token ||
+      it->second.tenure->holder != from) {
+    Reject(from, m.session, m.token, 0, MessageKind::kReclaim, Reason::kStaleToken, fx);
+    return;
+  }
+  it->second.tenure->reclaimed = true;  // B7
+  Send(from, ReclaimAck{m.session, m.token}, fx);
+}
+
+void Store::OnCancel(Time now, ProcessRef from, const Cancel& m, Effects& fx) {
+  auto it = state_.sessions.find(m.session);
+  if (it == state_.sessions.end()) return;
+  SessionState& s = it->second;
+  auto w = std::find_if(s.queue.begin(), s.queue.end(), [&](const Waiter& x) {
+    return x.process == from && x.request_id == m.request_id;
+  });
+  if (w == s.queue.end()) return;  // granted already, or never buffered
+  s.queue.erase(w);
+  state_.processes.at(from.id).queued.erase(m.session);
+  Send(from, CancelAck{m.session, m.request_id}, fx);
+  Settle(now, m.session);
+}
+
+void Store::OnAdmin(Time now, const Address& from, const Message& m, Effects& fx) {
+  (void)from;
+  if (const auto* force = std::get_if<ForceRelease>(&m)) {
+    auto it = state_.sessions.find(force->session);
+    if (it == state_.sessions.end() || !it->second.tenure) return;
+    Revoke(now, force->session, it->second, Reason::kForceReleased, fx);
+    Settle(now, force->session);
+  } else if (const auto* inv = std::get_if<AdminInvalidate>(&m)) {
+    auto it = state_.sessions.find(inv->session);
+    if (it == state_.sessions.end()) return;
+    SessionState& s = it->second;
+    if (s.tenure) {
+      Send(s.tenure->holder, Revoked{inv->session, s.tenure->token, Reason::kInvalidated}, fx);
+      EndTenure(now, inv->session, s, fx);
+    }
+    if (!s.attributes.empty() || s.version != DataVersion{}) {
+      fx.persist.push_back(SessionDroppedRecord{inv->session});
+    }
+    s.attributes.clear();
+    s.version = {};
+    GrantNext(now, inv->session, s, fx);
+    Settle(now, inv->session);
+  }
+}
+
+void Store::Grant(Time now, SessionId id, SessionState& s, ProcessRef to,
+                  std::uint64_t request_id, const DataVersion& cached, Effects& fx) {
+  LK_ASSERT(!s.tenure);
+  ProcessEntry& p = state_.processes.at(to.id);
+  LK_ASSERT(p.incarnation == to.incarnation);
+  Tenure t;
+  t.holder = to;
+  t.token = ++state_.last_token;  // B2: one counter per store, only grows
+  t.request_id = request_id;
+  t.granted_at = now;
+  s.tenure = t;
+  s.last_used = now;
+  p.held.insert(id);
+  ++stats_.grants;
+  fx.persist.push_back(GrantRecord{id, t.token, to});  // B3/B7: before the grant leaves
+  Granted g{id, t.token, request_id, s.version, false, {}};
+  if (cached != s.version) {
+    g.has_snapshot = true;
+    g.snapshot = s.attributes;
+  }
+  Send(to, std::move(g), fx);
+  // More requests wait behind the new holder: a caching holder is otherwise
+  // never asked, so recall it at once.
+  if (!s.queue.empty()) SendRecall(now, id, s, fx);
+}
+
+void Store::EndTenure(Time now, SessionId id, SessionState& s, Effects& fx) {
+  LK_ASSERT(s.tenure);
+  fx.persist.push_back(TenureEndRecord{id, s.tenure->token});
+  auto p = state_.processes.find(s.tenure->holder.id);
+  LK_ASSERT(p != state_.processes.end());
+  p->second.held.erase(id);
+  s.tenure.reset();
+  s.last_used = now;
+}
+
+void Store::Revoke(Time now, SessionId id, SessionState& s, Reason reason, Effects& fx) {
+  LK_ASSERT(s.tenure);
+  Send(s.tenure->holder, Revoked{id, s.tenure->token, reason}, fx);
+  EndTenure(now, id, s, fx);
+  GrantNext(now, id, s, fx);
+}
+
+void Store::GrantNext(Time now, SessionId id, SessionState& s, Effects& fx) {
+  if (s.tenure || s.queue.empty()) return;
+  Waiter head = s.queue.front();
+  s.queue.pop_front();
+  state_.processes.at(head.process.id).queued.erase(id);
+  Grant(now, id, s, head.process, head.request_id, head.cached, fx);  // R5
+}
+
+void Store::SendRecall(Time now, SessionId id, SessionState& s, Effects& fx) {
+  LK_ASSERT(s.tenure);
+  s.tenure->recalled = true;
+  s.tenure->recall_retry_at = AddTime(now, config_.recall_retry_us);
+  ++stats_.recalls;
+  Send(s.tenure->holder, Recall{id, s.tenure->token}, fx);
+}
+
+void Store::DropQueued(SessionId id, SessionState& s, std::uint64_t process_id) {
+  s.queue.erase(std::remove_if(s.queue.begin(), s.queue.end(),
+                               [&](const Waiter& w) { return w.process.id == process_id; }),
+                s.queue.end());
+  (void)id;
+}
+
+void Store::ForgetProcess(Time now, std::uint64_t process_id, Reason reason, Effects& fx) {
+  ProcessEntry& p = state_.processes.at(process_id);
+  std::set<SessionId> queued = std::move(p.queued);
+  p.queued.clear();
+  for (SessionId id : queued) {
+    DropQueued(id, state_.sessions.at(id), process_id);
+    Settle(now, id);
+  }
+  std::set<SessionId> held = p.held;
+  for (SessionId id : held) {
+    SessionState& s = state_.sessions.at(id);
+    Revoke(now, id, s, reason, fx);  // B1: its locks go to the next in line
+    Settle(now, id);
+  }
+  LK_ASSERT(p.held.empty());
+}
+
+void Store::Reject(ProcessRef to, SessionId session, Token token, std::uint64_t seq,
+                   MessageKind what, Reason reason, Effects& fx) {
+  ++stats_.rejects;
+  Send(to, Rejected{session, token, seq, static_cast<std::uint8_t>(what), reason}, fx);
+}
+
+void Store::Send(ProcessRef to, Message m, Effects& fx) {
+  fx.send.push_back(Envelope{address(), ProcessAddress(to), std::move(m)});
+}
+
+void Store::Settle(Time now, SessionId id) {
+  (void)now;
+  auto it = state_.sessions.find(id);
+  if (it == state_.sessions.end()) return;
+  SessionState& s = it->second;
+  if (s.timer != kNever) state_.timers.erase({s.timer, id});
+  s.timer = kNever;
+  bool idle = !s.tenure && s.queue.empty();
+  if (idle && s.attributes.empty()) {
+    // B6: an empty, unheld session is the same as one never created.
+    state_.sessions.erase(it);
+    return;
+  }
+  if (s.tenure && s.tenure->recalled) s.timer = s.tenure->recall_retry_at;
+  if (idle) s.timer = std::min(s.timer, AddTime(s.last_used, config_.session_idle_us));
+  if (s.timer != kNever) state_.timers.insert({s.timer, id});
+}
+
+Time Store::NextDeadline() const {
+  Time next = state_.timers.empty() ? kNever : state_.timers.begin()->first;
+  for (const auto& [id, p] : state_.processes) {
+    if (p.active()) next = std::min(next, p.lease_until);
+  }
+  if (state_.in_grace) next = std::min(next, state_.grace_until);
+  return next;
+}
+
+void Store::CheckInvariants() const {
+  std::size_t timed = 0;
+  for (const auto& [id, s] : state_.sessions) {
+    if (s.tenure) {
+      auto p = state_.processes.find(s.tenure->holder.id);
+      LK_ASSERT(p != state_.processes.end());
+      LK_ASSERT(p->second.held.count(id) == 1);
+      LK_ASSERT(s.tenure->token <= state_.last_token);
+      LK_ASSERT(s.tenure->token != kNoToken);
+    }
+    std::set<std::uint64_t> seen;
+    for (const Waiter& w : s.queue) {
+      LK_ASSERT(seen.insert(w.process.id).second);
+      LK_ASSERT(!s.tenure || s.tenure->holder.id != w.process.id);
+      auto p = state_.processes.find(w.process.id);
+      LK_ASSERT(p != state_.processes.end());
+      LK_ASSERT(p->second.queued.count(id) == 1);
+    }
+    LK_ASSERT(s.tenure || !s.queue.empty() || !s.attributes.empty());
+    LK_ASSERT(s.version.token <= state_.last_token);
+    if (s.timer != kNever) {
+      LK_ASSERT(state_.timers.count({s.timer, id}) == 1);
+      ++timed;
+    }
+  }
+  LK_ASSERT(timed == state_.timers.size());
+  for (const auto& [pid, p] : state_.processes) {
+    for (SessionId id : p.held) {
+      auto s = state_.sessions.find(id);
+      LK_ASSERT(s != state_.sessions.end() && s->second.tenure);
+      LK_ASSERT(s->second.tenure->holder.id == pid);
+    }
+    for (SessionId id : p.queued) LK_ASSERT(state_.sessions.count(id) == 1);
+  }
+}
+
+}  // namespace latchkey::core

@@ -1,0 +1,173 @@
+// Store: the state machine of one store node, holding many sessions.
+//
+// Sans-IO: each call takes one input (a message or the time) and returns the
+// Effects the driver must apply, in order. No clocks, threads or I/O; the
+// same object runs under the simulator and inside latchkeyd.
+//
+// Thread-safety: none; a driver owns a Store from one thread or strand.
+//
+// Invariants (checked with LK_ASSERT after every input in CheckInvariants):
+//   - a session's holder, if any, is a known process whose `held` set names
+//     that session; every queued request's process lists it as `queued`;
+//   - a process is queued at most once per session, and never queued for a
+//     session it holds;
+//   - every token ever issued is <= last_token; tokens only grow (B2);
+//   - a session with no tenure, an empty queue and no data does not exist;
+//   - `timers` holds exactly one entry per session whose timer is set.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "core/effects.h"
+#include "core/messages.h"
+#include "core/types.h"
+
+namespace latchkey::core {
+
+struct StoreConfig {
+  std::uint64_t node_id = 0;
+  Time lease_us = 2'000'000;         // B1: a process's lease, renewed by heartbeats
+  Time recall_retry_us = 250'000;    // R7: resend a recall this often while unanswered
+  Time session_idle_us = kNever;     // B6: drop a session unused this long
+  Time grace_us = 0;                 // B7: 0 means lease_us + lease_us / 4
+  std::uint32_t max_queue = 0;       // buffered requests per session; 0 = unbounded
+  bool operator==(const StoreConfig&) const = default;
+
+  Time EffectiveGrace() const { return grace_us != 0 ? grace_us : lease_us + lease_us / 4; }
+};
+
+// One holder's tenure of one session.
+struct Tenure {
+  ProcessRef holder;
+  Token token = kNoToken;
+  std::uint64_t request_id = 0;  // the Acquire it answers (B4: answer repeats)
+  Time granted_at = 0;
+  std::uint64_t last_seq = 0;    // last commit applied in this tenure
+  bool recalled = false;         // R7: once per tenure, then on a timer
+  Time recall_retry_at = kNever;
+  bool reclaimed = true;         // B7: false from recovery until reclaimed
+  bool operator==(const Tenure&) const = default;
+};
+
+// R4: a buffered request.
+struct Waiter {
+  ProcessRef process;
+  std::uint64_t request_id = 0;
+  Time buffered_at = 0;
+  DataVersion cached;
+  bool operator==(const Waiter&) const = default;
+};
+
+// B4: the newest Acquire seen from a process for a session.
+struct RequestMark {
+  std::uint64_t incarnation = 0;
+  std::uint64_t request_id = 0;
+  bool operator==(const RequestMark&) const = default;
+};
+
+struct SessionState {
+  AttributeMap attributes;
+  DataVersion version;
+  std::optional<Tenure> tenure;
+  std::deque<Waiter> queue;
+  std::map<std::uint64_t, RequestMark> last_request;  // by process id
+  Time last_used = 0;
+  Time timer = kNever;  // min of the recall retry and the idle expiry
+  bool operator==(const SessionState&) const = default;
+};
+
+struct ProcessEntry {
+  std::uint64_t incarnation = 0;
+  Time lease_until = 0;
+  std::set<SessionId> held;
+  std::set<SessionId> queued;
+  bool operator==(const ProcessEntry&) const = default;
+  bool active() const { return !held.empty() || !queued.empty(); }
+};
+
+struct StoreState {
+  std::uint64_t epoch = 1;   // bumped by every recovery
+  Token last_token = kNoToken;
+  Time grace_until = 0;      // B7: unreclaimed tenures block grants until then
+  bool in_grace = false;
+  std::map<SessionId, SessionState> sessions;
+  std::map<std::uint64_t, ProcessEntry> processes;
+  std::set<std::pair<Time, SessionId>> timers;
+  bool operator==(const StoreState&) const = default;
+};
+
+// Counters for observability (B10); not part of the protocol state.
+struct StoreStats {
+  std::uint64_t grants = 0;
+  std::uint64_t queued = 0;
+  std::uint64_t recalls = 0;
+  std::uint64_t lease_expiries = 0;
+  std::uint64_t rejects = 0;
+  std::uint64_t commits = 0;
+  bool operator==(const StoreStats&) const = default;
+};
+
+class Store {
+ public:
+  explicit Store(const StoreConfig& config);
+
+  // Fresh store, epoch 1. Its first Effects (from Start) persist the epoch.
+  Effects Start(Time now);
+  // B7: rebuild from the records earlier lives persisted, in log order. The
+  // new life has a higher epoch and a grace period for reclaims.
+  static Store Recover(const StoreConfig& config, const std::vector<Record>& log, Time now,
+                       Effects* effects);
+
+  Effects OnMessage(Time now, const Envelope& in);
+  Effects OnTick(Time now);
+
+  const StoreState& state() const { return state_; }
+  const StoreConfig& config() const { return config_; }
+  const StoreStats& stats() const { return stats_; }
+  Address address() const { return StoreAddress(config_.node_id, state_.epoch); }
+
+  // Asserts the invariants listed above; the tests call it after every step.
+  void CheckInvariants() const;
+
+  bool operator==(const Store& other) const { return state_ == other.state_; }
+
+ private:
+  void RunDue(Time now, Effects& fx);
+  void OnAcquire(Time now, ProcessRef from, const Acquire& m, Effects& fx);
+  void OnRelease(ProcessRef from, const Release& m, Effects& fx, Time now);
+  void OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx);
+  void OnReclaim(Time now, ProcessRef from, const Reclaim& m, Effects& fx);
+  void OnCancel(Time now, ProcessRef from, const Cancel& m, Effects& fx);
+  void OnAdmin(Time now, const Address& from, const Message& m, Effects& fx);
+
+  // Returns the process entry for `from`, handling incarnations (B4): nullptr
+  // if the message comes from a predecessor and must be ignored.
+  ProcessEntry* Admit(Time now, ProcessRef from, Effects& fx);
+  void RenewLease(Time now, ProcessEntry& process);
+  void Grant(Time now, SessionId id, SessionState& s, ProcessRef to, std::uint64_t request_id,
+             const DataVersion& cached, Effects& fx);
+  void EndTenure(Time now, SessionId id, SessionState& s, Effects& fx);
+  void Revoke(Time now, SessionId id, SessionState& s, Reason reason, Effects& fx);
+  void GrantNext(Time now, SessionId id, SessionState& s, Effects& fx);
+  void SendRecall(Time now, SessionId id, SessionState& s, Effects& fx);
+  void DropQueued(SessionId id, SessionState& s, std::uint64_t process_id);
+  void ForgetProcess(Time now, std::uint64_t process_id, Reason reason, Effects& fx);
+  void Reject(ProcessRef to, SessionId session, Token token, std::uint64_t seq, MessageKind what,
+              Reason reason, Effects& fx);
+  void Send(ProcessRef to, Message m, Effects& fx);
+  // Recomputes the session's timer and erases it if it is empty and idle.
+  void Settle(Time now, SessionId id);
+  Time NextDeadline() const;
+
+  StoreConfig config_;
+  StoreState state_;
+  StoreStats stats_;
+};
+
+}  // namespace latchkey::core

@@ -1,0 +1,116 @@
+// Basic value types shared by the store, the process agent and their drivers.
+//
+// Everything here is a regular type (copyable, equality-comparable, hashable
+// through core/hash.h) so that whole system states can be stored and compared
+// by the model checker. Thread-safety: plain values, no shared state.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace latchkey::core {
+
+// Microseconds, virtual (simulator) or monotonic (server). Time only ever
+// reaches the core as an argument.
+using Time = std::uint64_t;
+inline constexpr Time kNever = std::numeric_limits<Time>::max();
+
+// Saturating addition, so "now + kNever" stays kNever.
+constexpr Time AddTime(Time a, Time b) { return a > kNever - b ? kNever : a + b; }
+
+using SessionId = std::uint64_t;
+using ThreadId = std::uint32_t;
+// Lock tokens come from one counter per store node, so they strictly increase
+// per session even when a session is deleted and created again (B2).
+using Token = std::uint64_t;
+inline constexpr Token kNoToken = 0;
+
+// A process incarnation: a restarted process gets a higher incarnation and its
+// predecessor's messages are never taken for its own (B4).
+struct ProcessRef {
+  std::uint64_t id = 0;
+  std::uint64_t incarnation = 0;
+  bool operator==(const ProcessRef&) const = default;
+  auto operator<=>(const ProcessRef&) const = default;
+};
+
+// The version of a session's data: the tenure (token) and the per-tenure
+// commit sequence number of the last write applied. Unique over a store's
+// life because tokens are.
+struct DataVersion {
+  Token token = kNoToken;
+  std::uint64_t seq = 0;
+  bool operator==(const DataVersion&) const = default;
+  auto operator<=>(const DataVersion&) const = default;
+};
+
+// R10: session data is a set of named attributes.
+using AttributeMap = std::map<std::string, std::string>;
+
+struct AttributeWrite {
+  std::string name;
+  std::string value;
+  bool erase = false;  // remove the attribute instead of setting it
+  bool operator==(const AttributeWrite&) const = default;
+};
+
+enum class Mode : std::uint8_t { kShared, kExclusive };
+
+// R9: a portion of a session that one thread locks: a set of attributes, or
+// the whole session (every attribute, including ones not yet created).
+struct Portion {
+  bool whole = false;
+  std::vector<std::string> attributes;  // sorted, unique; ignored when whole
+  Mode mode = Mode::kExclusive;
+  bool operator==(const Portion&) const = default;
+
+  static Portion Whole(Mode mode);
+  static Portion Of(std::vector<std::string> attributes, Mode mode);
+  bool Contains(std::string_view attribute) const;
+  bool Overlaps(const Portion& other) const;
+  // Two portions conflict if they overlap and either is exclusive.
+  bool ConflictsWith(const Portion& other) const;
+  bool Writable(std::string_view attribute) const {
+    return mode == Mode::kExclusive && Contains(attribute);
+  }
+};
+
+// Why something was refused, lost or failed. Errors that a peer or a thread
+// can cause are values of this type, never exceptions or asserts.
+enum class Reason : std::uint8_t {
+  kNone,
+  kStaleToken,          // the token is not the session's current one
+  kNotHolder,           // the sender does not hold the session
+  kStaleIncarnation,    // the message came from a process's predecessor
+  kLeaseExpired,        // the holder's lease ran out (B1)
+  kForceReleased,       // an administrator released the lock
+  kInvalidated,         // an administrator invalidated the session (B6)
+  kBusy,                // try-lock: the session is held by someone else (B5)
+  kTimeout,             // a wait ran past its deadline (B5)
+  kLockLost,            // the process lost the lock under a thread (B5)
+  kCommitOutcomeUnknown,// lock lost after a commit was resent: it may have applied
+  kBadPortion,          // an empty or malformed portion
+  kNotInPortion,        // a thread touched an attribute outside its portion
+  kNotLocked,           // a thread acted on a session it holds no portion of
+  kAlreadyWaiting,      // a thread asked twice for the same session
+  kNotPending,          // a cancel or reclaim that matches nothing
+  kGracePeriod,         // store restarted: no new grants until holders reclaimed (B7)
+  kProcessRestarted,    // the holder came back as a new incarnation
+  kQueueFull,           // the session's queue reached its configured bound
+  kCancelled,           // the thread withdrew its own request
+};
+
+std::string_view ReasonName(Reason reason);
+
+// Home store node of a session when sessions are spread over several store
+// nodes (B8): the splitmix64 finalizer of the id, modulo the node count.
+std::uint64_t Splitmix64(std::uint64_t x);
+inline std::uint32_t StoreForSession(SessionId session, std::uint32_t store_count) {
+  return static_cast<std::uint32_t>(Splitmix64(session) % store_count);
+}
+
+}  // namespace latchkey::core
