@@ -49,7 +49,8 @@ class DemoWorld {
     Apply(-1, store_.Start(0));
     for (int p = 0; p < options_.processes; ++p) {
       for (int t = 0; t < options_.threads; ++t) {
-        Push(static_cast<Time>(t) * 100, Event{Event::kStartRequest, p, static_cast<core::ThreadId>(t), {}});
+        Push(static_cast<Time>(t) * 100,
+             Event{Event::kStartRequest, p, static_cast<core::ThreadId>(t), {}});
       }
     }
     long long expected_total =
@@ -68,7 +69,8 @@ class DemoWorld {
     if (session != store_.state().sessions.end()) {
       stored = std::stoll(session->second.attributes.at(kCounter));
     }
-    long long expected = static_cast<long long>(options_.processes) * options_.threads * options_.requests;
+    long long expected =
+        static_cast<long long>(options_.processes) * options_.threads * options_.requests;
     std::printf("demo: %d processes x %d threads x %d requests on one session\n",
                 options_.processes, options_.threads, options_.requests);
     std::printf("  grants %llu, recalls %llu, queued %llu, commits acknowledged %lld\n",
@@ -111,8 +113,9 @@ class DemoWorld {
         }
         break;
       case Event::kStartRequest:
-        Apply(ev.node, agents_[ev.node].OnThreadAsk(now_, ev.thread, kSession,
-                                                   core::Portion::Of({kCounter}, core::Mode::kExclusive)));
+        Apply(ev.node,
+              agents_[ev.node].OnThreadAsk(now_, ev.thread, kSession,
+                                           core::Portion::Of({kCounter}, core::Mode::kExclusive)));
         break;
     }
   }
@@ -160,8 +163,7 @@ class DemoWorld {
 
   void Log(const Envelope& e) const {
     auto name = [](const core::Address& a) {
-      return a.kind == core::NodeKind::kStore ? std::string("store")
-                                              : "p" + std::to_string(a.id);
+      return a.kind == core::NodeKind::kStore ? std::string("store") : "p" + std::to_string(a.id);
     };
     std::printf("  t=%-8llu %-6s -> %-6s %s\n", static_cast<unsigned long long>(now_),
                 name(e.from).c_str(), name(e.to).c_str(),

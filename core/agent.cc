@@ -20,17 +20,22 @@ Overloaded(Fs...) -> Overloaded<Fs...>;
 
 Time AgentConfig::TrustSpan() const {
   // Both clocks may drift by drift_ppm in opposite directions over the lease.
-  Time drift = lease_us / 1'000'000 * 2 * drift_ppm + (lease_us % 1'000'000) * 2 * drift_ppm / 1'000'000;
+  Time drift =
+      lease_us / 1'000'000 * 2 * drift_ppm + (lease_us % 1'000'000) * 2 * drift_ppm / 1'000'000;
   Time allowance = drift + expiry_margin_us;
   return lease_us > allowance ? lease_us - allowance : 0;
 }
 
 std::string_view LockStateName(LockState state) {
   switch (state) {
-    case LockState::kUnlocked: return "unlocked";
-    case LockState::kRequested: return "requested";
-    case LockState::kHeld: return "held";
-    case LockState::kReleasing: return "releasing";
+    case LockState::kUnlocked:
+      return "unlocked";
+    case LockState::kRequested:
+      return "requested";
+    case LockState::kHeld:
+      return "held";
+    case LockState::kReleasing:
+      return "releasing";
   }
   return "unknown";
 }
@@ -74,27 +79,26 @@ Effects ProcessAgent::OnMessage(Time now, const Envelope& in) {
                 in.to.incarnation == config_.self.incarnation;
   // B4: a message for a predecessor incarnation (or misrouted) is ignored.
   if (for_me && AdmitEpoch(now, static_cast<std::uint32_t>(in.from.id), in.from.incarnation, fx)) {
-    std::visit(Overloaded{
-                   [&](const Granted& m) { OnGranted(now, m, fx); },
-                   [&](const Queued& m) { OnQueued(now, m); },
-                   [&](const Busy& m) { OnBusy(now, m, fx); },
-                   [&](const Recall& m) { OnRecall(now, m, fx); },
-                   [&](const ReleaseAck& m) { OnReleaseAck(now, m, fx); },
-                   [&](const CommitAck& m) { OnCommitAck(now, m, fx); },
-                   [&](const HeartbeatAck& m) {
-                     StoreLink& link = state_.stores[in.from.id];
-                     if (link.heartbeat_outstanding && m.seq == link.heartbeat_seq) {
-                       link.heartbeat_outstanding = false;
-                       Trust(static_cast<std::uint32_t>(in.from.id), link.heartbeat_sent_at);
-                     }
-                   },
-                   [&](const ReclaimAck& m) { OnReclaimAck(now, m); },
-                   [&](const Revoked& m) { OnRevoked(now, m, fx); },
-                   [&](const Rejected& m) { OnRejected(now, m, fx); },
-                   [&](const CancelAck&) {},
-                   [&](const auto&) {},  // agent-to-store kinds
-               },
-               in.message);
+    std::visit(
+        Overloaded{
+            [&](const Granted& m) { OnGranted(now, m, fx); },
+            [&](const Queued& m) { OnQueued(now, m); }, [&](const Busy& m) { OnBusy(now, m, fx); },
+            [&](const Recall& m) { OnRecall(now, m, fx); },
+            [&](const ReleaseAck& m) { OnReleaseAck(now, m, fx); },
+            [&](const CommitAck& m) { OnCommitAck(now, m, fx); },
+            [&](const HeartbeatAck& m) {
+              StoreLink& link = state_.stores[in.from.id];
+              if (link.heartbeat_outstanding && m.seq == link.heartbeat_seq) {
+                link.heartbeat_outstanding = false;
+                Trust(static_cast<std::uint32_t>(in.from.id), link.heartbeat_sent_at);
+              }
+            },
+            [&](const ReclaimAck& m) { OnReclaimAck(now, m); },
+            [&](const Revoked& m) { OnRevoked(now, m, fx); },
+            [&](const Rejected& m) { OnRejected(now, m, fx); }, [&](const CancelAck&) {},
+            [&](const auto&) {},  // agent-to-store kinds
+        },
+        in.message);
   }
   fx.next_deadline = NextDeadline();
   return fx;
@@ -124,14 +128,15 @@ Effects ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session,
   if (try_only) {
     // B5: a try-lock may wait for the store's answer, but never for another
     // process or for a conflicting thread.
-    bool local_busy = s.state == LockState::kHeld &&
-                      (s.recalled || !Trusts(now, session) ||
-                       std::any_of(s.holders.begin(), s.holders.end(),
-                                   [&](const ThreadHold& h) { return h.portion.ConflictsWith(portion); }) ||
-                       std::any_of(s.waiters.begin(), s.waiters.end(),
-                                   [&](const ThreadWait& w) { return w.portion.ConflictsWith(portion); }));
-    bool remote_busy = s.state == LockState::kReleasing ||
-                       (s.state == LockState::kRequested && !s.try_request);
+    bool local_busy =
+        s.state == LockState::kHeld &&
+        (s.recalled || !Trusts(now, session) ||
+         std::any_of(s.holders.begin(), s.holders.end(),
+                     [&](const ThreadHold& h) { return h.portion.ConflictsWith(portion); }) ||
+         std::any_of(s.waiters.begin(), s.waiters.end(),
+                     [&](const ThreadWait& w) { return w.portion.ConflictsWith(portion); }));
+    bool remote_busy =
+        s.state == LockState::kReleasing || (s.state == LockState::kRequested && !s.try_request);
     if (local_busy || remote_busy) return fail(Reason::kBusy);
   }
   s.idle_release_at = kNever;
@@ -510,8 +515,8 @@ void ProcessAgent::RunDue(Time now, Effects& fx) {
       link.heartbeat_sent_at = now;
       link.heartbeat_outstanding = true;
       link.next_heartbeat_at = AddTime(now, config_.EffectiveHeartbeat());
-      fx.send.push_back(Envelope{address(), StoreAddress(store, link.epoch),
-                                 Heartbeat{link.heartbeat_seq}});
+      fx.send.push_back(
+          Envelope{address(), StoreAddress(store, link.epoch), Heartbeat{link.heartbeat_seq}});
     }
   }
   while (!state_.timers.empty() && state_.timers.begin()->first <= now) {

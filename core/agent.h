@@ -37,13 +37,13 @@ namespace latchkey::core {
 
 struct AgentConfig {
   ProcessRef self{1, 1};
-  std::uint32_t store_count = 1;     // B8: sessions are spread over this many store nodes
-  Time lease_us = 2'000'000;         // B1: the stores' lease length
-  std::uint32_t drift_ppm = 1000;    // bound on clock-rate difference to the stores
-  Time expiry_margin_us = 20'000;    // extra safety before the lease end
-  Time heartbeat_us = 0;             // 0 means lease_us / 4
-  Time retry_us = 100'000;           // resend an unanswered request this often (B4)
-  Time idle_release_us = kNever;     // R6/R8: 0 = release after every request
+  std::uint32_t store_count = 1;   // B8: sessions are spread over this many store nodes
+  Time lease_us = 2'000'000;       // B1: the stores' lease length
+  std::uint32_t drift_ppm = 1000;  // bound on clock-rate difference to the stores
+  Time expiry_margin_us = 20'000;  // extra safety before the lease end
+  Time heartbeat_us = 0;           // 0 means lease_us / 4
+  Time retry_us = 100'000;         // resend an unanswered request this often (B4)
+  Time idle_release_us = kNever;   // R6/R8: 0 = release after every request
   bool operator==(const AgentConfig&) const = default;
 
   Time EffectiveHeartbeat() const { return heartbeat_us != 0 ? heartbeat_us : lease_us / 4; }
@@ -93,7 +93,7 @@ struct AgentSession {
   Token recall_seen = kNoToken;  // a recall that overtook its grant
   bool reclaiming = false;       // B7: a Reclaim is unanswered
   Time reclaim_sent_at = 0;
-  AttributeMap cache;            // authoritative while held
+  AttributeMap cache;  // authoritative while held
   DataVersion cache_version;
   std::vector<ThreadHold> holders;
   std::deque<ThreadWait> waiters;
@@ -106,14 +106,14 @@ struct AgentSession {
 };
 
 struct StoreLink {
-  std::uint64_t epoch = 0;       // 0 until the store first answers
-  Time trusted_until = 0;        // B1: self-expiry point, by this process's clock
+  std::uint64_t epoch = 0;  // 0 until the store first answers
+  Time trusted_until = 0;   // B1: self-expiry point, by this process's clock
   std::uint64_t heartbeat_seq = 0;
   Time heartbeat_sent_at = 0;
   bool heartbeat_outstanding = false;
   Time next_heartbeat_at = kNever;
-  std::uint32_t engaged = 0;     // sessions homed here that are not Unlocked
-  std::uint32_t held = 0;        // sessions homed here that are Held
+  std::uint32_t engaged = 0;  // sessions homed here that are not Unlocked
+  std::uint32_t held = 0;     // sessions homed here that are Held
   bool operator==(const StoreLink&) const = default;
 };
 
@@ -163,8 +163,7 @@ class ProcessAgent {
   // Reads and writes of a thread that holds a portion. They touch only the
   // cache and the thread's buffered writes, so they have no Effects.
   ReadResult Read(ThreadId thread, SessionId session, const std::string& attribute) const;
-  Reason Write(ThreadId thread, SessionId session, const std::string& attribute,
-               std::string value);
+  Reason Write(ThreadId thread, SessionId session, const std::string& attribute, std::string value);
   Reason Erase(ThreadId thread, SessionId session, const std::string& attribute);
   // B6: logout; needs the whole session, exclusive.
   Reason Clear(ThreadId thread, SessionId session);

@@ -18,7 +18,7 @@ AssertHandler SetAssertHandler(AssertHandler handler);
 
 }  // namespace latchkey::core
 
-#define LK_ASSERT(condition)                                                 \
-  do {                                                                       \
+#define LK_ASSERT(condition)                                                          \
+  do {                                                                                \
     if (!(condition)) ::latchkey::core::AssertFailed(#condition, __FILE__, __LINE__); \
   } while (false)

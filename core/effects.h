@@ -71,10 +71,10 @@ struct ThreadEvent {
 };
 
 struct Effects {
-  std::vector<Record> persist;     // 1. durable before anything leaves
-  std::vector<Envelope> send;      // 2. then send
-  std::vector<ThreadEvent> wake;   // 3. agent only: wake request threads
-  Time next_deadline = kNever;     // 4. call OnTick by then
+  std::vector<Record> persist;    // 1. durable before anything leaves
+  std::vector<Envelope> send;     // 2. then send
+  std::vector<ThreadEvent> wake;  // 3. agent only: wake request threads
+  Time next_deadline = kNever;    // 4. call OnTick by then
 
   bool empty() const { return persist.empty() && send.empty() && wake.empty(); }
 };

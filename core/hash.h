@@ -34,10 +34,8 @@ class Hasher {
 };
 
 template <class T>
-  requires std::is_integral_v<T> || std::is_enum_v<T>
-void HashValue(Hasher& h, T v) {
-  h.Mix(static_cast<std::uint64_t>(v));
-}
+requires std::is_integral_v<T> || std::is_enum_v<T>
+void HashValue(Hasher& h, T v) { h.Mix(static_cast<std::uint64_t>(v)); }
 inline void HashValue(Hasher& h, const std::string& s) {
   h.Mix(s.size());
   std::uint64_t word = 0;
@@ -96,7 +94,9 @@ inline void HashValue(Hasher& h, const AdminInvalidate& m) { HashFields(h, m.ses
 inline void HashValue(Hasher& h, const Granted& m) {
   HashFields(h, m.session, m.token, m.request_id, m.version, m.has_snapshot, m.snapshot);
 }
-inline void HashValue(Hasher& h, const Queued& m) { HashFields(h, m.session, m.request_id, m.ahead); }
+inline void HashValue(Hasher& h, const Queued& m) {
+  HashFields(h, m.session, m.request_id, m.ahead);
+}
 inline void HashValue(Hasher& h, const Busy& m) { HashFields(h, m.session, m.request_id); }
 inline void HashValue(Hasher& h, const Recall& m) { HashFields(h, m.session, m.token); }
 inline void HashValue(Hasher& h, const ReleaseAck& m) { HashFields(h, m.session, m.token); }
@@ -118,7 +118,9 @@ inline void HashValue(Hasher& h, const Tenure& t) {
 inline void HashValue(Hasher& h, const Waiter& w) {
   HashFields(h, w.process, w.request_id, w.buffered_at, w.cached);
 }
-inline void HashValue(Hasher& h, const RequestMark& m) { HashFields(h, m.incarnation, m.request_id); }
+inline void HashValue(Hasher& h, const RequestMark& m) {
+  HashFields(h, m.incarnation, m.request_id);
+}
 inline void HashValue(Hasher& h, const SessionState& s) {
   HashFields(h, s.attributes, s.version, s.tenure, s.queue, s.last_request, s.last_used, s.timer);
 }

@@ -173,9 +173,25 @@ using Message = std::variant<Acquire, Release, Commit, Heartbeat, Reclaim, Cance
 
 // Index into Message, stable for tracing and the wire format.
 enum class MessageKind : std::uint8_t {
-  kAcquire, kRelease, kCommit, kHeartbeat, kReclaim, kCancel, kForceRelease,
-  kAdminInvalidate, kGranted, kQueued, kBusy, kRecall, kReleaseAck, kCommitAck,
-  kHeartbeatAck, kReclaimAck, kCancelAck, kRevoked, kRejected,
+  kAcquire,
+  kRelease,
+  kCommit,
+  kHeartbeat,
+  kReclaim,
+  kCancel,
+  kForceRelease,
+  kAdminInvalidate,
+  kGranted,
+  kQueued,
+  kBusy,
+  kRecall,
+  kReleaseAck,
+  kCommitAck,
+  kHeartbeatAck,
+  kReclaimAck,
+  kCancelAck,
+  kRevoked,
+  kRejected,
 };
 inline MessageKind KindOf(const Message& m) { return static_cast<MessageKind>(m.index()); }
 std::string_view MessageKindName(MessageKind kind);

@@ -49,38 +49,38 @@ Store Store::Recover(const StoreConfig& config, const std::vector<Record>& log, 
   StoreState& st = store.state_;
   std::uint64_t last_epoch = 0;
   for (const Record& record : log) {
-    std::visit(
-        Overloaded{
-            [&](const StoreStartedRecord& r) { last_epoch = std::max(last_epoch, r.epoch); },
-            [&](const GrantRecord& r) {
-              SessionState& s = st.sessions[r.session];
-              Tenure t;
-              t.holder = r.holder;
-              t.token = r.token;
-              t.granted_at = now;
-              t.reclaimed = false;
-              s.tenure = t;
-              st.last_token = std::max(st.last_token, r.token);
-            },
-            [&](const TenureEndRecord& r) {
-              auto it = st.sessions.find(r.session);
-              if (it != st.sessions.end() && it->second.tenure && it->second.tenure->token == r.token)
-                it->second.tenure.reset();
-            },
-            [&](const CommitRecord& r) {
-              SessionState& s = st.sessions[r.session];
-              ApplyWrites(s.attributes, r.clear_first, r.writes);
-              s.version = {r.token, r.seq};
-              if (s.tenure && s.tenure->token == r.token) s.tenure->last_seq = r.seq;
-            },
-            [&](const SessionDroppedRecord& r) {
-              auto it = st.sessions.find(r.session);
-              if (it == st.sessions.end()) return;
-              it->second.attributes.clear();
-              it->second.version = {};
-            },
-        },
-        record);
+    std::visit(Overloaded{
+                   [&](const StoreStartedRecord& r) { last_epoch = std::max(last_epoch, r.epoch); },
+                   [&](const GrantRecord& r) {
+                     SessionState& s = st.sessions[r.session];
+                     Tenure t;
+                     t.holder = r.holder;
+                     t.token = r.token;
+                     t.granted_at = now;
+                     t.reclaimed = false;
+                     s.tenure = t;
+                     st.last_token = std::max(st.last_token, r.token);
+                   },
+                   [&](const TenureEndRecord& r) {
+                     auto it = st.sessions.find(r.session);
+                     if (it != st.sessions.end() && it->second.tenure &&
+                         it->second.tenure->token == r.token)
+                       it->second.tenure.reset();
+                   },
+                   [&](const CommitRecord& r) {
+                     SessionState& s = st.sessions[r.session];
+                     ApplyWrites(s.attributes, r.clear_first, r.writes);
+                     s.version = {r.token, r.seq};
+                     if (s.tenure && s.tenure->token == r.token) s.tenure->last_seq = r.seq;
+                   },
+                   [&](const SessionDroppedRecord& r) {
+                     auto it = st.sessions.find(r.session);
+                     if (it == st.sessions.end()) return;
+                     it->second.attributes.clear();
+                     it->second.version = {};
+                   },
+               },
+               record);
   }
   st.epoch = last_epoch + 1;
   st.grace_until = AddTime(now, config.EffectiveGrace());
@@ -267,8 +267,7 @@ void Store::OnAcquire(Time now, ProcessRef from, const Acquire& m, Effects& fx) 
     s.queue.push_back(Waiter{from, m.request_id, now, m.cached});
     p.queued.insert(m.session);
     ++stats_.queued;
-    Send(from, Queued{m.session, m.request_id, static_cast<std::uint32_t>(s.queue.size() - 1)},
-         fx);
+    Send(from, Queued{m.session, m.request_id, static_cast<std::uint32_t>(s.queue.size() - 1)}, fx);
   }
   if (s.tenure && !s.tenure->recalled) SendRecall(now, m.session, s, fx);  // R7
   GrantNext(now, m.session, s, fx);
@@ -377,8 +376,8 @@ void Store::OnAdmin(Time now, const Address& from, const Message& m, Effects& fx
   }
 }
 
-void Store::Grant(Time now, SessionId id, SessionState& s, ProcessRef to,
-                  std::uint64_t request_id, const DataVersion& cached, Effects& fx) {
+void Store::Grant(Time now, SessionId id, SessionState& s, ProcessRef to, std::uint64_t request_id,
+                  const DataVersion& cached, Effects& fx) {
   LK_ASSERT(!s.tenure);
   ProcessEntry& p = state_.processes.at(to.id);
   LK_ASSERT(p.incarnation == to.incarnation);

@@ -32,11 +32,11 @@ namespace latchkey::core {
 
 struct StoreConfig {
   std::uint64_t node_id = 0;
-  Time lease_us = 2'000'000;         // B1: a process's lease, renewed by heartbeats
-  Time recall_retry_us = 250'000;    // R7: resend a recall this often while unanswered
-  Time session_idle_us = kNever;     // B6: drop a session unused this long
-  Time grace_us = 0;                 // B7: 0 means lease_us + lease_us / 4
-  std::uint32_t max_queue = 0;       // buffered requests per session; 0 = unbounded
+  Time lease_us = 2'000'000;       // B1: a process's lease, renewed by heartbeats
+  Time recall_retry_us = 250'000;  // R7: resend a recall this often while unanswered
+  Time session_idle_us = kNever;   // B6: drop a session unused this long
+  Time grace_us = 0;               // B7: 0 means lease_us + lease_us / 4
+  std::uint32_t max_queue = 0;     // buffered requests per session; 0 = unbounded
   bool operator==(const StoreConfig&) const = default;
 
   Time EffectiveGrace() const { return grace_us != 0 ? grace_us : lease_us + lease_us / 4; }
@@ -48,10 +48,10 @@ struct Tenure {
   Token token = kNoToken;
   std::uint64_t request_id = 0;  // the Acquire it answers (B4: answer repeats)
   Time granted_at = 0;
-  std::uint64_t last_seq = 0;    // last commit applied in this tenure
-  bool recalled = false;         // R7: once per tenure, then on a timer
+  std::uint64_t last_seq = 0;  // last commit applied in this tenure
+  bool recalled = false;       // R7: once per tenure, then on a timer
   Time recall_retry_at = kNever;
-  bool reclaimed = true;         // B7: false from recovery until reclaimed
+  bool reclaimed = true;  // B7: false from recovery until reclaimed
   bool operator==(const Tenure&) const = default;
 };
 
@@ -92,9 +92,9 @@ struct ProcessEntry {
 };
 
 struct StoreState {
-  std::uint64_t epoch = 1;   // bumped by every recovery
+  std::uint64_t epoch = 1;  // bumped by every recovery
   Token last_token = kNoToken;
-  Time grace_until = 0;      // B7: unreclaimed tenures block grants until then
+  Time grace_until = 0;  // B7: unreclaimed tenures block grants until then
   bool in_grace = false;
   std::map<SessionId, SessionState> sessions;
   std::map<std::uint64_t, ProcessEntry> processes;

@@ -60,51 +60,90 @@ bool Portion::ConflictsWith(const Portion& other) const {
 
 std::string_view ReasonName(Reason reason) {
   switch (reason) {
-    case Reason::kNone: return "none";
-    case Reason::kStaleToken: return "stale_token";
-    case Reason::kNotHolder: return "not_holder";
-    case Reason::kStaleIncarnation: return "stale_incarnation";
-    case Reason::kLeaseExpired: return "lease_expired";
-    case Reason::kForceReleased: return "force_released";
-    case Reason::kInvalidated: return "invalidated";
-    case Reason::kBusy: return "busy";
-    case Reason::kTimeout: return "timeout";
-    case Reason::kLockLost: return "lock_lost";
-    case Reason::kCommitOutcomeUnknown: return "commit_outcome_unknown";
-    case Reason::kBadPortion: return "bad_portion";
-    case Reason::kNotInPortion: return "not_in_portion";
-    case Reason::kNotLocked: return "not_locked";
-    case Reason::kAlreadyWaiting: return "already_waiting";
-    case Reason::kNotPending: return "not_pending";
-    case Reason::kGracePeriod: return "grace_period";
-    case Reason::kProcessRestarted: return "process_restarted";
-    case Reason::kQueueFull: return "queue_full";
-    case Reason::kCancelled: return "cancelled";
+    case Reason::kNone:
+      return "none";
+    case Reason::kStaleToken:
+      return "stale_token";
+    case Reason::kNotHolder:
+      return "not_holder";
+    case Reason::kStaleIncarnation:
+      return "stale_incarnation";
+    case Reason::kLeaseExpired:
+      return "lease_expired";
+    case Reason::kForceReleased:
+      return "force_released";
+    case Reason::kInvalidated:
+      return "invalidated";
+    case Reason::kBusy:
+      return "busy";
+    case Reason::kTimeout:
+      return "timeout";
+    case Reason::kLockLost:
+      return "lock_lost";
+    case Reason::kCommitOutcomeUnknown:
+      return "commit_outcome_unknown";
+    case Reason::kBadPortion:
+      return "bad_portion";
+    case Reason::kNotInPortion:
+      return "not_in_portion";
+    case Reason::kNotLocked:
+      return "not_locked";
+    case Reason::kAlreadyWaiting:
+      return "already_waiting";
+    case Reason::kNotPending:
+      return "not_pending";
+    case Reason::kGracePeriod:
+      return "grace_period";
+    case Reason::kProcessRestarted:
+      return "process_restarted";
+    case Reason::kQueueFull:
+      return "queue_full";
+    case Reason::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
 
 std::string_view MessageKindName(MessageKind kind) {
   switch (kind) {
-    case MessageKind::kAcquire: return "Acquire";
-    case MessageKind::kRelease: return "Release";
-    case MessageKind::kCommit: return "Commit";
-    case MessageKind::kHeartbeat: return "Heartbeat";
-    case MessageKind::kReclaim: return "Reclaim";
-    case MessageKind::kCancel: return "Cancel";
-    case MessageKind::kForceRelease: return "ForceRelease";
-    case MessageKind::kAdminInvalidate: return "AdminInvalidate";
-    case MessageKind::kGranted: return "Granted";
-    case MessageKind::kQueued: return "Queued";
-    case MessageKind::kBusy: return "Busy";
-    case MessageKind::kRecall: return "Recall";
-    case MessageKind::kReleaseAck: return "ReleaseAck";
-    case MessageKind::kCommitAck: return "CommitAck";
-    case MessageKind::kHeartbeatAck: return "HeartbeatAck";
-    case MessageKind::kReclaimAck: return "ReclaimAck";
-    case MessageKind::kCancelAck: return "CancelAck";
-    case MessageKind::kRevoked: return "Revoked";
-    case MessageKind::kRejected: return "Rejected";
+    case MessageKind::kAcquire:
+      return "Acquire";
+    case MessageKind::kRelease:
+      return "Release";
+    case MessageKind::kCommit:
+      return "Commit";
+    case MessageKind::kHeartbeat:
+      return "Heartbeat";
+    case MessageKind::kReclaim:
+      return "Reclaim";
+    case MessageKind::kCancel:
+      return "Cancel";
+    case MessageKind::kForceRelease:
+      return "ForceRelease";
+    case MessageKind::kAdminInvalidate:
+      return "AdminInvalidate";
+    case MessageKind::kGranted:
+      return "Granted";
+    case MessageKind::kQueued:
+      return "Queued";
+    case MessageKind::kBusy:
+      return "Busy";
+    case MessageKind::kRecall:
+      return "Recall";
+    case MessageKind::kReleaseAck:
+      return "ReleaseAck";
+    case MessageKind::kCommitAck:
+      return "CommitAck";
+    case MessageKind::kHeartbeatAck:
+      return "HeartbeatAck";
+    case MessageKind::kReclaimAck:
+      return "ReclaimAck";
+    case MessageKind::kCancelAck:
+      return "CancelAck";
+    case MessageKind::kRevoked:
+      return "Revoked";
+    case MessageKind::kRejected:
+      return "Rejected";
   }
   return "Unknown";
 }

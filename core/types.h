@@ -83,25 +83,25 @@ struct Portion {
 // can cause are values of this type, never exceptions or asserts.
 enum class Reason : std::uint8_t {
   kNone,
-  kStaleToken,          // the token is not the session's current one
-  kNotHolder,           // the sender does not hold the session
-  kStaleIncarnation,    // the message came from a process's predecessor
-  kLeaseExpired,        // the holder's lease ran out (B1)
-  kForceReleased,       // an administrator released the lock
-  kInvalidated,         // an administrator invalidated the session (B6)
-  kBusy,                // try-lock: the session is held by someone else (B5)
-  kTimeout,             // a wait ran past its deadline (B5)
-  kLockLost,            // the process lost the lock under a thread (B5)
-  kCommitOutcomeUnknown,// lock lost after a commit was resent: it may have applied
-  kBadPortion,          // an empty or malformed portion
-  kNotInPortion,        // a thread touched an attribute outside its portion
-  kNotLocked,           // a thread acted on a session it holds no portion of
-  kAlreadyWaiting,      // a thread asked twice for the same session
-  kNotPending,          // a cancel or reclaim that matches nothing
-  kGracePeriod,         // store restarted: no new grants until holders reclaimed (B7)
-  kProcessRestarted,    // the holder came back as a new incarnation
-  kQueueFull,           // the session's queue reached its configured bound
-  kCancelled,           // the thread withdrew its own request
+  kStaleToken,            // the token is not the session's current one
+  kNotHolder,             // the sender does not hold the session
+  kStaleIncarnation,      // the message came from a process's predecessor
+  kLeaseExpired,          // the holder's lease ran out (B1)
+  kForceReleased,         // an administrator released the lock
+  kInvalidated,           // an administrator invalidated the session (B6)
+  kBusy,                  // try-lock: the session is held by someone else (B5)
+  kTimeout,               // a wait ran past its deadline (B5)
+  kLockLost,              // the process lost the lock under a thread (B5)
+  kCommitOutcomeUnknown,  // lock lost after a commit was resent: it may have applied
+  kBadPortion,            // an empty or malformed portion
+  kNotInPortion,          // a thread touched an attribute outside its portion
+  kNotLocked,             // a thread acted on a session it holds no portion of
+  kAlreadyWaiting,        // a thread asked twice for the same session
+  kNotPending,            // a cancel or reclaim that matches nothing
+  kGracePeriod,           // store restarted: no new grants until holders reclaimed (B7)
+  kProcessRestarted,      // the holder came back as a new incarnation
+  kQueueFull,             // the session's queue reached its configured bound
+  kCancelled,             // the thread withdrew its own request
 };
 
 std::string_view ReasonName(Reason reason);

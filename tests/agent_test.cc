@@ -1,1 +1,1 @@
-#include "core/agent.h"
+#include "tests/harness.h"

@@ -1,1 +1,1 @@
-#include "core/hash.h"
+#include "tests/harness.h"
