@@ -485,7 +485,11 @@ void ProcessAgent::OnRejected(Time now, const Rejected& m, Effects& fx) {
     case MessageKind::kCommit:
     case MessageKind::kReclaim:
       // R1: the store no longer takes our token; the tenure is over.
-      if (s.state == LockState::kHeld && s.token == m.token) LoseLock(now, m.session, s, fx);
+      if (s.state == LockState::kHeld && s.token == m.token) {
+        bool head_refused = static_cast<MessageKind>(m.what) == MessageKind::kCommit &&
+                            !s.commits.empty() && s.commits.front().seq == m.seq;
+        LoseLock(now, m.session, s, fx, head_refused);
+      }
       break;
     case MessageKind::kAcquire:
       if (s.state == LockState::kRequested && m.seq == s.request_id) {
@@ -645,13 +649,16 @@ void ProcessAgent::ReleaseLock(Time now, SessionId id, AgentSession& s, Effects&
   Send(id, Release{id, s.token}, fx);
 }
 
-void ProcessAgent::LoseLock(Time now, SessionId id, AgentSession& s, Effects& fx) {
+void ProcessAgent::LoseLock(Time now, SessionId id, AgentSession& s, Effects& fx,
+                            bool head_refused) {
   LK_ASSERT(s.state == LockState::kHeld);
-  // B5: every thread whose lock went away is told.
+  // B5: every thread whose lock went away is told. Only the head commit was
+  // ever sent: unless the store refused its only copy, it may have applied.
   for (const ThreadHold& h : s.holders) {
     Reason reason = Reason::kLockLost;
-    for (const PendingCommit& c : s.commits) {
-      if (c.thread == h.thread && c.resent) reason = Reason::kCommitOutcomeUnknown;
+    if (!s.commits.empty() && s.commits.front().thread == h.thread &&
+        !(head_refused && !s.commits.front().resent)) {
+      reason = Reason::kCommitOutcomeUnknown;
     }
     fx.wake.push_back({h.thread, id, ThreadEventKind::kFailed, reason});
   }

@@ -206,7 +206,10 @@ class ProcessAgent {
   void Trust(std::uint32_t store, Time sent_at);
   void RequestLock(Time now, SessionId id, AgentSession& s, Effects& fx);
   void ReleaseLock(Time now, SessionId id, AgentSession& s, Effects& fx);
-  void LoseLock(Time now, SessionId id, AgentSession& s, Effects& fx);
+  // The tenure is over: holders fail (kCommitOutcomeUnknown for the thread
+  // whose commit was sent, unless `head_refused`: the store refused the only
+  // copy, so it did not apply).
+  void LoseLock(Time now, SessionId id, AgentSession& s, Effects& fx, bool head_refused = false);
   void SendHeadCommit(Time now, SessionId id, AgentSession& s, Effects& fx);
   // Grants waiting threads what can be granted, then releases if the tenure
   // is no longer needed. Call after anything that may unblock a session.

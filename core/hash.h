@@ -110,6 +110,20 @@ inline void HashValue(Hasher& h, const Rejected& m) {
 }
 inline void HashValue(Hasher& h, const Envelope& e) { HashFields(h, e.from, e.to, e.message); }
 
+// Records and thread events.
+inline void HashValue(Hasher& h, const StoreStartedRecord& r) { HashFields(h, r.epoch); }
+inline void HashValue(Hasher& h, const GrantRecord& r) {
+  HashFields(h, r.session, r.token, r.holder);
+}
+inline void HashValue(Hasher& h, const TenureEndRecord& r) { HashFields(h, r.session, r.token); }
+inline void HashValue(Hasher& h, const CommitRecord& r) {
+  HashFields(h, r.session, r.token, r.seq, r.clear_first, r.writes);
+}
+inline void HashValue(Hasher& h, const SessionDroppedRecord& r) { HashFields(h, r.session); }
+inline void HashValue(Hasher& h, const ThreadEvent& e) {
+  HashFields(h, e.thread, e.session, e.kind, e.reason);
+}
+
 // Store state.
 inline void HashValue(Hasher& h, const Tenure& t) {
   HashFields(h, t.holder, t.token, t.request_id, t.granted_at, t.last_seq, t.recalled,

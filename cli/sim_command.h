@@ -1,0 +1,20 @@
+// `latchkey sim`: one simulation run with a readable summary.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace latchkey::cli {
+
+struct SimOptions {
+  std::uint64_t seed = 1;
+  std::string config_path;  // JSON SimConfig; empty = defaults
+  std::string trace_path;   // JSONL trace; empty = none
+  bool check_determinism = false;
+  bool json = false;
+};
+
+// Exit codes: 0 run finished, 1 determinism or liveness failure, 2 bad input.
+int RunSim(const SimOptions& options);
+
+}  // namespace latchkey::cli

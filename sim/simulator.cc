@@ -1,0 +1,867 @@
+#include "sim/simulator.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "core/assert.h"
+#include "core/hash.h"
+#include "sim/trace.h"
+
+namespace latchkey::sim {
+
+namespace {
+
+constexpr std::int64_t kMillion = 1'000'000;
+constexpr std::uint64_t kZipfScale = 1ULL << 53;
+
+std::uint64_t ParseCounter(const std::optional<std::string>& value) {
+  if (!value) return 0;
+  std::uint64_t n = 0;
+  for (char c : *value) {
+    if (c < '0' || c > '9') break;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return n;
+}
+
+enum class Action : std::uint8_t {
+  kNone,
+  kStart,
+  kAsk,
+  kFinish,
+  kCrash,
+  kRecover,
+  kDropDown,
+  kDropPartition,
+  kFault,
+  kHeal,
+  kQuiet
+};
+constexpr const char* kActionNames[] = {"",      "start",   "ask",       "finish",
+                                        "crash", "recover", "drop_down", "drop_partition",
+                                        "fault", "heal",    "quiet"};
+
+}  // namespace
+
+std::string_view EventKindName(EventKind kind) {
+  switch (kind) {
+    case EventKind::kDeliver:
+      return "deliver";
+    case EventKind::kTick:
+      return "tick";
+    case EventKind::kThreadStart:
+      return "thread_start";
+    case EventKind::kThreadFinish:
+      return "thread_finish";
+    case EventKind::kFault:
+      return "fault";
+    case EventKind::kRecover:
+      return "recover";
+    case EventKind::kHeal:
+      return "heal";
+    case EventKind::kFaultCheck:
+      return "fault_check";
+    case EventKind::kQuiet:
+      return "quiet";
+  }
+  return "unknown";
+}
+
+// ---- clocks ------------------------------------------------------------------
+
+Time Clock::Local(Time t) const {
+  __int128 local =
+      static_cast<__int128>(t) + offset_us + static_cast<__int128>(t) * drift_ppm / kMillion;
+  if (local < 0) return 0;
+  if (local >= static_cast<__int128>(core::kNever)) return core::kNever - 1;
+  return static_cast<Time>(local);
+}
+
+Time Clock::TrueAt(Time local) const {
+  if (local == core::kNever) return core::kNever;
+  __int128 guess = (static_cast<__int128>(local) - offset_us) * kMillion / (kMillion + drift_ppm);
+  if (guess < 0) guess = 0;
+  if (guess >= static_cast<__int128>(core::kNever)) return core::kNever;
+  Time t = static_cast<Time>(guess);
+  while (Local(t) < local) ++t;
+  while (t > 0 && Local(t - 1) >= local) --t;
+  return t;
+}
+
+void Clock::SetDrift(Time t, std::int32_t drift) {
+  Time before = Local(t);
+  drift_ppm = drift;
+  offset_us = 0;
+  offset_us = static_cast<std::int64_t>(before) - static_cast<std::int64_t>(Local(t));
+}
+
+// ---- set-up ------------------------------------------------------------------
+
+Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
+    : config_(config),
+      seed_(seed),
+      net_rng_(Prng::Stream(seed, "network")),
+      fault_rng_(Prng::Stream(seed, "faults")),
+      clock_rng_(Prng::Stream(seed, "clocks")),
+      network_(config.network) {
+  LK_ASSERT(ValidateConfig(config_).empty());
+  std::copy(std::begin(config_.faults.ppm), std::end(config_.faults.ppm), fault_ppm_);
+  if (config_.swarm) {
+    // Swarm testing: this seed decides which fault kinds are on, and how often.
+    Prng swarm = Prng::Stream(seed, "swarm");
+    static constexpr std::uint32_t kRates[] = {200, 1'000, 5'000, 20'000};
+    for (std::uint32_t& ppm : fault_ppm_) ppm = swarm.Chance(1, 2) ? kRates[swarm.Below(4)] : 0;
+    static constexpr std::uint32_t kNetRates[] = {0, 1'000, 10'000, 50'000};
+    network_.loss_ppm = kNetRates[swarm.Below(4)];
+    network_.duplicate_ppm = kNetRates[swarm.Below(4)];
+    network_.reorder_ppm = kNetRates[swarm.Below(4)];
+  }
+  const std::uint32_t S = config_.stores;
+  const std::uint32_t P = config_.processes();
+  const auto half_bound = static_cast<std::int32_t>(config_.drift_ppm / 2);
+  auto draw_drift = [&] {
+    return static_cast<std::int32_t>(
+               clock_rng_.Range(0, 2 * static_cast<std::uint64_t>(half_bound))) -
+           half_bound;
+  };
+  for (std::uint32_t i = 0; i < S; ++i) {
+    core::StoreConfig sc;
+    sc.node_id = i;
+    sc.lease_us = config_.lease_us;
+    sc.recall_retry_us = config_.recall_retry_us;
+    sc.session_idle_us = config_.session_idle_us;
+    stores_.push_back(StoreNode{core::Store(sc), {}, true, {}, 0, 0, core::kNever, core::kNever});
+    stores_.back().clock.drift_ppm = draw_drift();
+  }
+  for (std::uint32_t i = 0; i < P; ++i) {
+    core::AgentConfig ac;
+    ac.self = {i + 1, 1};
+    ac.store_count = S;
+    ac.lease_us = config_.lease_us;
+    ac.drift_ppm = config_.drift_ppm;
+    ac.expiry_margin_us = config_.expiry_margin_us;
+    ac.retry_us = config_.retry_us;
+    ac.idle_release_us = config_.idle_release_us;
+    processes_.push_back(ProcessNode{core::ProcessAgent(ac),
+                                     i / config_.processes_per_server,
+                                     true,
+                                     {},
+                                     0,
+                                     0,
+                                     core::kNever,
+                                     core::kNever});
+    processes_.back().clock.drift_ppm = draw_drift();
+  }
+  // Sessions by home process (WORKLOAD.md: home(s) = splitmix64(s) mod P).
+  const WorkloadConfig& w = config_.workload;
+  home_sessions_.resize(P);
+  other_sessions_.resize(P);
+  for (core::SessionId s = 0; s < w.sessions; ++s) {
+    std::uint32_t home = static_cast<std::uint32_t>(core::Splitmix64(s) % P);
+    for (std::uint32_t p = 0; p < P; ++p) {
+      (p == home ? home_sessions_ : other_sessions_)[p].push_back(s);
+    }
+  }
+  if (w.zipf) {
+    auto cdf = [&](const std::vector<core::SessionId>& set) {
+      std::vector<double> weights;
+      double total = 0;
+      for (core::SessionId s : set) {
+        weights.push_back(1.0 / std::pow(static_cast<double>(s + 1), w.zipf_s));
+        total += weights.back();
+      }
+      std::vector<std::uint64_t> out;
+      double running = 0;
+      for (double x : weights) {
+        running += x;
+        out.push_back(
+            static_cast<std::uint64_t>(running / total * static_cast<double>(kZipfScale)));
+      }
+      if (!out.empty()) out.back() = kZipfScale;
+      return out;
+    };
+    for (std::uint32_t p = 0; p < P; ++p) {
+      home_cdf_.push_back(cdf(home_sessions_[p]));
+      other_cdf_.push_back(cdf(other_sessions_[p]));
+    }
+  }
+  acknowledged_.assign(w.sessions, 0);
+  unknown_.assign(w.sessions, 0);
+  for (std::uint32_t p = 0; p < P; ++p) {
+    for (std::uint32_t t = 0; t < config_.threads_per_process; ++t) {
+      SimThread thread;
+      thread.process = p;
+      thread.id = t;
+      thread.rng = Prng::Stream(seed, "thread", p * config_.threads_per_process + t);
+      thread.remaining = w.requests_per_thread;
+      thread.phase = thread.remaining == 0 ? ThreadPhase::kDone : ThreadPhase::kIdle;
+      threads_.push_back(thread);
+    }
+  }
+  for (std::uint32_t i = 0; i < threads_.size(); ++i) {
+    if (threads_[i].phase != ThreadPhase::kDone) {
+      Push(threads_[i].rng.Range(0, w.think_us), EventKind::kThreadStart, i, 0);
+    }
+  }
+  faults_ = config_.schedule;
+  for (std::size_t i = 0; i < faults_.size(); ++i) {
+    Push(faults_[i].at_us, EventKind::kFault, 0, i);
+  }
+  bool random_faults = std::any_of(std::begin(fault_ppm_), std::end(fault_ppm_),
+                                   [](std::uint32_t ppm) { return ppm != 0; });
+  if (random_faults && config_.faults.check_every_us < config_.fault_phase_us) {
+    Push(config_.faults.check_every_us, EventKind::kFaultCheck, 0, 0);
+  }
+  Push(config_.fault_phase_us, EventKind::kQuiet, 0, 0);
+  for (std::uint32_t i = 0; i < S; ++i) {
+    TraceEvent te{0, EventKind::kRecover, i, nullptr, nullptr, {}};
+    te.note = kActionNames[static_cast<int>(Action::kStart)];
+    ApplyStoreEffects(i, stores_[i].store.Start(0), te);
+  }
+}
+
+// ---- nodes -------------------------------------------------------------------
+
+std::string Simulator::NodeName(std::uint32_t node) const {
+  if (node < StoreCount()) return "s" + std::to_string(node);
+  return "p" + std::to_string(node - StoreCount() + 1);
+}
+
+std::uint32_t Simulator::NodeOf(const core::Address& a) const {
+  if (a.kind == core::NodeKind::kStore) {
+    return a.id < StoreCount() ? static_cast<std::uint32_t>(a.id) : UINT32_MAX;
+  }
+  if (a.kind == core::NodeKind::kProcess && a.id >= 1 && a.id <= processes_.size()) {
+    return StoreCount() + static_cast<std::uint32_t>(a.id - 1);
+  }
+  return UINT32_MAX;
+}
+
+Clock& Simulator::ClockOf(std::uint32_t node) {
+  return node < StoreCount() ? stores_[node].clock : processes_[node - StoreCount()].clock;
+}
+
+Time& Simulator::PausedUntil(std::uint32_t node) {
+  return node < StoreCount() ? stores_[node].paused_until
+                             : processes_[node - StoreCount()].paused_until;
+}
+
+bool Simulator::IsUp(std::uint32_t node) const {
+  return node < StoreCount() ? stores_[node].up : processes_[node - StoreCount()].up;
+}
+
+void Simulator::Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t arg) {
+  queue_.push(Event{at, next_seq_++, kind, node, arg});
+}
+
+// ---- the loop ----------------------------------------------------------------
+
+SimSummary Simulator::Run() {
+  while (Step()) {
+  }
+  return Summary();
+}
+
+bool Simulator::Step() {
+  if (done_) return false;
+  if (queue_.empty()) {
+    done_ = true;
+    return false;
+  }
+  Event ev = queue_.top();
+  if (ev.time > config_.end_us()) {
+    done_ = true;
+    return false;
+  }
+  queue_.pop();
+  now_ = ev.time;
+  // A paused node handles nothing until its pause ends; its events wait.
+  std::uint32_t target = UINT32_MAX;
+  switch (ev.kind) {
+    case EventKind::kDeliver:
+      target = ev.node;
+      break;
+    case EventKind::kTick:
+      target = ev.node;
+      break;
+    case EventKind::kThreadStart:
+    case EventKind::kThreadFinish:
+      target = StoreCount() + threads_[ev.node].process;
+      break;
+    default:
+      break;
+  }
+  if (target != UINT32_MAX && PausedUntil(target) > now_) {
+    Push(PausedUntil(target), ev.kind, ev.node, ev.arg);
+    return true;
+  }
+  Dispatch(ev);
+  bool all_done = std::all_of(threads_.begin(), threads_.end(),
+                              [](const SimThread& t) { return t.phase == ThreadPhase::kDone; });
+  if (all_done || observer_failed_) done_ = true;
+  return !done_;
+}
+
+void Simulator::Dispatch(const Event& ev) {
+  const std::uint32_t S = StoreCount();
+  TraceEvent te{now_, ev.kind, ev.node, nullptr, nullptr, {}};
+  switch (ev.kind) {
+    case EventKind::kDeliver: {
+      core::Envelope e = std::move(messages_[ev.arg]);
+      in_flight_.erase(ev.arg);
+      free_slots_.push_back(ev.arg);
+      te.input = &e;
+      std::uint32_t from = NodeOf(e.from);
+      if (!IsUp(ev.node)) {
+        te.note = kActionNames[static_cast<int>(Action::kDropDown)];
+        ++lost_;
+        return Finish(te);
+      }
+      if (from != UINT32_MAX && Blocked(from, ev.node)) {
+        te.note = kActionNames[static_cast<int>(Action::kDropPartition)];
+        ++lost_;
+        return Finish(te);
+      }
+      Time local = ClockOf(ev.node).Local(now_);
+      if (ev.node < S) {
+        ApplyStoreEffects(ev.node, stores_[ev.node].store.OnMessage(local, e), te);
+      } else {
+        ApplyAgentEffects(ev.node, processes_[ev.node - S].agent.OnMessage(local, e), te);
+      }
+      return;
+    }
+    case EventKind::kTick: {
+      if (!IsUp(ev.node)) return;
+      Time local = ClockOf(ev.node).Local(now_);
+      if (ev.node < S) {
+        StoreNode& n = stores_[ev.node];
+        if (n.tick_generation != ev.arg) return;  // superseded
+        n.tick_at = core::kNever;
+        ApplyStoreEffects(ev.node, n.store.OnTick(local), te);
+      } else {
+        ProcessNode& n = processes_[ev.node - S];
+        if (n.tick_generation != ev.arg) return;
+        n.tick_at = core::kNever;
+        ApplyAgentEffects(ev.node, n.agent.OnTick(local), te);
+      }
+      return;
+    }
+    case EventKind::kThreadStart: {
+      SimThread& t = threads_[ev.node];
+      if (t.epoch != ev.arg || !processes_[t.process].up || t.phase != ThreadPhase::kIdle) return;
+      return StartRequest(t);
+    }
+    case EventKind::kThreadFinish: {
+      SimThread& t = threads_[ev.node];
+      if (t.epoch != ev.arg || !processes_[t.process].up || t.phase != ThreadPhase::kHolding)
+        return;
+      t.phase = ThreadPhase::kCommitting;
+      std::uint32_t node = S + t.process;
+      te.node = node;
+      te.note = kActionNames[static_cast<int>(Action::kFinish)];
+      te.thread = static_cast<std::int32_t>(ev.node);
+      Time local = ClockOf(node).Local(now_);
+      return ApplyAgentEffects(
+          node, processes_[t.process].agent.OnThreadFinish(local, t.id, t.session, true), te);
+    }
+    case EventKind::kFault:
+      return InjectFault(faults_[ev.arg]);
+    case EventKind::kRecover: {
+      te.note = kActionNames[static_cast<int>(Action::kRecover)];
+      Time local = ClockOf(ev.node).Local(now_);
+      if (ev.node < S) {
+        StoreNode& n = stores_[ev.node];
+        core::Effects fx;
+        n.store = core::Store::Recover(n.store.config(), n.log, local, &fx);
+        n.up = true;
+        return ApplyStoreEffects(ev.node, std::move(fx), te);
+      }
+      ProcessNode& n = processes_[ev.node - S];
+      core::AgentConfig c = n.agent.config();
+      c.self.incarnation += 1;  // B4: a new incarnation, nothing volatile survives
+      n.agent = core::ProcessAgent(c);
+      n.up = true;
+      for (std::uint32_t i = 0; i < threads_.size(); ++i) {
+        SimThread& t = threads_[i];
+        if (t.process == ev.node - S && t.phase == ThreadPhase::kIdle) {
+          Push(now_ + t.rng.Range(0, config_.workload.think_us), EventKind::kThreadStart, i,
+               t.epoch);
+        }
+      }
+      return Finish(te);
+    }
+    case EventKind::kHeal: {
+      auto it = std::find_if(partitions_.begin(), partitions_.end(),
+                             [&](const Partition& p) { return p.id == ev.arg; });
+      if (it == partitions_.end()) return;
+      partitions_.erase(it);
+      te.note = kActionNames[static_cast<int>(Action::kHeal)];
+      return Finish(te);
+    }
+    case EventKind::kFaultCheck:
+      if (quiet_) return;
+      DrawRandomFaults();
+      if (now_ + config_.faults.check_every_us < config_.fault_phase_us) {
+        Push(now_ + config_.faults.check_every_us, EventKind::kFaultCheck, 0, 0);
+      }
+      return;
+    case EventKind::kQuiet:
+      EnterQuiet();
+      te.note = kActionNames[static_cast<int>(Action::kQuiet)];
+      return Finish(te);
+  }
+}
+
+void Simulator::ApplyStoreEffects(std::uint32_t node, core::Effects fx, TraceEvent& te) {
+  StoreNode& n = stores_[node];
+  // B3: records are durable before any message leaves.
+  for (const core::Record& r : fx.persist) n.log.push_back(r);
+  for (const core::Envelope& e : fx.send) SendMessage(node, e);
+  ScheduleTick(node, fx.next_deadline);
+  te.effects = &fx;
+  Finish(te);
+}
+
+void Simulator::ApplyAgentEffects(std::uint32_t node, core::Effects fx, TraceEvent& te) {
+  for (const core::Envelope& e : fx.send) SendMessage(node, e);
+  ScheduleTick(node, fx.next_deadline);
+  te.effects = &fx;
+  Finish(te);
+  for (const core::ThreadEvent& w : fx.wake) OnWake(node, w);
+}
+
+void Simulator::ScheduleTick(std::uint32_t node, Time deadline_local) {
+  const std::uint32_t S = StoreCount();
+  Time& tick_at = node < S ? stores_[node].tick_at : processes_[node - S].tick_at;
+  std::uint64_t& generation =
+      node < S ? stores_[node].tick_generation : processes_[node - S].tick_generation;
+  (node < S ? stores_[node].deadline_local : processes_[node - S].deadline_local) = deadline_local;
+  if (deadline_local == core::kNever) {
+    if (tick_at != core::kNever) ++generation;
+    tick_at = core::kNever;
+    return;
+  }
+  Time at = std::max(ClockOf(node).TrueAt(deadline_local), now_);
+  if (at == tick_at) return;
+  ++generation;
+  tick_at = at;
+  Push(at, EventKind::kTick, node, generation);
+}
+
+void Simulator::Finish(TraceEvent& te) {
+  ++events_;
+  core::Hasher h;
+  h.Mix(hash_);
+  h.Mix(te.time);
+  h.Mix(static_cast<std::uint64_t>(te.kind));
+  h.Mix(te.node);
+  for (char c : te.note) h.Mix(static_cast<unsigned char>(c));
+  h.Mix(static_cast<std::uint64_t>(static_cast<std::int64_t>(te.thread)));
+  if (te.thread >= 0) {
+    const SimThread& t = threads_[static_cast<std::size_t>(te.thread)];
+    core::HashFields(h, t.session, t.portion);
+  }
+  if (te.input != nullptr) core::HashValue(h, *te.input);
+  if (te.effects != nullptr) {
+    core::HashFields(h, te.effects->persist, te.effects->send, te.effects->wake,
+                     te.effects->next_deadline);
+  }
+  hash_ = h.value();
+  if (trace_ != nullptr) {
+    nlohmann::json line{
+        {"t", te.time}, {"ev", std::string(EventKindName(te.kind))}, {"node", NodeName(te.node)}};
+    if (!te.note.empty()) line["what"] = te.note;
+    if (te.input != nullptr) line["in"] = EnvelopeToJson(*te.input);
+    if (te.effects != nullptr) line["out"] = EffectsToJson(*te.effects);
+    if (te.thread >= 0) {
+      const SimThread& t = threads_[static_cast<std::size_t>(te.thread)];
+      line["thread"] = NodeName(te.node) + ".t" + std::to_string(t.id);
+      line["session"] = t.session;
+      line["portion"] = PortionToJson(t.portion);
+    }
+    *trace_ << line.dump() << '\n';
+  }
+  for (Observer* o : observers_) {
+    o->AfterEvent(*this, te);
+    if (o->Failed()) observer_failed_ = true;
+  }
+}
+
+// ---- network -----------------------------------------------------------------
+
+bool Simulator::Blocked(std::uint32_t from, std::uint32_t to) const {
+  for (const Partition& p : partitions_) {
+    switch (p.variant) {
+      case 0:
+        if (p.side[from] != p.side[to]) return true;
+        break;
+      case 1:
+        if (from == p.target && to != p.target) return true;
+        break;
+      default:
+        if ((from == p.target) != (to == p.target)) return true;
+        break;
+    }
+  }
+  return false;
+}
+
+void Simulator::SendMessage(std::uint32_t from, const core::Envelope& e) {
+  ++sent_;
+  std::uint32_t to = NodeOf(e.to);
+  if (to == UINT32_MAX || Blocked(from, to)) {
+    ++lost_;
+    return;
+  }
+  if (!quiet_ && net_rng_.ChancePpm(network_.loss_ppm)) {
+    ++lost_;
+    return;
+  }
+  int copies = 1;
+  if (!quiet_ && net_rng_.ChancePpm(network_.duplicate_ppm)) {
+    copies = 2;
+    ++duplicated_;
+  }
+  for (int c = 0; c < copies; ++c) {
+    Time latency = net_rng_.Range(network_.latency_min_us, network_.latency_max_us);
+    if (!quiet_ && net_rng_.ChancePpm(network_.reorder_ppm)) {
+      latency += net_rng_.Range(0, network_.reorder_max_us);
+    }
+    Time at = now_ + latency;
+    auto clog = clogged_until_.find({std::min(from, to), std::max(from, to)});
+    if (clog != clogged_until_.end() && clog->second > now_) at += clog->second - now_;
+    std::uint64_t slot;
+    if (!free_slots_.empty()) {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+      messages_[slot] = e;
+    } else {
+      slot = messages_.size();
+      messages_.push_back(e);
+    }
+    in_flight_[slot] = at;
+    Push(at, EventKind::kDeliver, to, slot);
+  }
+}
+
+// ---- threads -----------------------------------------------------------------
+
+void Simulator::StartRequest(SimThread& t) {
+  const WorkloadConfig& w = config_.workload;
+  const std::vector<core::SessionId>& home = home_sessions_[t.process];
+  const std::vector<core::SessionId>& other = other_sessions_[t.process];
+  bool at_home = other.empty() || (!home.empty() && t.rng.ChancePpm(w.affinity_ppm));
+  const std::vector<core::SessionId>& set = at_home ? home : other;
+  std::size_t index;
+  if (w.zipf) {
+    const std::vector<std::uint64_t>& cdf = (at_home ? home_cdf_ : other_cdf_)[t.process];
+    std::uint64_t x = t.rng.Below(kZipfScale);
+    index = static_cast<std::size_t>(std::upper_bound(cdf.begin(), cdf.end(), x) - cdf.begin());
+    index = std::min(index, set.size() - 1);
+  } else {
+    index = t.rng.Below(set.size());
+  }
+  t.session = set[index];
+  // The portion: the whole session, a shared read of a few attributes, or an
+  // exclusive read-modify-write of the counter a0 and a few others.
+  const std::uint32_t K = w.attributes;
+  auto pick = [&](std::uint32_t first, std::uint32_t count) {
+    std::vector<std::uint32_t> pool;
+    for (std::uint32_t a = first; a < K; ++a) pool.push_back(a);
+    std::vector<std::string> names;
+    for (std::uint32_t i = 0; i < count && !pool.empty(); ++i) {
+      std::size_t j = t.rng.Below(pool.size());
+      names.push_back("a" + std::to_string(pool[j]));
+      pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(j));
+    }
+    return names;
+  };
+  std::uint32_t most = std::min(w.portion_max, K - 1);
+  if (t.rng.ChancePpm(w.whole_ppm)) {
+    t.portion = core::Portion::Whole(t.rng.ChancePpm(w.shared_ppm) ? core::Mode::kShared
+                                                                   : core::Mode::kExclusive);
+  } else if (t.rng.ChancePpm(w.shared_ppm)) {
+    t.portion =
+        core::Portion::Of(pick(0, static_cast<std::uint32_t>(t.rng.Range(1, std::max(1u, most)))),
+                          core::Mode::kShared);
+  } else {
+    std::vector<std::string> names = pick(1, static_cast<std::uint32_t>(t.rng.Range(0, most)));
+    names.push_back("a0");
+    t.portion = core::Portion::Of(std::move(names), core::Mode::kExclusive);
+  }
+  t.writes_counter = t.portion.Writable("a0");
+  t.asked_at = now_;
+  t.phase = ThreadPhase::kWaiting;
+  std::uint32_t node = StoreCount() + t.process;
+  Time local = ClockOf(node).Local(now_);
+  Time deadline = w.wait_timeout_us == core::kNever ? core::kNever : local + w.wait_timeout_us;
+  TraceEvent te{now_,
+                EventKind::kThreadStart,
+                node,
+                nullptr,
+                nullptr,
+                kActionNames[static_cast<int>(Action::kAsk)],
+                static_cast<std::int32_t>(t.process * config_.threads_per_process + t.id)};
+  ApplyAgentEffects(
+      node, processes_[t.process].agent.OnThreadAsk(local, t.id, t.session, t.portion, deadline),
+      te);
+}
+
+void Simulator::OnWake(std::uint32_t node, const core::ThreadEvent& w) {
+  std::uint32_t process = node - StoreCount();
+  SimThread& t = threads_[process * config_.threads_per_process + w.thread];
+  core::ProcessAgent& agent = processes_[process].agent;
+  switch (w.kind) {
+    case core::ThreadEventKind::kGranted: {
+      waits_.push_back(now_ - t.asked_at);
+      t.phase = ThreadPhase::kHolding;
+      if (t.writes_counter) {
+        // Read-modify-write of the counter: a lost update shows in its value.
+        std::uint64_t value = ParseCounter(agent.Read(t.id, t.session, "a0").value);
+        core::Reason r = agent.Write(t.id, t.session, "a0", std::to_string(value + 1));
+        LK_ASSERT(r == core::Reason::kNone);
+      }
+      Push(now_ + t.rng.Range(0, config_.workload.hold_us), EventKind::kThreadFinish,
+           process * config_.threads_per_process + w.thread, t.epoch);
+      return;
+    }
+    case core::ThreadEventKind::kCommitted:
+    case core::ThreadEventKind::kRolledBack:
+      ++completed_;
+      if (t.writes_counter) ++acknowledged_[t.session];
+      return NextRequest(t);
+    case core::ThreadEventKind::kFailed:
+      ++failed_[std::string(core::ReasonName(w.reason))];
+      if (t.writes_counter && w.reason == core::Reason::kCommitOutcomeUnknown)
+        ++unknown_[t.session];
+      return NextRequest(t);
+  }
+}
+
+void Simulator::NextRequest(SimThread& t) {
+  t.phase = ThreadPhase::kIdle;
+  if (t.remaining > 0) --t.remaining;
+  if (t.remaining == 0) {
+    t.phase = ThreadPhase::kDone;
+    return;
+  }
+  std::uint32_t index = t.process * config_.threads_per_process + t.id;
+  Push(now_ + t.rng.Range(0, config_.workload.think_us), EventKind::kThreadStart, index, t.epoch);
+}
+
+// ---- faults ------------------------------------------------------------------
+
+void Simulator::InjectFault(const ScheduledFault& f) {
+  ++fault_counts_[static_cast<int>(f.kind)];
+  const std::uint32_t S = StoreCount();
+  const std::uint32_t nodes = S + static_cast<std::uint32_t>(processes_.size());
+  TraceEvent te{now_,
+                EventKind::kFault,
+                0,
+                nullptr,
+                nullptr,
+                std::string(FaultKindName(f.kind)) + " target=" + std::to_string(f.target) +
+                    " duration_us=" + std::to_string(f.duration_us) +
+                    " variant=" + std::to_string(f.variant)};
+  Time duration = std::max<Time>(f.duration_us, 1);
+  switch (f.kind) {
+    case FaultKind::kProcessCrash:
+      CrashProcess(f.target, duration);
+      te.node = S + f.target;
+      break;
+    case FaultKind::kServerCrash:
+      for (std::uint32_t p = 0; p < processes_.size(); ++p) {
+        if (processes_[p].server == f.target) CrashProcess(p, duration);
+      }
+      break;
+    case FaultKind::kStoreCrash:
+      CrashStore(f.target, duration);
+      te.node = f.target;
+      break;
+    case FaultKind::kPartition: {
+      Partition p{next_partition_id_++, f.variant, f.target, std::vector<std::uint8_t>(nodes, 0)};
+      if (p.variant == 0) {
+        p.side[f.target] = 1;
+        for (std::uint32_t n = 0; n < nodes; ++n) {
+          if (n != f.target) p.side[n] = fault_rng_.Chance(1, 2) ? 1 : 0;
+        }
+        bool split =
+            std::any_of(p.side.begin(), p.side.end(), [](std::uint8_t s) { return s == 0; });
+        if (!split && nodes > 1) p.side[(f.target + 1) % nodes] = 0;
+      }
+      Push(now_ + duration, EventKind::kHeal, 0, p.id);
+      partitions_.push_back(std::move(p));
+      te.node = f.target;
+      break;
+    }
+    case FaultKind::kClog: {
+      std::uint32_t other = static_cast<std::uint32_t>(fault_rng_.Below(nodes - 1));
+      if (other >= f.target) ++other;
+      clogged_until_[{std::min(f.target, other), std::max(f.target, other)}] = now_ + duration;
+      te.node = f.target;
+      break;
+    }
+    case FaultKind::kPause: {
+      Time& until = PausedUntil(S + f.target);
+      until = std::max(until, now_ + duration);
+      te.node = S + f.target;
+      break;
+    }
+    case FaultKind::kDriftBeyond: {
+      // Past the bound the agent's margin no longer covers: the checker is
+      // expected to see exclusion break only in such runs.
+      std::uint32_t node = S + f.target;
+      auto beyond = static_cast<std::int32_t>(config_.drift_ppm * 4 + 20'000);
+      ClockOf(node).SetDrift(now_, fault_rng_.Chance(1, 2) ? beyond : -beyond);
+      ScheduleTick(node, processes_[f.target].deadline_local);
+      te.node = node;
+      break;
+    }
+  }
+  Finish(te);
+}
+
+void Simulator::DrawRandomFaults() {
+  const std::uint32_t S = StoreCount();
+  const auto P = static_cast<std::uint32_t>(processes_.size());
+  for (int k = 0; k < kFaultKinds; ++k) {
+    if (!fault_rng_.ChancePpm(fault_ppm_[k])) continue;
+    ScheduledFault f;
+    f.at_us = now_;
+    f.kind = static_cast<FaultKind>(k);
+    switch (f.kind) {
+      case FaultKind::kProcessCrash:
+      case FaultKind::kPause:
+      case FaultKind::kDriftBeyond:
+        f.target = static_cast<std::uint32_t>(fault_rng_.Below(P));
+        break;
+      case FaultKind::kServerCrash:
+        f.target = static_cast<std::uint32_t>(fault_rng_.Below(config_.servers));
+        break;
+      case FaultKind::kStoreCrash:
+        f.target = static_cast<std::uint32_t>(fault_rng_.Below(S));
+        break;
+      case FaultKind::kPartition:
+      case FaultKind::kClog:
+        f.target = static_cast<std::uint32_t>(fault_rng_.Below(S + P));
+        break;
+    }
+    f.duration_us = fault_rng_.Range(1'000, config_.faults.max_duration_us);
+    f.variant = static_cast<std::uint32_t>(fault_rng_.Below(3));
+    faults_.push_back(f);
+    InjectFault(f);
+  }
+}
+
+void Simulator::CrashProcess(std::uint32_t process, Time downtime) {
+  ProcessNode& n = processes_[process];
+  if (!n.up) return;
+  n.up = false;
+  ++n.tick_generation;
+  n.tick_at = core::kNever;
+  retired_agent_expiries_ += n.agent.stats().lease_expiries;
+  for (SimThread& t : threads_) {
+    if (t.process != process) continue;
+    ++t.epoch;
+    if (t.phase == ThreadPhase::kWaiting || t.phase == ThreadPhase::kHolding ||
+        t.phase == ThreadPhase::kCommitting) {
+      ++cut_by_crash_;
+      // A commit in flight may or may not have been applied.
+      if (t.phase == ThreadPhase::kCommitting && t.writes_counter) ++unknown_[t.session];
+      t.phase = ThreadPhase::kIdle;
+      if (t.remaining > 0) --t.remaining;
+      if (t.remaining == 0) t.phase = ThreadPhase::kDone;
+    }
+  }
+  Push(now_ + downtime, EventKind::kRecover, StoreCount() + process, 0);
+}
+
+void Simulator::CrashStore(std::uint32_t store, Time downtime) {
+  StoreNode& n = stores_[store];
+  if (!n.up) return;
+  n.up = false;
+  ++n.tick_generation;
+  n.tick_at = core::kNever;
+  const core::StoreStats& s = n.store.stats();
+  retired_store_stats_.grants += s.grants;
+  retired_store_stats_.recalls += s.recalls;
+  retired_store_stats_.lease_expiries += s.lease_expiries;
+  retired_store_stats_.queued += s.queued;
+  retired_store_stats_.rejects += s.rejects;
+  retired_store_stats_.commits += s.commits;
+  Push(now_ + downtime, EventKind::kRecover, store, 0);
+}
+
+void Simulator::EnterQuiet() {
+  quiet_ = true;
+  partitions_.clear();
+  clogged_until_.clear();
+  const auto half_bound = static_cast<std::int32_t>(config_.drift_ppm / 2);
+  for (std::uint32_t p = 0; p < processes_.size(); ++p) {
+    Clock& c = processes_[p].clock;
+    if (c.drift_ppm > half_bound || c.drift_ppm < -half_bound) {
+      c.SetDrift(now_, c.drift_ppm > 0 ? half_bound : -half_bound);
+      ScheduleTick(StoreCount() + p, processes_[p].deadline_local);
+    }
+  }
+}
+
+// ---- summary -----------------------------------------------------------------
+
+SimSummary Simulator::Summary() const {
+  SimSummary s;
+  s.seed = seed_;
+  s.requests_completed = completed_;
+  s.failed_by_reason = failed_;
+  s.requests_cut_by_crash = cut_by_crash_;
+  for (const SimThread& t : threads_) {
+    if (t.phase != ThreadPhase::kDone) ++s.unfinished_threads;
+  }
+  s.grants = retired_store_stats_.grants;
+  s.recalls = retired_store_stats_.recalls;
+  s.lease_expiries = retired_store_stats_.lease_expiries;
+  for (const StoreNode& n : stores_) {
+    if (!n.up) continue;
+    s.grants += n.store.stats().grants;
+    s.recalls += n.store.stats().recalls;
+    s.lease_expiries += n.store.stats().lease_expiries;
+  }
+  s.agent_lease_expiries = retired_agent_expiries_;
+  for (const ProcessNode& n : processes_) {
+    if (n.up) s.agent_lease_expiries += n.agent.stats().lease_expiries;
+  }
+  if (!waits_.empty()) {
+    std::vector<Time> sorted = waits_;
+    std::sort(sorted.begin(), sorted.end());
+    auto rank = [&](double p) {
+      auto k = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
+      return sorted[std::max<std::size_t>(k, 1) - 1];
+    };
+    s.wait_p50_us = rank(0.50);
+    s.wait_p99_us = rank(0.99);
+  }
+  std::copy(std::begin(fault_counts_), std::end(fault_counts_), s.faults);
+  s.messages_sent = sent_;
+  s.messages_lost = lost_;
+  s.messages_duplicated = duplicated_;
+  s.events = events_;
+  s.simulated_us = now_;
+  // The durable truth: each store's state rebuilt from what it persisted.
+  for (std::uint32_t i = 0; i < stores_.size(); ++i) {
+    core::Store recovered =
+        core::Store::Recover(stores_[i].store.config(), stores_[i].log, now_, nullptr);
+    for (const auto& [id, session] : recovered.state().sessions) {
+      auto a0 = session.attributes.find("a0");
+      if (a0 != session.attributes.end()) s.counter_total += ParseCounter(a0->second);
+    }
+  }
+  for (std::uint64_t n : acknowledged_) s.acknowledged_increments += n;
+  for (std::uint64_t n : unknown_) s.unknown_increments += n;
+  s.trace_hash = hash_;
+  s.stopped_by_observer = observer_failed_;
+  return s;
+}
+
+}  // namespace latchkey::sim

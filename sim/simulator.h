@@ -1,0 +1,251 @@
+// Simulator: runs the unchanged core under a seeded, deterministic
+// discrete-event simulation of store nodes, application servers, processes,
+// request threads, a faulty network, crashes, clock drift and pauses.
+//
+// One event queue ordered by (time, sequence number); the sequence number is
+// the order in which events were scheduled, so ties break by scheduling
+// order. Popping an event calls the core, applies its Effects (persist, then
+// send through the network model, then wake threads), hashes the event into
+// the trace hash, writes it to the trace if one is set, and hands the whole
+// world to every observer. Nothing else moves time.
+//
+// Node numbering: stores are nodes 0..S-1, processes are nodes S..S+P-1.
+// Process node i has address id i-S+1 and belongs to server (i-S) / per_server.
+//
+// Thread-safety: none; one simulator per thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <ostream>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "core/agent.h"
+#include "core/store.h"
+#include "sim/config.h"
+#include "sim/prng.h"
+
+namespace latchkey::sim {
+
+// A node's local clock: local(t) = t + offset + t * drift_ppm / 1e6.
+struct Clock {
+  std::int64_t offset_us = 0;
+  std::int32_t drift_ppm = 0;
+  Time Local(Time t) const;
+  // The earliest true time at which the local clock reads at least `local`.
+  Time TrueAt(Time local) const;
+  // Changes the drift at true time `t` without a jump in local time.
+  void SetDrift(Time t, std::int32_t drift);
+};
+
+enum class EventKind : std::uint8_t {
+  kDeliver,       // arg: message slot
+  kTick,          // arg: the node's tick generation
+  kThreadStart,   // node: thread index; arg: thread epoch
+  kThreadFinish,  // node: thread index; arg: thread epoch
+  kFault,         // arg: index into faults()
+  kRecover,       // node: the crashed node
+  kHeal,          // arg: partition id
+  kFaultCheck,    // random fault draw, during the fault phase
+  kQuiet,         // the fault phase ends
+};
+std::string_view EventKindName(EventKind kind);
+
+struct Event {
+  Time time = 0;
+  std::uint64_t seq = 0;
+  EventKind kind = EventKind::kTick;
+  std::uint32_t node = 0;
+  std::uint64_t arg = 0;
+  bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
+};
+
+struct StoreNode {
+  core::Store store;
+  std::vector<core::Record> log;  // what it persisted: survives crashes
+  bool up = true;
+  Clock clock;
+  Time paused_until = 0;
+  std::uint64_t tick_generation = 0;
+  Time tick_at = core::kNever;
+  Time deadline_local = core::kNever;
+};
+
+struct ProcessNode {
+  core::ProcessAgent agent;
+  std::uint32_t server = 0;
+  bool up = true;
+  Clock clock;
+  Time paused_until = 0;
+  std::uint64_t tick_generation = 0;
+  Time tick_at = core::kNever;
+  Time deadline_local = core::kNever;
+};
+
+enum class ThreadPhase : std::uint8_t { kIdle, kWaiting, kHolding, kCommitting, kDone };
+
+struct SimThread {
+  std::uint32_t process = 0;  // process index (0-based)
+  core::ThreadId id = 0;      // thread id within its process
+  Prng rng{0};
+  std::uint32_t remaining = 0;
+  ThreadPhase phase = ThreadPhase::kIdle;
+  std::uint64_t epoch = 0;  // bumped when its process crashes
+  core::SessionId session = 0;
+  core::Portion portion;
+  bool writes_counter = false;
+  Time asked_at = 0;
+};
+
+struct Partition {
+  std::uint64_t id = 0;
+  std::uint32_t variant = 0;  // 0 halves, 1 one-way from target, 2 isolate target
+  std::uint32_t target = 0;
+  std::vector<std::uint8_t> side;
+};
+
+// What an observer sees of one event, besides the world.
+struct TraceEvent {
+  Time time = 0;
+  EventKind kind = EventKind::kTick;
+  std::uint32_t node = 0;
+  const core::Envelope* input = nullptr;   // kDeliver
+  const core::Effects* effects = nullptr;  // when a core ran
+  std::string note;                        // thread calls and faults, in words
+  std::int32_t thread = -1;                // thread index, for thread calls
+};
+
+class Simulator;
+
+// Read-only observer of every event (the checker is one).
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void AfterEvent(const Simulator& sim, const TraceEvent& event) = 0;
+  // An observer that found a violation stops the run.
+  virtual bool Failed() const { return false; }
+};
+
+struct SimSummary {
+  std::uint64_t seed = 0;
+  std::uint64_t requests_completed = 0;
+  std::map<std::string, std::uint64_t> failed_by_reason;
+  std::uint64_t requests_cut_by_crash = 0;
+  std::uint64_t unfinished_threads = 0;  // threads with requests left at the end
+  std::uint64_t grants = 0, recalls = 0, lease_expiries = 0, agent_lease_expiries = 0;
+  Time wait_p50_us = 0, wait_p99_us = 0;
+  std::uint64_t faults[kFaultKinds] = {};
+  std::uint64_t messages_sent = 0, messages_lost = 0, messages_duplicated = 0;
+  std::uint64_t events = 0;
+  Time simulated_us = 0;
+  std::uint64_t acknowledged_increments = 0;
+  std::uint64_t counter_total = 0;       // sum of the counters in the stores at the end
+  std::uint64_t unknown_increments = 0;  // outcome unknown (crash or resent commit)
+  std::uint64_t trace_hash = 0;
+  bool stopped_by_observer = false;
+};
+
+class Simulator {
+ public:
+  Simulator(const SimConfig& config, std::uint64_t seed);
+
+  // Writes one JSON object per event to `out` (nullptr: no trace).
+  void SetTrace(std::ostream* out) { trace_ = out; }
+  void AddObserver(Observer* observer) { observers_.push_back(observer); }
+
+  // Runs to the end: every thread done, or the end of the quiet phase, or an
+  // observer reports a failure.
+  SimSummary Run();
+  // One event; false when the run is over.
+  bool Step();
+  SimSummary Summary() const;
+
+  // ---- the world, read-only, for observers --------------------------------
+  const SimConfig& config() const { return config_; }
+  std::uint64_t seed() const { return seed_; }
+  Time now() const { return now_; }
+  bool quiet() const { return quiet_; }
+  const std::vector<StoreNode>& stores() const { return stores_; }
+  const std::vector<ProcessNode>& processes() const { return processes_; }
+  const std::vector<SimThread>& threads() const { return threads_; }
+  const std::vector<Partition>& partitions() const { return partitions_; }
+  const std::vector<ScheduledFault>& faults() const { return faults_; }
+  // Messages in flight, with their delivery times.
+  template <class Fn>
+  void ForEachInFlight(Fn&& fn) const {
+    for (const auto& [slot, time] : in_flight_) fn(messages_[slot], time);
+  }
+  std::uint64_t trace_hash() const { return hash_; }
+  std::string NodeName(std::uint32_t node) const;
+
+ private:
+  std::uint32_t StoreCount() const { return config_.stores; }
+  std::uint32_t NodeOf(const core::Address& a) const;
+  Clock& ClockOf(std::uint32_t node);
+  Time& PausedUntil(std::uint32_t node);
+  bool IsUp(std::uint32_t node) const;
+
+  void Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t arg);
+  void Dispatch(const Event& ev);
+  void ApplyStoreEffects(std::uint32_t node, core::Effects fx, TraceEvent& te);
+  void ApplyAgentEffects(std::uint32_t node, core::Effects fx, TraceEvent& te);
+  void ScheduleTick(std::uint32_t node, Time deadline_local);
+  void SendMessage(std::uint32_t from_node, const core::Envelope& e);
+  bool Blocked(std::uint32_t from, std::uint32_t to) const;
+  void Finish(TraceEvent& te);
+
+  void StartRequest(SimThread& t);
+  void OnWake(std::uint32_t node, const core::ThreadEvent& w);
+  void NextRequest(SimThread& t);
+
+  void InjectFault(const ScheduledFault& f);
+  void DrawRandomFaults();
+  void CrashProcess(std::uint32_t process_index, Time downtime);
+  void CrashStore(std::uint32_t store_index, Time downtime);
+  void EnterQuiet();
+
+  SimConfig config_;
+  std::uint64_t seed_;
+  Prng net_rng_, fault_rng_, clock_rng_;
+  std::uint32_t fault_ppm_[kFaultKinds] = {};
+  NetworkConfig network_;  // the live network knobs (swarm may change them)
+
+  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;
+  std::uint64_t next_seq_ = 0;
+  Time now_ = 0;
+  bool quiet_ = false;
+  bool done_ = false;
+
+  std::vector<StoreNode> stores_;
+  std::vector<ProcessNode> processes_;
+  std::vector<SimThread> threads_;
+  std::vector<std::vector<core::SessionId>> home_sessions_, other_sessions_;
+  std::vector<std::vector<std::uint64_t>> home_cdf_, other_cdf_;  // Zipf, fixed point
+
+  std::vector<core::Envelope> messages_;  // message slots
+  std::vector<std::uint64_t> free_slots_;
+  std::map<std::uint64_t, Time> in_flight_;  // slot -> delivery time
+  std::vector<Partition> partitions_;
+  std::uint64_t next_partition_id_ = 1;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, Time> clogged_until_;
+  std::vector<ScheduledFault> faults_;
+
+  std::ostream* trace_ = nullptr;
+  std::vector<Observer*> observers_;
+  std::uint64_t hash_ = 0;
+  bool observer_failed_ = false;
+
+  // Statistics.
+  std::uint64_t completed_ = 0, cut_by_crash_ = 0, events_ = 0;
+  std::map<std::string, std::uint64_t> failed_;
+  std::vector<Time> waits_;
+  std::uint64_t fault_counts_[kFaultKinds] = {};
+  std::uint64_t sent_ = 0, lost_ = 0, duplicated_ = 0;
+  std::vector<std::uint64_t> acknowledged_, unknown_;  // per session
+  core::StoreStats retired_store_stats_;               // stats of crashed store lives
+  std::uint64_t retired_agent_expiries_ = 0;
+};
+
+}  // namespace latchkey::sim
