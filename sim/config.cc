@@ -230,10 +230,10 @@ std::string ValidateConfig(const SimConfig& c) {
   std::uint64_t drift_allowance = c.lease_us / kMillion * 2 * c.drift_ppm +
                                   (c.lease_us % kMillion) * 2 * c.drift_ppm / kMillion;
   if (drift_allowance + c.expiry_margin_us >= c.lease_us) {
-    return "/drift_ppm: the drift allowance (2 x drift x lease = " +
-           std::to_string(drift_allowance) +
-           " us) plus expiry_margin_us leaves no usable lease of " + std::to_string(c.lease_us) +
-           " us";
+    return "/lease_us: " + std::to_string(c.lease_us) +
+           " us leaves no usable lease after the drift allowance (2 x drift_ppm x lease = " +
+           std::to_string(drift_allowance) + " us) and expiry_margin_us (" +
+           std::to_string(c.expiry_margin_us) + " us)";
   }
   for (std::size_t i = 0; i < c.schedule.size(); ++i) {
     const ScheduledFault& f = c.schedule[i];

@@ -47,6 +47,8 @@ constexpr const char* kActionNames[] = {"",      "start",   "ask",       "finish
 
 std::string_view EventKindName(EventKind kind) {
   switch (kind) {
+    case EventKind::kStart:
+      return "start";
     case EventKind::kDeliver:
       return "deliver";
     case EventKind::kTick:
@@ -120,6 +122,7 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
   }
   const std::uint32_t S = config_.stores;
   const std::uint32_t P = config_.processes();
+  for (std::uint32_t i = 0; i < S; ++i) Push(0, EventKind::kStart, i, 0);  // first of all
   const auto half_bound = static_cast<std::int32_t>(config_.drift_ppm / 2);
   auto draw_drift = [&] {
     return static_cast<std::int32_t>(
@@ -215,11 +218,6 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
     Push(config_.faults.check_every_us, EventKind::kFaultCheck, 0, 0);
   }
   Push(config_.fault_phase_us, EventKind::kQuiet, 0, 0);
-  for (std::uint32_t i = 0; i < S; ++i) {
-    TraceEvent te{0, EventKind::kRecover, i, nullptr, nullptr, {}};
-    te.note = kActionNames[static_cast<int>(Action::kStart)];
-    ApplyStoreEffects(i, stores_[i].store.Start(0), te);
-  }
 }
 
 // ---- nodes -------------------------------------------------------------------
@@ -280,6 +278,8 @@ bool Simulator::Step() {
   // A paused node handles nothing until its pause ends; its events wait.
   std::uint32_t target = UINT32_MAX;
   switch (ev.kind) {
+    case EventKind::kStart:
+      return "start";
     case EventKind::kDeliver:
       target = ev.node;
       break;
@@ -366,6 +366,9 @@ void Simulator::Dispatch(const Event& ev) {
       return ApplyAgentEffects(
           node, processes_[t.process].agent.OnThreadFinish(local, t.id, t.session, true), te);
     }
+    case EventKind::kStart:
+      te.note = kActionNames[static_cast<int>(Action::kStart)];
+      return ApplyStoreEffects(ev.node, stores_[ev.node].store.Start(0), te);
     case EventKind::kFault:
       return InjectFault(faults_[ev.arg]);
     case EventKind::kRecover: {

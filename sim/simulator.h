@@ -41,6 +41,7 @@ struct Clock {
 };
 
 enum class EventKind : std::uint8_t {
+  kStart,          // a store node starts (time 0)
   kDeliver,       // arg: message slot
   kTick,          // arg: the node's tick generation
   kThreadStart,   // node: thread index; arg: thread epoch
