@@ -200,6 +200,7 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
       thread.rng = Prng::Stream(seed, "thread", p * config_.threads_per_process + t);
       thread.remaining = w.requests_per_thread;
       thread.phase = thread.remaining == 0 ? ThreadPhase::kDone : ThreadPhase::kIdle;
+      if (thread.phase == ThreadPhase::kDone) ++threads_done_;
       threads_.push_back(thread);
     }
   }
@@ -298,9 +299,7 @@ bool Simulator::Step() {
     return true;
   }
   Dispatch(ev);
-  bool all_done = std::all_of(threads_.begin(), threads_.end(),
-                              [](const SimThread& t) { return t.phase == ThreadPhase::kDone; });
-  if (all_done || observer_failed_) done_ = true;
+  if (threads_done_ == threads_.size() || observer_failed_) done_ = true;
   return !done_;
 }
 
@@ -310,7 +309,7 @@ void Simulator::Dispatch(const Event& ev) {
   switch (ev.kind) {
     case EventKind::kDeliver: {
       core::Envelope e = std::move(messages_[ev.arg]);
-      in_flight_.erase(ev.arg);
+      delivery_at_[ev.arg] = core::kNever;
       free_slots_.push_back(ev.arg);
       te.input = &e;
       std::uint32_t from = NodeOf(e.from);
@@ -543,8 +542,9 @@ void Simulator::SendMessage(std::uint32_t from, const core::Envelope& e) {
     } else {
       slot = messages_.size();
       messages_.push_back(e);
+      delivery_at_.push_back(core::kNever);
     }
-    in_flight_[slot] = at;
+    delivery_at_[slot] = at;
     Push(at, EventKind::kDeliver, to, slot);
   }
 }
@@ -648,6 +648,7 @@ void Simulator::NextRequest(SimThread& t) {
   if (t.remaining > 0) --t.remaining;
   if (t.remaining == 0) {
     t.phase = ThreadPhase::kDone;
+    ++threads_done_;
     return;
   }
   std::uint32_t index = t.process * config_.threads_per_process + t.id;
@@ -775,7 +776,10 @@ void Simulator::CrashProcess(std::uint32_t process, Time downtime) {
       if (t.phase == ThreadPhase::kCommitting && t.writes_counter) ++unknown_[t.session];
       t.phase = ThreadPhase::kIdle;
       if (t.remaining > 0) --t.remaining;
-      if (t.remaining == 0) t.phase = ThreadPhase::kDone;
+      if (t.remaining == 0) {
+        t.phase = ThreadPhase::kDone;
+        ++threads_done_;
+      }
     }
   }
   Push(now_ + downtime, EventKind::kRecover, StoreCount() + process, 0);

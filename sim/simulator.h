@@ -41,7 +41,7 @@ struct Clock {
 };
 
 enum class EventKind : std::uint8_t {
-  kStart,          // a store node starts (time 0)
+  kStart,         // a store node starts (time 0)
   kDeliver,       // arg: message slot
   kTick,          // arg: the node's tick generation
   kThreadStart,   // node: thread index; arg: thread epoch
@@ -176,7 +176,9 @@ class Simulator {
   // Messages in flight, with their delivery times.
   template <class Fn>
   void ForEachInFlight(Fn&& fn) const {
-    for (const auto& [slot, time] : in_flight_) fn(messages_[slot], time);
+    for (std::size_t slot = 0; slot < delivery_at_.size(); ++slot) {
+      if (delivery_at_[slot] != core::kNever) fn(messages_[slot], delivery_at_[slot]);
+    }
   }
   std::uint64_t trace_hash() const { return hash_; }
   std::string NodeName(std::uint32_t node) const;
@@ -227,7 +229,8 @@ class Simulator {
 
   std::vector<core::Envelope> messages_;  // message slots
   std::vector<std::uint64_t> free_slots_;
-  std::map<std::uint64_t, Time> in_flight_;  // slot -> delivery time
+  std::vector<Time> delivery_at_;  // per message slot; kNever = free
+  std::uint32_t threads_done_ = 0;
   std::vector<Partition> partitions_;
   std::uint64_t next_partition_id_ = 1;
   std::map<std::pair<std::uint32_t, std::uint32_t>, Time> clogged_until_;
