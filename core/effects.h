@@ -42,11 +42,11 @@ struct CommitRecord {
   std::vector<AttributeWrite> writes;
   bool operator==(const CommitRecord&) const = default;
 };
-// The session's data is gone (idle expiry or invalidation). `token` is a
-// fresh token so that versions never repeat.
+// The session's data is gone (idle expiry or invalidation); its version is
+// back to {0, 0}, which always means "empty". Versions of data never repeat
+// because every other version names a tenure's token.
 struct SessionDroppedRecord {
   SessionId session = 0;
-  Token token = kNoToken;
   bool operator==(const SessionDroppedRecord&) const = default;
 };
 

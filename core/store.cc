@@ -197,12 +197,17 @@ void Store::RunDue(Time now, Effects& fx) {
     SessionId id = state_.timers.begin()->second;
     SessionState& s = state_.sessions.at(id);
     if (s.tenure && s.tenure->recalled && s.tenure->recall_retry_at <= now) {
-      SendRecall(now, id, s, fx);
+      if (s.queue.empty()) {
+        s.tenure->recall_retry_at = kNever;  // nobody waits any more (cancel, expiry)
+      } else {
+        SendRecall(now, id, s, fx);  // R7: repeated until answered
+      }
     } else if (!s.tenure && s.queue.empty() && config_.session_idle_us != kNever &&
                AddTime(s.last_used, config_.session_idle_us) <= now) {
       if (!s.attributes.empty()) fx.persist.push_back(SessionDroppedRecord{id});
       s.attributes.clear();
       s.version = {};
+      s.last_request.clear();
     }
     Settle(now, id);
     auto it = state_.sessions.find(id);
@@ -303,6 +308,11 @@ void Store::OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx) {
   Tenure& t = *s.tenure;
   if (t.holder != from) {
     Reject(from, m.session, m.token, m.seq, MessageKind::kCommit, Reason::kNotHolder, fx);  // B9
+    return;
+  }
+  if (m.seq == 0) {
+    // Sequence numbers start at 1; a zero is malformed, never a repeat.
+    Reject(from, m.session, m.token, m.seq, MessageKind::kCommit, Reason::kNotPending, fx);
     return;
   }
   if (m.seq <= t.last_seq) {
@@ -477,12 +487,14 @@ void Store::Settle(Time now, SessionId id) {
   if (s.timer != kNever) state_.timers.erase({s.timer, id});
   s.timer = kNever;
   bool idle = !s.tenure && s.queue.empty();
-  if (idle && s.attributes.empty()) {
-    // B6: an empty, unheld session is the same as one never created.
+  if (idle && s.attributes.empty() && s.last_request.empty()) {
+    // B6: an empty, unheld session is the same as one never created. One
+    // with request marks stays until its idle expiry, so that late copies
+    // of old Acquires are still recognised (B4).
     state_.sessions.erase(it);
     return;
   }
-  if (s.tenure && s.tenure->recalled) s.timer = s.tenure->recall_retry_at;
+  if (s.tenure && s.tenure->recalled && !s.queue.empty()) s.timer = s.tenure->recall_retry_at;
   if (idle) s.timer = std::min(s.timer, AddTime(s.last_used, config_.session_idle_us));
   if (s.timer != kNever) state_.timers.insert({s.timer, id});
 }
@@ -514,7 +526,7 @@ void Store::CheckInvariants() const {
       LK_ASSERT(p != state_.processes.end());
       LK_ASSERT(p->second.queued.count(id) == 1);
     }
-    LK_ASSERT(s.tenure || !s.queue.empty() || !s.attributes.empty());
+    LK_ASSERT(s.tenure || !s.queue.empty() || !s.attributes.empty() || !s.last_request.empty());
     LK_ASSERT(s.version.token <= state_.last_token);
     if (s.timer != kNever) {
       LK_ASSERT(state_.timers.count({s.timer, id}) == 1);

@@ -12,7 +12,8 @@
 //   - a process is queued at most once per session, and never queued for a
 //     session it holds;
 //   - every token ever issued is <= last_token; tokens only grow (B2);
-//   - a session with no tenure, an empty queue and no data does not exist;
+//   - a session with no tenure, an empty queue, no data and no request
+//     marks does not exist;
 //   - `timers` holds exactly one entry per session whose timer is set.
 #pragma once
 
