@@ -59,6 +59,7 @@ void ProcessAgent::Send(SessionId session, Message m, Effects& fx) {
 bool ProcessAgent::Trusts(Time now, SessionId session) const {
   auto it = state_.sessions.find(session);
   if (it == state_.sessions.end() || it->second.state != LockState::kHeld) return false;
+  if (it->second.reclaiming && now >= it->second.reclaim_trust_until) return false;
   return now < state_.stores[HomeOf(session)].trusted_until;
 }
 
@@ -159,6 +160,13 @@ Effects ProcessAgent::OnThreadCancel(Time now, ThreadId thread, SessionId sessio
     if (w != s.waiters.end()) {
       s.waiters.erase(w);
       fx.wake.push_back({thread, session, ThreadEventKind::kFailed, Reason::kCancelled});
+      if (s.waiters.empty() && s.state == LockState::kRequested) {
+        // Nobody wants the lock any more: withdraw the buffered request; a
+        // grant that crosses the Cancel is released.
+        Send(session, Cancel{session, s.request_id}, fx);
+        SetState(session, s, LockState::kUnlocked);
+        s.retry_at = kNever;
+      }
       Progress(now, session, s, fx);
       Settle(session, s);
     }
@@ -284,6 +292,7 @@ void ProcessAgent::StoreRestarted(Time now, std::uint32_t store, Effects& fx) {
       case LockState::kHeld:
         s.reclaiming = true;
         s.reclaim_sent_at = now;
+        s.reclaim_trust_until = state_.stores[store].trusted_until;
         Send(id, Reclaim{id, s.token}, fx);
         if (!s.commits.empty()) SendHeadCommit(now, id, s, fx);
         break;
@@ -299,6 +308,14 @@ void ProcessAgent::StoreRestarted(Time now, std::uint32_t store, Effects& fx) {
 void ProcessAgent::OnGranted(Time now, const Granted& m, Effects& fx) {
   AgentSession& s = state_.sessions[m.session];
   if (s.state == LockState::kHeld && s.token == m.token) return;  // a repeat
+  if (s.state == LockState::kHeld && m.request_id == s.request_id && m.token > s.token) {
+    // The store granted our request again with a newer token, so it ended
+    // the tenure we hold: stop trusting it before anyone else is granted.
+    Send(m.session, Release{m.session, m.token}, fx);
+    LoseLock(now, m.session, s, fx);
+    Settle(m.session, s);
+    return;
+  }
   if (s.state != LockState::kRequested || m.request_id != s.request_id) {
     // A grant nobody waits for any more (cancelled, or a stale duplicate).
     Send(m.session, Release{m.session, m.token}, fx);
@@ -545,6 +562,12 @@ void ProcessAgent::ExpireLease(Time now, std::uint32_t store, Effects& fx) {
 }
 
 void ProcessAgent::OnTimer(Time now, SessionId id, AgentSession& s, Effects& fx) {
+  if (s.state == LockState::kHeld && s.reclaiming && s.reclaim_trust_until <= now) {
+    // B7: the reclaim went unanswered for as long as the old lease allowed.
+    ++stats_.lease_expiries;
+    Send(id, Release{id, s.token}, fx);
+    LoseLock(now, id, s, fx);
+  }
   // B5: waits past their deadline fail.
   bool removed = false;
   for (auto w = s.waiters.begin(); w != s.waiters.end();) {
@@ -705,6 +728,16 @@ void ProcessAgent::Serve(Time now, SessionId id, AgentSession& s, Effects& fx) {
     fx.wake.push_back({w.thread, id, ThreadEventKind::kGranted, Reason::kNone});  // R9
     s.waiters.erase(s.waiters.begin() + static_cast<std::ptrdiff_t>(i));
   }
+  // B5: a try-lock that could not be granted now would wait for a thread (or
+  // for the next tenure): refuse it instead.
+  for (auto w = s.waiters.begin(); w != s.waiters.end();) {
+    if (w->try_only) {
+      fx.wake.push_back({w->thread, id, ThreadEventKind::kFailed, Reason::kBusy});
+      w = s.waiters.erase(w);
+    } else {
+      ++w;
+    }
+  }
 }
 
 void ProcessAgent::MaybeRelease(Time now, SessionId id, AgentSession& s, Effects& fx) {
@@ -729,6 +762,7 @@ void ProcessAgent::MaybeRelease(Time now, SessionId id, AgentSession& s, Effects
 void ProcessAgent::Settle(SessionId id, AgentSession& s) {
   if (s.timer != kNever) state_.timers.erase({s.timer, id});
   Time t = std::min(s.retry_at, s.idle_release_at);
+  if (s.state == LockState::kHeld && s.reclaiming) t = std::min(t, s.reclaim_trust_until);
   for (const ThreadWait& w : s.waiters) t = std::min(t, w.deadline);
   s.timer = t;
   if (t != kNever) state_.timers.insert({t, id});

@@ -93,6 +93,9 @@ struct AgentSession {
   Token recall_seen = kNoToken;  // a recall that overtook its grant
   bool reclaiming = false;       // B7: a Reclaim is unanswered
   Time reclaim_sent_at = 0;
+  // B7: while reclaiming, the lock is trusted only as long as the leases of
+  // the store's previous life allowed; acks from the new life do not extend it.
+  Time reclaim_trust_until = 0;
   AttributeMap cache;  // authoritative while held
   DataVersion cache_version;
   std::vector<ThreadHold> holders;

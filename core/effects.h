@@ -26,6 +26,8 @@ struct GrantRecord {
   SessionId session = 0;
   Token token = kNoToken;
   ProcessRef holder;
+  std::uint64_t request_id = 0;  // the Acquire it answers: repeats after a restart
+                                 // are recognised, not taken for a new request (B4)
   bool operator==(const GrantRecord&) const = default;
 };
 // A tenure ended: released, revoked, force-released or not reclaimed.

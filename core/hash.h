@@ -113,7 +113,7 @@ inline void HashValue(Hasher& h, const Envelope& e) { HashFields(h, e.from, e.to
 // Records and thread events.
 inline void HashValue(Hasher& h, const StoreStartedRecord& r) { HashFields(h, r.epoch); }
 inline void HashValue(Hasher& h, const GrantRecord& r) {
-  HashFields(h, r.session, r.token, r.holder);
+  HashFields(h, r.session, r.token, r.holder, r.request_id);
 }
 inline void HashValue(Hasher& h, const TenureEndRecord& r) { HashFields(h, r.session, r.token); }
 inline void HashValue(Hasher& h, const CommitRecord& r) {
@@ -158,8 +158,9 @@ inline void HashValue(Hasher& h, const PendingCommit& c) {
 }
 inline void HashValue(Hasher& h, const AgentSession& s) {
   HashFields(h, s.state, s.request_id, s.try_request, s.queued, s.request_sent_at, s.token,
-             s.recalled, s.recall_seen, s.reclaiming, s.reclaim_sent_at, s.cache, s.cache_version,
-             s.holders, s.waiters, s.commits, s.next_seq, s.retry_at, s.idle_release_at);
+             s.recalled, s.recall_seen, s.reclaiming, s.reclaim_sent_at, s.reclaim_trust_until,
+             s.cache, s.cache_version, s.holders, s.waiters, s.commits, s.next_seq, s.retry_at,
+             s.idle_release_at);
 }
 inline void HashValue(Hasher& h, const StoreLink& l) {
   HashFields(h, l.epoch, l.trusted_until, l.heartbeat_seq, l.heartbeat_sent_at,

@@ -56,6 +56,7 @@ Store Store::Recover(const StoreConfig& config, const std::vector<Record>& log, 
                      Tenure t;
                      t.holder = r.holder;
                      t.token = r.token;
+                     t.request_id = r.request_id;
                      t.granted_at = now;
                      t.reclaimed = false;
                      s.tenure = t;
@@ -89,6 +90,9 @@ Store Store::Recover(const StoreConfig& config, const std::vector<Record>& log, 
   for (auto& [id, s] : st.sessions) {
     s.last_used = now;
     if (!s.tenure) continue;
+    // B4: the holder's request is known again, so a repeat of the Acquire
+    // it answered (say, resent across the restart) gets the same grant.
+    s.last_request[s.tenure->holder.id] = {s.tenure->holder.incarnation, s.tenure->request_id};
     st.in_grace = true;
     ProcessEntry& p = st.processes[s.tenure->holder.id];
     p.incarnation = std::max(p.incarnation, s.tenure->holder.incarnation);
@@ -170,10 +174,21 @@ void Store::RenewLease(Time now, ProcessEntry& process) {
 }
 
 void Store::RunDue(Time now, Effects& fx) {
-  // B1: expired leases first, in process-id order.
+  // B1: expired leases first, in process-id order. Every expired process
+  // leaves the queues before any lock moves, so none is granted a lock only
+  // to lose it in the same step.
   std::vector<std::uint64_t> expired;
   for (const auto& [id, p] : state_.processes) {
     if (p.active() && p.lease_until <= now) expired.push_back(id);
+  }
+  for (std::uint64_t id : expired) {
+    ProcessEntry& p = state_.processes.at(id);
+    std::set<SessionId> queued = std::move(p.queued);
+    p.queued.clear();
+    for (SessionId sid : queued) {
+      DropQueued(sid, state_.sessions.at(sid), id);
+      Settle(now, sid);
+    }
   }
   for (std::uint64_t id : expired) {
     ++stats_.lease_expiries;
@@ -400,7 +415,7 @@ void Store::Grant(Time now, SessionId id, SessionState& s, ProcessRef to, std::u
   s.last_used = now;
   p.held.insert(id);
   ++stats_.grants;
-  fx.persist.push_back(GrantRecord{id, t.token, to});  // B3/B7: before the grant leaves
+  fx.persist.push_back(GrantRecord{id, t.token, to, request_id});  // B3/B7: before the grant leaves
   Granted g{id, t.token, request_id, s.version, false, {}};
   if (cached != s.version) {
     g.has_snapshot = true;

@@ -545,7 +545,7 @@ TEST(Store, B1_HolderThatStopsHeartbeatingLosesItsLocksAtLeaseExpiry) {
   EXPECT_EQ(d.Holder(kS), kP2);
   // Durable: the old tenure's end and the new grant.
   EXPECT_EQ(Only(PersistedOf<TenureEndRecord>(fx)), (TenureEndRecord{kS, t1}));
-  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, g2.token, kP2}));
+  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, g2.token, kP2, g2.request_id}));
   // Its queued request is gone as well.
   EXPECT_TRUE(d.QueueOf(kS2).empty());
   EXPECT_TRUE(d.state().processes.at(kP1.id).held.empty());
@@ -668,7 +668,7 @@ TEST(Store, B2_ForceReleaseRevokesHolderAndGrantsNextWithHigherToken) {
   EXPECT_EQ(g.request_id, 4u);
   EXPECT_GT(g.token, t1);
   EXPECT_EQ(Only(PersistedOf<TenureEndRecord>(fx)), (TenureEndRecord{kS, t1}));
-  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, g.token, kP2}));
+  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, g.token, kP2, g.request_id}));
   EXPECT_EQ(d.Holder(kS), kP2);
   // The dead token is refused from then on.
   fx = d.Send(30, kP1, Com(kS, t1, 1, {Set("a", "x")}));
@@ -687,18 +687,18 @@ TEST(Store, B3_GrantRecordTravelsWithEveryGrant) {
   // At once.
   Effects fx = d.Send(0, kP1, Acq(kS, 1));
   Token t1 = Only(SentTo<Granted>(fx, kP1)).token;
-  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, t1, kP1}));
+  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, t1, kP1, 1}));
   // On release, to the head of the queue.
   d.Send(10, kP2, Acq(kS, 1));
   d.Send(20, kP3, Acq(kS, 1));
   fx = d.Send(30, kP1, Release{kS, t1});
   Token t2 = Only(SentTo<Granted>(fx, kP2)).token;
-  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, t2, kP2}));
+  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, t2, kP2, 1}));
   // On lease expiry, from a tick.
   d.Send(900, kP3, Heartbeat{1});
   fx = d.Tick(1010);
   Token t3 = Only(SentTo<Granted>(fx, kP3)).token;
-  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, t3, kP3}));
+  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, t3, kP3, 1}));
   // Replies that grant nothing persist nothing.
   fx = d.Send(1020, kP1, Acq(kS, 2));
   EXPECT_EQ(SentTo<Queued>(fx, kP1).size(), 1u);
@@ -1229,7 +1229,7 @@ TEST(Store, B7_UnreclaimedTenureEndsAtGraceEndAndWaiterIsGranted) {
   EXPECT_GT(g2.token, t1);
   EXPECT_EQ(g2.snapshot, (AttributeMap{{"a", "1"}}));
   EXPECT_EQ(Only(PersistedOf<TenureEndRecord>(fx)), (TenureEndRecord{kS, t1}));
-  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, g2.token, kP2}));
+  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, g2.token, kP2, g2.request_id}));
   EXPECT_FALSE(d.state().in_grace);
 
   // Too late to reclaim or to write.
