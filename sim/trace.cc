@@ -158,7 +158,8 @@ json RecordToJson(const core::Record& record) {
                         {"session", r.session},
                         {"token", r.token},
                         {"holder", "p" + std::to_string(r.holder.id) + "@" +
-                                       std::to_string(r.holder.incarnation)}};
+                                       std::to_string(r.holder.incarnation)},
+                        {"request", r.request_id}};
           },
           [](const core::TenureEndRecord& r) {
             return json{{"record", "TenureEnd"}, {"session", r.session}, {"token", r.token}};
