@@ -2,7 +2,7 @@
 // tracing off and on, and how much faster than real time a workload with
 // 1 ms network latency runs. Prints a table; `--json` prints JSON lines.
 //
-//   ./build/bench/sim_bench [--runs N] [--requests R] [--json]
+//   ./build/bench/sim_bench [--runs N] [--requests R] [--trace off|on|both] [--json]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -72,20 +72,27 @@ int main(int argc, char** argv) {
   int runs = 5;
   std::uint32_t requests = 2'000;
   bool json = false;
+  std::vector<bool> modes = {false, true};
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
       runs = std::max(1, std::atoi(argv[++i]));
     } else if (std::strcmp(argv[i], "--requests") == 0 && i + 1 < argc) {
       requests = static_cast<std::uint32_t>(std::max(1, std::atoi(argv[++i])));
+    } else if (std::strcmp(argv[i], "--trace") == 0 && i + 1 < argc) {
+      std::string mode = argv[++i];
+      modes = mode == "off"  ? std::vector<bool>{false}
+              : mode == "on" ? std::vector<bool>{true}
+                             : std::vector<bool>{false, true};
     } else if (std::strcmp(argv[i], "--json") == 0) {
       json = true;
     } else {
-      std::fprintf(stderr, "usage: sim_bench [--runs N] [--requests R] [--json]\n");
+      std::fprintf(stderr,
+                   "usage: sim_bench [--runs N] [--requests R] [--trace off|on|both] [--json]\n");
       return 2;
     }
   }
   SimConfig c = StandardWorkload(requests);
-  for (bool trace : {false, true}) {
+  for (bool trace : modes) {
     std::vector<double> eps, speedup;
     Measurement last{};
     for (int r = 0; r < runs; ++r) {

@@ -108,7 +108,13 @@ std::string_view ReasonName(Reason reason);
 
 // Home store node of a session when sessions are spread over several store
 // nodes (B8): the splitmix64 finalizer of the id, modulo the node count.
-std::uint64_t Splitmix64(std::uint64_t x);
+// Inline: it is the mixer of every hash the simulator and model checker take.
+constexpr std::uint64_t Splitmix64(std::uint64_t x) {
+  std::uint64_t z = x + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
 inline std::uint32_t StoreForSession(SessionId session, std::uint32_t store_count) {
   return static_cast<std::uint32_t>(Splitmix64(session) % store_count);
 }

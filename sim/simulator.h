@@ -181,6 +181,10 @@ class Simulator {
     }
   }
   std::uint64_t trace_hash() const { return hash_; }
+  // Per session: counter increments acknowledged to their threads, and those
+  // whose outcome the thread could not know (crash, resent commit).
+  const std::vector<std::uint64_t>& acknowledged_by_session() const { return acknowledged_; }
+  const std::vector<std::uint64_t>& unknown_by_session() const { return unknown_; }
   std::string NodeName(std::uint32_t node) const;
 
  private:
@@ -226,6 +230,7 @@ class Simulator {
   std::vector<SimThread> threads_;
   std::vector<std::vector<core::SessionId>> home_sessions_, other_sessions_;
   std::vector<std::vector<std::uint64_t>> home_cdf_, other_cdf_;  // Zipf, fixed point
+  std::vector<std::string> attribute_names_;                      // "a0", "a1", ...
 
   std::vector<core::Envelope> messages_;  // message slots
   std::vector<std::uint64_t> free_slots_;
