@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checker/checker.h"
 #include "sim/config.h"
 #include "sim/simulator.h"
 
@@ -126,8 +127,11 @@ int RunSim(const SimOptions& options) {
     }
     simulator.SetTrace(&trace);
   }
+  checker::Checker property_checker;
+  if (options.check) simulator.AddObserver(&property_checker);
   auto start = std::chrono::steady_clock::now();
   sim::SimSummary summary = simulator.Run();
+  if (options.check) property_checker.Finish(simulator);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (options.json) {
     std::cout << SummaryJson(summary, wall).dump() << "\n";
@@ -135,6 +139,18 @@ int RunSim(const SimOptions& options) {
     PrintSummary(summary, wall, options.config_path);
   }
   int code = 0;
+  if (options.check) {
+    if (const auto& v = property_checker.violation()) {
+      std::fprintf(stderr, "%s", v->Report().c_str());
+      if (!options.config_path.empty()) {
+        std::fprintf(stderr, "reproduce: latchkey sim --check --seed %llu --config %s\n",
+                     static_cast<unsigned long long>(options.seed), options.config_path.c_str());
+      }
+      code = 1;
+    } else {
+      std::printf("check: no invariant violated\n");
+    }
+  }
   if (options.check_determinism) {
     // Same seed, same configuration, tracing off: the hash must not change.
     sim::SimSummary again = sim::Simulator(config, options.seed).Run();

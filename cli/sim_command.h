@@ -12,9 +12,11 @@ struct SimOptions {
   std::string trace_path;   // JSONL trace; empty = none
   bool check_determinism = false;
   bool json = false;
+  bool check = false;  // run with checker/: exit 1 and print the report on a violation
 };
 
-// Exit codes: 0 run finished, 1 determinism or liveness failure, 2 bad input.
+// Exit codes: 0 run finished, 1 determinism failure or (with --check) an
+// invariant violated, 2 bad input.
 int RunSim(const SimOptions& options);
 
 }  // namespace latchkey::cli

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "core/assert.h"
+#include "core/mutants.h"
 
 namespace latchkey::core {
 
@@ -59,6 +60,9 @@ void ProcessAgent::Send(SessionId session, Message m, Effects& fx) {
 bool ProcessAgent::Trusts(Time now, SessionId session) const {
   auto it = state_.sessions.find(session);
   if (it == state_.sessions.end() || it->second.state != LockState::kHeld) return false;
+#ifdef LATCHKEY_MUTANTS
+  if (LK_MUTANT(kAgentTrustsForever)) return true;  // planted bug: no self-expiry
+#endif
   if (it->second.reclaiming && now >= it->second.reclaim_trust_until) return false;
   return now < state_.stores[HomeOf(session)].trusted_until;
 }
@@ -338,7 +342,12 @@ void ProcessAgent::OnGranted(Time now, const Granted& m, Effects& fx) {
   s.next_seq = 1;
   s.retry_at = kNever;
   s.reclaiming = false;
-  if (m.has_snapshot) {
+#ifdef LATCHKEY_MUTANTS
+  if (LK_MUTANT(kAgentIgnoresSnapshot) && m.has_snapshot && s.cache_version != DataVersion{}) {
+    // Planted bug: a stale cache is kept although the store sent a fresh copy.
+  } else
+#endif
+      if (m.has_snapshot) {
     s.cache = m.snapshot;
     s.cache_version = m.version;
   } else if (s.cache_version != m.version) {
@@ -356,6 +365,11 @@ void ProcessAgent::OnGranted(Time now, const Granted& m, Effects& fx) {
   // Progress: the threads already waiting are served in this tenure even if
   // a recall came with (or before) the grant.
   for (ThreadWait& w : s.waiters) w.entitled = true;
+#ifdef LATCHKEY_MUTANTS
+  if (LK_MUTANT(kNoProgressRule)) {
+    for (ThreadWait& w : s.waiters) w.entitled = false;  // planted bug: no Progress rule
+  }
+#endif
   s.recalled = s.recall_seen >= m.token;
   s.recall_seen = kNoToken;
   if (s.recalled) ++stats_.recalls;
@@ -397,6 +411,9 @@ void ProcessAgent::OnRecall(Time now, const Recall& m, Effects& fx) {
   AgentSession& s = state_.sessions[m.session];
   switch (s.state) {
     case LockState::kHeld:
+#ifdef LATCHKEY_MUTANTS
+      if (LK_MUTANT(kAgentIgnoresRecall)) break;  // planted bug: recalls are ignored
+#endif
       if (m.token == s.token) {
         if (!s.recalled) ++stats_.recalls;
         s.recalled = true;  // R7
@@ -529,7 +546,11 @@ void ProcessAgent::OnRejected(Time now, const Rejected& m, Effects& fx) {
 void ProcessAgent::RunDue(Time now, Effects& fx) {
   for (std::uint32_t store = 0; store < state_.stores.size(); ++store) {
     StoreLink& link = state_.stores[store];
-    if (link.held > 0 && link.trusted_until <= now) ExpireLease(now, store, fx);
+    bool expire = link.held > 0 && link.trusted_until <= now;
+#ifdef LATCHKEY_MUTANTS
+    if (LK_MUTANT(kAgentTrustsForever)) expire = false;  // planted bug: no self-expiry
+#endif
+    if (expire) ExpireLease(now, store, fx);
     if (link.engaged > 0 && link.next_heartbeat_at <= now) {
       // B1: one heartbeat per process and store, not one per lock.
       link.heartbeat_seq += 1;
@@ -720,6 +741,22 @@ void ProcessAgent::Serve(Time now, SessionId id, AgentSession& s, Effects& fx) {
     for (std::size_t j = 0; j < i && !blocked; ++j) {
       blocked = s.waiters[j].portion.ConflictsWith(w.portion);
     }
+#ifdef LATCHKEY_MUTANTS
+    if (LK_MUTANT(kAgentGrantsConflicting)) blocked = false;  // planted bug: no R9 check
+    if (LK_MUTANT(kAgentThreadLifo)) {
+      // Planted bug: a later waiter that conflicts goes first.
+      blocked = std::any_of(s.holders.begin(), s.holders.end(), [&](const ThreadHold& h) {
+        return h.portion.ConflictsWith(w.portion);
+      });
+      for (std::size_t j = i + 1; j < s.waiters.size() && !blocked; ++j) {
+        blocked = !(s.recalled && !s.waiters[j].entitled) &&
+                  s.waiters[j].portion.ConflictsWith(w.portion) &&
+                  !std::any_of(s.holders.begin(), s.holders.end(), [&](const ThreadHold& h) {
+                    return h.portion.ConflictsWith(s.waiters[j].portion);
+                  });
+      }
+    }
+#endif
     if (blocked) {
       ++i;
       continue;
@@ -772,7 +809,11 @@ Time ProcessAgent::NextDeadline() const {
   Time next = state_.timers.empty() ? kNever : state_.timers.begin()->first;
   for (const StoreLink& link : state_.stores) {
     if (link.engaged > 0) next = std::min(next, link.next_heartbeat_at);
-    if (link.held > 0) next = std::min(next, link.trusted_until);
+    bool expires = link.held > 0;
+#ifdef LATCHKEY_MUTANTS
+    if (LK_MUTANT(kAgentTrustsForever)) expires = false;  // planted bug: no self-expiry
+#endif
+    if (expires) next = std::min(next, link.trusted_until);
   }
   return next;
 }

@@ -133,7 +133,7 @@ inline void HashValue(Hasher& h, const Waiter& w) {
   HashFields(h, w.process, w.request_id, w.buffered_at, w.cached);
 }
 inline void HashValue(Hasher& h, const RequestMark& m) {
-  HashFields(h, m.incarnation, m.request_id);
+  HashFields(h, m.incarnation, m.request_id, m.finished);
 }
 inline void HashValue(Hasher& h, const SessionState& s) {
   HashFields(h, s.attributes, s.version, s.tenure, s.queue, s.last_request, s.last_used, s.timer);

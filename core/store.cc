@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "core/assert.h"
+#include "core/mutants.h"
 
 namespace latchkey::core {
 
@@ -83,6 +84,9 @@ Store Store::Recover(const StoreConfig& config, const std::vector<Record>& log, 
                },
                record);
   }
+#ifdef LATCHKEY_MUTANTS
+  if (LK_MUTANT(kTokenResetOnRecover)) st.last_token = 0;  // planted bug: tokens restart
+#endif
   st.epoch = last_epoch + 1;
   st.grace_until = AddTime(now, config.EffectiveGrace());
   // B7: every persisted holder keeps its tenure until the grace period ends,
@@ -92,7 +96,8 @@ Store Store::Recover(const StoreConfig& config, const std::vector<Record>& log, 
     if (!s.tenure) continue;
     // B4: the holder's request is known again, so a repeat of the Acquire
     // it answered (say, resent across the restart) gets the same grant.
-    s.last_request[s.tenure->holder.id] = {s.tenure->holder.incarnation, s.tenure->request_id};
+    s.last_request[s.tenure->holder.id] = {s.tenure->holder.incarnation, s.tenure->request_id,
+                                           true};
     st.in_grace = true;
     ProcessEntry& p = st.processes[s.tenure->holder.id];
     p.incarnation = std::max(p.incarnation, s.tenure->holder.incarnation);
@@ -246,29 +251,51 @@ void Store::OnAcquire(Time now, ProcessRef from, const Acquire& m, Effects& fx) 
         g.snapshot = s.attributes;
       }
       Send(from, std::move(g), fx);
-    } else {
-      for (std::size_t i = 0; i < s.queue.size(); ++i) {
-        if (s.queue[i].process == from && s.queue[i].request_id == m.request_id) {
-          Send(from, Queued{m.session, m.request_id, static_cast<std::uint32_t>(i)}, fx);
-        }
-      }
+      Settle(now, m.session);
+      return;
     }
-    Settle(now, m.session);
-    return;
+    auto queued = std::find_if(s.queue.begin(), s.queue.end(), [&](const Waiter& w) {
+      return w.process == from && w.request_id == m.request_id;
+    });
+    if (queued != s.queue.end()) {
+      Send(from,
+           Queued{m.session, m.request_id, static_cast<std::uint32_t>(queued - s.queue.begin())},
+           fx);
+      Settle(now, m.session);
+      return;
+    }
+    if (m.request_id == mark.request_id && mark.finished && m.try_only &&
+        !(s.tenure && s.tenure->holder == from)) {
+      Send(from, Busy{m.session, m.request_id}, fx);  // its Busy may have been lost
+      Settle(now, m.session);
+      return;
+    }
+    if (m.request_id < mark.request_id || mark.finished) {
+      Settle(now, m.session);
+      return;  // an older request, or one already answered for good
+    }
+    // Still open but no longer buffered: its process's lease ran out while it
+    // waited, and the process asks again. Buffer it afresh.
   }
-  mark = {from.incarnation, m.request_id};
+  mark = {from.incarnation, m.request_id, false};
   if (s.tenure && s.tenure->holder == from) {
     // The holder asks anew, so it has given up its tenure (it stopped trusting
     // its lease while its release was still on the way).
     EndTenure(now, m.session, s, fx);
     GrantNext(now, m.session, s, fx);
   }
+#ifdef LATCHKEY_MUTANTS
+  if (LK_MUTANT(kGrantWhileHeld) && s.tenure && s.tenure->holder != from) {
+    EndTenure(now, m.session, s, fx);  // planted bug: the holder is not told
+  }
+#endif
   if (!s.tenure && s.queue.empty()) {
     Grant(now, m.session, s, from, m.request_id, m.cached, fx);  // R3
     Settle(now, m.session);
     return;
   }
   if (m.try_only) {
+    mark.finished = true;
     Send(from, Busy{m.session, m.request_id}, fx);  // B5
     Settle(now, m.session);
     return;
@@ -315,6 +342,18 @@ void Store::OnRelease(ProcessRef from, const Release& m, Effects& fx, Time now) 
 
 void Store::OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx) {
   auto it = state_.sessions.find(m.session);
+#ifdef LATCHKEY_MUTANTS
+  if (LK_MUTANT(kCommitAcceptsStale) && m.seq != 0 &&
+      (it == state_.sessions.end() || !it->second.tenure || it->second.tenure->token != m.token)) {
+    // Planted bug: a stale token's writes are applied and acknowledged.
+    SessionState& s = state_.sessions[m.session];
+    ApplyWrites(s.attributes, m.clear_first, m.writes);
+    fx.persist.push_back(CommitRecord{m.session, m.token, m.seq, m.clear_first, m.writes});
+    Send(from, CommitAck{m.session, m.token, m.seq}, fx);
+    Settle(now, m.session);
+    return;
+  }
+#endif
   if (it == state_.sessions.end() || !it->second.tenure || it->second.tenure->token != m.token) {
     Reject(from, m.session, m.token, m.seq, MessageKind::kCommit, Reason::kStaleToken, fx);  // R1
     return;
@@ -345,7 +384,10 @@ void Store::OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx) {
   s.version = {m.token, m.seq};
   s.last_used = now;
   ++stats_.commits;
-  fx.persist.push_back(CommitRecord{m.session, m.token, m.seq, m.clear_first, m.writes});  // B3
+#ifdef LATCHKEY_MUTANTS
+  if (!LK_MUTANT(kAckWithoutPersist))  // planted bug: acknowledged, not durable
+#endif
+    fx.persist.push_back(CommitRecord{m.session, m.token, m.seq, m.clear_first, m.writes});  // B3
   Send(from, CommitAck{m.session, m.token, m.seq}, fx);
   Settle(now, m.session);
 }
@@ -372,6 +414,7 @@ void Store::OnCancel(Time now, ProcessRef from, const Cancel& m, Effects& fx) {
   if (w == s.queue.end()) return;  // granted already, or never buffered
   s.queue.erase(w);
   state_.processes.at(from.id).queued.erase(m.session);
+  s.last_request[from.id].finished = true;
   Send(from, CancelAck{m.session, m.request_id}, fx);
   Settle(now, m.session);
 }
@@ -414,6 +457,7 @@ void Store::Grant(Time now, SessionId id, SessionState& s, ProcessRef to, std::u
   s.tenure = t;
   s.last_used = now;
   p.held.insert(id);
+  s.last_request[to.id] = {to.incarnation, request_id, true};
   ++stats_.grants;
   fx.persist.push_back(GrantRecord{id, t.token, to, request_id});  // B3/B7: before the grant leaves
   Granted g{id, t.token, request_id, s.version, false, {}};
@@ -440,6 +484,13 @@ void Store::EndTenure(Time now, SessionId id, SessionState& s, Effects& fx) {
 void Store::Revoke(Time now, SessionId id, SessionState& s, Reason reason, Effects& fx) {
   LK_ASSERT(s.tenure);
   Send(s.tenure->holder, Revoked{id, s.tenure->token, reason}, fx);
+  // The holder may never have seen its grant (lost in a partition) and may
+  // still be resending that request: take it again rather than ignore it.
+  // A late copy after all is answered with a grant the agent gives back.
+  RequestMark& mark = s.last_request[s.tenure->holder.id];
+  if (mark.incarnation == s.tenure->holder.incarnation && mark.request_id == s.tenure->request_id) {
+    mark.finished = false;
+  }
   EndTenure(now, id, s, fx);
   GrantNext(now, id, s, fx);
 }
@@ -447,7 +498,13 @@ void Store::Revoke(Time now, SessionId id, SessionState& s, Reason reason, Effec
 void Store::GrantNext(Time now, SessionId id, SessionState& s, Effects& fx) {
   if (s.tenure || s.queue.empty()) return;
   Waiter head = s.queue.front();
-  s.queue.pop_front();
+#ifdef LATCHKEY_MUTANTS
+  if (LK_MUTANT(kLifoQueue)) {  // planted bug: the newest buffered request first
+    head = s.queue.back();
+    s.queue.pop_back();
+  } else
+#endif
+    s.queue.pop_front();
   state_.processes.at(head.process.id).queued.erase(id);
   Grant(now, id, s, head.process, head.request_id, head.cached, fx);  // R5
 }

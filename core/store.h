@@ -69,6 +69,9 @@ struct Waiter {
 struct RequestMark {
   std::uint64_t incarnation = 0;
   std::uint64_t request_id = 0;
+  // Granted, cancelled or refused (Busy). A request still open (buffered, or dropped from
+  // the queue when its process's lease ran out) is taken again when resent.
+  bool finished = false;
   bool operator==(const RequestMark&) const = default;
 };
 

