@@ -10,6 +10,9 @@ packages=(
   librapidcheck-dev                 # RapidCheck: property and stateful tests
   libcli11-dev                      # CLI11: every command line
   nlohmann-json3-dev                # nlohmann_json: scenarios, traces, configs
+  libasio-dev                       # standalone Asio: the latchkeyd event loop
+  libssl-dev                        # OpenSSL: HMAC authentication (TLS later)
+  zlib1g-dev                        # zlib: CRC32 of write-ahead log records
   clang-format                      # the format check
   "$@"
 )

@@ -1,0 +1,111 @@
+// latchkeyd: the production store server. See net/PROTOCOL.md.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "net/server.h"
+
+using latchkey::net::FsyncPolicy;
+using latchkey::net::ServerOptions;
+
+int main(int argc, char** argv) {
+  CLI::App app{"latchkeyd: the Latchkey store server"};
+  app.set_version_flag("--version", std::string("latchkeyd ") + LATCHKEY_VERSION);
+  ServerOptions o;
+  std::string listen = "127.0.0.1:7420";
+  std::string secret_file;
+  std::string fsync = "always";
+  std::string port_file;
+  std::uint64_t lease_ms = 2000, recall_retry_ms = 250, idle_ms = 0, grace_ms = 0;
+  app.add_option("--listen", listen, "host:port to listen on (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "directory of the write-ahead log")->required();
+  app.add_option("--secret-file", secret_file, "file holding the master secret")->required();
+  app.add_option("--fsync", fsync, "always | batch | never (see net/PROTOCOL.md)")
+      ->capture_default_str();
+  app.add_option("--fsync-interval-ms", o.fsync_interval_ms, "fsync period under --fsync batch")
+      ->capture_default_str();
+  app.add_option("--node-id", o.store.node_id, "this store node's id")->capture_default_str();
+  app.add_option("--lease-ms", lease_ms, "process lease (B1)")->capture_default_str();
+  app.add_option("--recall-retry-ms", recall_retry_ms, "recall resend period (R7)")
+      ->capture_default_str();
+  app.add_option("--idle-ms", idle_ms, "drop sessions unused this long; 0 = never (B6)")
+      ->capture_default_str();
+  app.add_option("--grace-ms", grace_ms, "reclaim grace after restart; 0 = 1.25 x lease (B7)")
+      ->capture_default_str();
+  app.add_option("--max-queue", o.store.max_queue, "buffered requests per session; 0 = unbounded")
+      ->capture_default_str();
+  app.add_option("--max-frame-bytes", o.max_frame_bytes)->capture_default_str();
+  app.add_option("--max-connections", o.max_connections)->capture_default_str();
+  app.add_option("--max-sessions-per-process", o.max_sessions_per_process)->capture_default_str();
+  app.add_option("--max-attributes", o.max_attributes_per_session, "per session")
+      ->capture_default_str();
+  app.add_option("--max-attribute-name-bytes", o.max_attribute_name_bytes)->capture_default_str();
+  app.add_option("--max-attribute-value-bytes", o.max_attribute_value_bytes)->capture_default_str();
+  app.add_option("--max-writes-per-commit", o.max_writes_per_commit)->capture_default_str();
+  app.add_option("--max-outgoing-bytes", o.max_outgoing_bytes, "per connection (slow clients)")
+      ->capture_default_str();
+  app.add_option("--auth-timeout-ms", o.auth_timeout_ms)->capture_default_str();
+  app.add_option("--compact-bytes", o.compact_bytes, "compact the log past this size")
+      ->capture_default_str();
+  app.add_option("--port-file", port_file, "write the bound port here once listening");
+  CLI11_PARSE(app, argc, argv);
+
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "error: --listen must be host:port\n";
+    return 2;
+  }
+  o.listen_host = listen.substr(0, colon);
+  try {
+    unsigned long port = std::stoul(listen.substr(colon + 1));
+    if (port > 65535) throw std::out_of_range("port");
+    o.listen_port = static_cast<std::uint16_t>(port);
+  } catch (const std::exception&) {
+    std::cerr << "error: bad port in --listen " << listen << "\n";
+    return 2;
+  }
+  auto policy = latchkey::net::ParseFsyncPolicy(fsync);
+  if (!policy.ok()) {
+    std::cerr << "error: " << policy.status().message() << "\n";
+    return 2;
+  }
+  o.fsync = policy.value();
+  std::ifstream in(secret_file, std::ios::binary);
+  if (!in) {
+    std::cerr << "error: cannot read --secret-file " << secret_file << "\n";
+    return 2;
+  }
+  std::stringstream secret;
+  secret << in.rdbuf();
+  o.secret = secret.str();
+  while (!o.secret.empty() && (o.secret.back() == '\n' || o.secret.back() == '\r')) {
+    o.secret.pop_back();
+  }
+  if (lease_ms == 0 || recall_retry_ms == 0) {
+    std::cerr << "error: --lease-ms and --recall-retry-ms must be positive\n";
+    return 2;
+  }
+  o.store.lease_us = lease_ms * 1000;
+  o.store.recall_retry_us = recall_retry_ms * 1000;
+  o.store.session_idle_us = idle_ms == 0 ? latchkey::core::kNever : idle_ms * 1000;
+  o.store.grace_us = grace_ms * 1000;
+
+  auto server = latchkey::net::Server::Create(o);
+  if (!server.ok()) {
+    std::cerr << "error: " << server.status().message() << "\n";
+    return 1;
+  }
+  if (!port_file.empty()) {
+    std::string tmp = port_file + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << server.value()->port() << "\n";
+    }
+    std::rename(tmp.c_str(), port_file.c_str());
+  }
+  server.value()->Run();
+  return 0;
+}

@@ -1,0 +1,518 @@
+#include "net/server.h"
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "net/auth.h"
+#include "net/codec.h"
+
+namespace latchkey::net {
+
+namespace {
+
+core::Time NowUs() {
+  // Monotonic: leases and recalls must not jump with the wall clock.
+  return static_cast<core::Time>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count()) +
+         1;
+}
+
+bool ProcessMaySend(core::MessageKind k) {
+  using K = core::MessageKind;
+  return k == K::kAcquire || k == K::kRelease || k == K::kCommit || k == K::kHeartbeat ||
+         k == K::kReclaim || k == K::kCancel;
+}
+bool AdminMaySend(core::MessageKind k) {
+  return k == core::MessageKind::kForceRelease || k == core::MessageKind::kAdminInvalidate;
+}
+
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c == '\n' ? ' ' : c);
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+void LogLine(const char* level, const char* event, const std::string& fields) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+  std::fprintf(stderr, "ts=%lld level=%s event=%s%s%s\n", static_cast<long long>(ms), level, event,
+               fields.empty() ? "" : " ", fields.c_str());
+}
+
+struct Connection : std::enable_shared_from_this<Connection> {
+  Connection(asio::ip::tcp::socket s, std::uint64_t id, std::uint32_t max_frame)
+      : socket(std::move(s)), id(id), decoder(max_frame), auth_timer(socket.get_executor()) {}
+
+  asio::ip::tcp::socket socket;
+  std::uint64_t id;
+  FrameDecoder decoder;
+  asio::steady_timer auth_timer;
+  Nonce nonce{};
+  bool authenticated = false;
+  Role role = Role::kProcess;
+  core::Address address;
+  std::deque<std::string> out;
+  std::uint64_t out_bytes = 0;
+  bool writing = false;
+  bool closing = false;  // close once `out` drains
+  bool closed = false;
+  std::array<char, 64 * 1024> read_buffer;
+};
+
+struct Server::Impl {
+  explicit Impl(const ServerOptions& o)
+      : options(o), store(o.store), acceptor(io), deadline_timer(io), sync_timer(io), signals(io) {}
+
+  ServerOptions options;
+  asio::io_context io;
+  core::Store store;
+  std::unique_ptr<Wal> wal;
+  LogState log_state;
+  asio::ip::tcp::acceptor acceptor;
+  asio::steady_timer deadline_timer;
+  asio::steady_timer sync_timer;
+  asio::signal_set signals;
+  core::Time armed_deadline = core::kNever;
+  std::uint64_t next_connection_id = 1;
+  std::map<std::uint64_t, std::shared_ptr<Connection>> connections;
+  std::map<std::pair<core::NodeKind, std::uint64_t>, std::shared_ptr<Connection>> routes;
+  std::vector<core::Envelope> outbox;  // replies waiting for the group commit
+  bool flush_posted = false;
+  bool stopping = false;
+  bool failed = false;
+
+  // ---- the core ------------------------------------------------------------
+
+  void Apply(core::Effects fx) {
+    for (core::Record& r : fx.persist) {
+      wal->Append(r);
+      log_state.Apply(r);
+    }
+    for (core::Envelope& e : fx.send) outbox.push_back(std::move(e));
+    if (wal->has_pending() || !outbox.empty()) PostFlush();
+    Arm(fx.next_deadline);
+  }
+
+  void PostFlush() {
+    if (flush_posted) return;
+    flush_posted = true;
+    // Posted behind the completions already queued in this loop iteration,
+    // so their records share this write and fsync (group commit).
+    asio::post(io, [this] { Flush(); });
+  }
+
+  void Flush() {
+    flush_posted = false;
+    Status s = wal->Flush();
+    if (!s.ok()) {
+      // Nothing can be acknowledged without the log: stop serving.
+      LogLine("error", "wal_flush_failed", "reason=" + Quote(s.message()));
+      failed = true;
+      outbox.clear();
+      io.stop();
+      return;
+    }
+    std::vector<core::Envelope> sending;
+    sending.swap(outbox);
+    for (const core::Envelope& e : sending) Deliver(e);
+    if (wal->file_bytes() > options.compact_bytes) Compact();
+  }
+
+  void Compact() {
+    std::uint64_t before = wal->file_bytes();
+    Status s = wal->Compact(log_state.Snapshot());
+    if (!s.ok()) {
+      LogLine("error", "compaction_failed", "reason=" + Quote(s.message()));
+      return;
+    }
+    LogLine("info", "compacted",
+            "generation=" + std::to_string(wal->generation()) + " bytes_before=" +
+                std::to_string(before) + " bytes_after=" + std::to_string(wal->file_bytes()));
+  }
+
+  void Deliver(const core::Envelope& e) {
+    auto it = routes.find({e.to.kind, e.to.id});
+    if (it == routes.end()) return;              // not connected: the agent retries (B4)
+    std::shared_ptr<Connection> c = it->second;  // a copy: Send may close and unroute it
+    if (c->address.incarnation != e.to.incarnation) return;  // addressed to another life
+    Send(c, Frame(e.message));
+  }
+
+  void Arm(core::Time deadline) {
+    if (deadline == armed_deadline) return;
+    armed_deadline = deadline;
+    deadline_timer.cancel();
+    if (deadline == core::kNever) return;
+    core::Time now = NowUs();
+    auto wait = std::chrono::microseconds(deadline > now ? deadline - now : 0);
+    deadline_timer.expires_after(wait);
+    deadline_timer.async_wait([this, deadline](const asio::error_code& ec) {
+      if (ec || deadline != armed_deadline) return;
+      armed_deadline = core::kNever;
+      Apply(store.OnTick(NowUs()));
+    });
+  }
+
+  void ScheduleSync() {
+    if (options.fsync != FsyncPolicy::kBatch) return;
+    sync_timer.expires_after(std::chrono::milliseconds(options.fsync_interval_ms));
+    sync_timer.async_wait([this](const asio::error_code& ec) {
+      if (ec) return;
+      Status s = wal->Sync();
+      if (!s.ok()) LogLine("error", "wal_sync_failed", "reason=" + Quote(s.message()));
+      ScheduleSync();
+    });
+  }
+
+  // ---- connections -------------------------------------------------------
+
+  void Accept() {
+    acceptor.async_accept([this](const asio::error_code& ec, asio::ip::tcp::socket socket) {
+      if (ec) {
+        if (!stopping) LogLine("warn", "accept_failed", "reason=" + Quote(ec.message()));
+        if (ec == asio::error::operation_aborted || stopping) return;
+        Accept();
+        return;
+      }
+      auto c = std::make_shared<Connection>(std::move(socket), next_connection_id++,
+                                            options.max_frame_bytes);
+      asio::error_code ignored;
+      c->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      std::string peer = "?";
+      auto ep = c->socket.remote_endpoint(ignored);
+      if (!ignored) peer = ep.address().to_string() + ":" + std::to_string(ep.port());
+      connections[c->id] = c;
+      LogLine("info", "connection_opened", "conn=" + std::to_string(c->id) + " peer=" + peer);
+      if (connections.size() > options.max_connections) {
+        Fail(c, ErrorCode::kTooManyConnections,
+             "connection limit " + std::to_string(options.max_connections) + " reached");
+      } else {
+        c->nonce = RandomNonce();
+        Send(c, Frame(ChallengeFrame{kProtocolVersion, c->nonce, options.store.node_id}));
+        c->auth_timer.expires_after(std::chrono::milliseconds(options.auth_timeout_ms));
+        std::weak_ptr<Connection> weak = c;
+        c->auth_timer.async_wait([this, weak](const asio::error_code& e) {
+          auto conn = weak.lock();
+          if (e || !conn || conn->authenticated || conn->closed) return;
+          Fail(conn, ErrorCode::kAuthTimeout, "no Hello within the authentication timeout");
+        });
+        Read(c);
+      }
+      Accept();
+    });
+  }
+
+  void Read(const std::shared_ptr<Connection>& c) {
+    c->socket.async_read_some(asio::buffer(c->read_buffer), [this, c](const asio::error_code& ec,
+                                                                      std::size_t n) {
+      if (c->closed) return;
+      if (ec) {
+        Close(c, ec == asio::error::eof ? "peer closed" : ec.message());
+        return;
+      }
+      if (c->closing) return;  // a refused peer: ignore what else it says
+      c->decoder.Feed(std::string_view(c->read_buffer.data(), n));
+      for (;;) {
+        auto next = c->decoder.Next();
+        if (!next.ok()) {
+          bool too_large = next.status().message().find("exceeds the maximum") != std::string::npos;
+          Fail(c, too_large ? ErrorCode::kFrameTooLarge : ErrorCode::kMalformedFrame,
+               next.status().message());
+          return;
+        }
+        if (!next.value()) break;
+        OnFrame(c, std::move(*next.value()));
+        if (c->closing || c->closed) return;
+      }
+      Read(c);
+    });
+  }
+
+  void OnFrame(const std::shared_ptr<Connection>& c, Frame frame) {
+    if (!c->authenticated) {
+      auto* hello = std::get_if<HelloFrame>(&frame);
+      if (hello == nullptr) {
+        return Fail(c, ErrorCode::kUnexpectedFrame, "expected Hello before anything else");
+      }
+      return OnHello(c, *hello);
+    }
+    auto* message = std::get_if<core::Message>(&frame);
+    if (message == nullptr) {
+      return Fail(c, ErrorCode::kUnexpectedFrame, "only Message frames after authentication");
+    }
+    core::MessageKind kind = core::KindOf(*message);
+    bool allowed = c->role == Role::kAdmin ? AdminMaySend(kind) : ProcessMaySend(kind);
+    if (!allowed) {
+      return Refuse(c, ErrorCode::kNotPermitted, kind, 0,
+                    std::string(core::MessageKindName(kind)) + " may not be sent by this role");
+    }
+    if (!CheckLimits(c, *message)) return;
+    // B9: the sender is the authenticated identity, never a field of the frame.
+    core::Envelope env{c->address, store.address(), std::move(*message)};
+    Apply(store.OnMessage(NowUs(), env));
+  }
+
+  void OnHello(const std::shared_ptr<Connection>& c, const HelloFrame& hello) {
+    Mac key = IdentityKey(options.secret, hello.role, hello.id);
+    Mac expected = AuthAnswer(key, c->nonce, hello.role, hello.id, hello.incarnation);
+    std::string who = "role=" + std::string(hello.role == Role::kAdmin ? "admin" : "process") +
+                      " id=" + std::to_string(hello.id) +
+                      " incarnation=" + std::to_string(hello.incarnation);
+    if (!MacEqual(expected, hello.mac)) {
+      LogLine("warn", "auth_failed", "conn=" + std::to_string(c->id) + " " + who);
+      return Fail(c, ErrorCode::kAuthFailed, "authentication failed");
+    }
+    c->authenticated = true;
+    c->auth_timer.cancel();
+    c->role = hello.role;
+    c->address = {hello.role == Role::kAdmin ? core::NodeKind::kAdmin : core::NodeKind::kProcess,
+                  hello.id, hello.incarnation};
+    std::pair<core::NodeKind, std::uint64_t> identity{c->address.kind, c->address.id};
+    auto old = routes.find(identity);
+    if (old != routes.end() && old->second != c) {
+      // One live connection per identity: the newest wins (a reconnect).
+      std::shared_ptr<Connection> previous = old->second;
+      routes.erase(old);
+      Fail(previous, ErrorCode::kSuperseded, "a newer connection authenticated as this identity");
+    }
+    routes[identity] = c;
+    LogLine("info", "authenticated", "conn=" + std::to_string(c->id) + " " + who);
+    Send(c, Frame(WelcomeFrame{options.store.node_id, store.state().epoch, options.max_frame_bytes,
+                               options.store.lease_us}));
+  }
+
+  bool CheckLimits(const std::shared_ptr<Connection>& c, const core::Message& m) {
+    if (const auto* a = std::get_if<core::Acquire>(&m)) {
+      auto p = store.state().processes.find(c->address.id);
+      if (p != store.state().processes.end() && !p->second.held.count(a->session) &&
+          !p->second.queued.count(a->session) &&
+          p->second.held.size() + p->second.queued.size() >= options.max_sessions_per_process) {
+        Refuse(c, ErrorCode::kTooManySessions, core::MessageKind::kAcquire, a->session,
+               "process holds or waits for " + std::to_string(options.max_sessions_per_process) +
+                   " sessions already");
+        return false;
+      }
+    }
+    if (const auto* commit = std::get_if<core::Commit>(&m)) {
+      if (commit->writes.size() > options.max_writes_per_commit) {
+        Refuse(c, ErrorCode::kTooManyWrites, core::MessageKind::kCommit, commit->session,
+               std::to_string(commit->writes.size()) + " writes, limit " +
+                   std::to_string(options.max_writes_per_commit));
+        return false;
+      }
+      std::set<std::string_view> names;
+      auto s = store.state().sessions.find(commit->session);
+      if (s != store.state().sessions.end() && !commit->clear_first) {
+        for (const auto& [name, value] : s->second.attributes) names.insert(name);
+      }
+      for (const core::AttributeWrite& w : commit->writes) {
+        if (w.name.size() > options.max_attribute_name_bytes ||
+            w.value.size() > options.max_attribute_value_bytes) {
+          Refuse(c, ErrorCode::kAttributeTooLarge, core::MessageKind::kCommit, commit->session,
+                 "attribute name of " + std::to_string(w.name.size()) + " bytes or value of " +
+                     std::to_string(w.value.size()) + " bytes above the limits " +
+                     std::to_string(options.max_attribute_name_bytes) + "/" +
+                     std::to_string(options.max_attribute_value_bytes));
+          return false;
+        }
+        if (w.erase) {
+          names.erase(w.name);
+        } else {
+          names.insert(w.name);
+        }
+      }
+      if (names.size() > options.max_attributes_per_session) {
+        Refuse(c, ErrorCode::kTooManyAttributes, core::MessageKind::kCommit, commit->session,
+               "session would have " + std::to_string(names.size()) + " attributes, limit " +
+                   std::to_string(options.max_attributes_per_session));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // A non-fatal refusal: the connection stays.
+  void Refuse(const std::shared_ptr<Connection>& c, ErrorCode code, core::MessageKind what,
+              core::SessionId session, const std::string& text) {
+    LogLine("info", "refused",
+            "conn=" + std::to_string(c->id) + " code=" + std::string(ErrorCodeName(code)) +
+                " reason=" + Quote(text));
+    Send(c, Frame(ErrorFrame{code, false, static_cast<std::uint8_t>(what), session, text}));
+  }
+
+  // A fatal error: say why, then close this connection only.
+  void Fail(std::shared_ptr<Connection> c, ErrorCode code, const std::string& text) {
+    if (c->closing || c->closed) return;
+    LogLine("warn", "connection_error",
+            "conn=" + std::to_string(c->id) + " code=" + std::string(ErrorCodeName(code)) +
+                " reason=" + Quote(text));
+    Send(c, Frame(ErrorFrame{code, true, 0xff, 0, text}));
+    c->closing = true;
+    if (!c->writing) Close(c, "error sent");
+  }
+
+  void Send(std::shared_ptr<Connection> c, const Frame& frame) {
+    if (c->closed || c->closing) return;
+    std::string bytes = EncodeFrame(frame);
+    if (c->out_bytes + bytes.size() > options.max_outgoing_bytes) {
+      // A client that does not read must not make the server buffer forever.
+      Close(c, "slow client: " + std::to_string(c->out_bytes) + " bytes unread");
+      return;
+    }
+    c->out_bytes += bytes.size();
+    c->out.push_back(std::move(bytes));
+    if (!c->writing) Write(c);
+  }
+
+  void Write(const std::shared_ptr<Connection>& c) {
+    c->writing = true;
+    asio::async_write(c->socket, asio::buffer(c->out.front()),
+                      [this, c](const asio::error_code& ec, std::size_t) {
+                        c->writing = false;
+                        if (c->closed) return;
+                        if (ec) {
+                          Close(c, "write failed: " + ec.message());
+                          return;
+                        }
+                        c->out_bytes -= c->out.front().size();
+                        c->out.pop_front();
+                        if (!c->out.empty()) {
+                          Write(c);
+                        } else if (c->closing) {
+                          Close(c, "error sent");
+                        }
+                      });
+  }
+
+  // By value: `c` may be the very pointer stored in `routes` or `connections`.
+  void Close(std::shared_ptr<Connection> c, const std::string& why) {
+    if (c->closed) return;
+    c->closed = true;
+    asio::error_code ignored;
+    c->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    c->socket.close(ignored);
+    c->auth_timer.cancel();
+    auto route = routes.find({c->address.kind, c->address.id});
+    if (c->authenticated && route != routes.end() && route->second == c) routes.erase(route);
+    connections.erase(c->id);
+    LogLine("info", "connection_closed", "conn=" + std::to_string(c->id) + " reason=" + Quote(why));
+  }
+
+  void BeginStop() {
+    if (stopping) return;
+    stopping = true;
+    LogLine("info", "stopping", "");
+    asio::error_code ignored;
+    acceptor.close(ignored);
+    signals.cancel(ignored);
+    // Finish in-flight commits: the records of events already handled are
+    // written and synced, and their replies go out before we close.
+    Flush();
+    Status s = wal->Sync();
+    if (!s.ok()) LogLine("error", "wal_sync_failed", "reason=" + Quote(s.message()));
+    deadline_timer.cancel();
+    sync_timer.cancel();
+    std::vector<std::shared_ptr<Connection>> all;
+    for (auto& [id, c] : connections) all.push_back(c);
+    for (auto& c : all) Fail(c, ErrorCode::kShuttingDown, "server shutting down");
+    // Give the last frames a moment to leave, then end the loop.
+    auto t = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(200));
+    t->async_wait([this, t](const asio::error_code&) {
+      std::vector<std::shared_ptr<Connection>> rest;
+      for (auto& [id, c] : connections) rest.push_back(c);
+      for (auto& c : rest) Close(c, "shutdown");
+      io.stop();
+    });
+  }
+};
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+
+Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
+  if (options.secret.empty()) return Status::Error("the shared secret is empty");
+  auto impl = std::make_unique<Impl>(options);
+  RecoveredLog recovered;
+  auto wal = Wal::Open(options.data_dir, options.fsync, &recovered);
+  if (!wal.ok()) return wal.status();
+  impl->wal = std::move(wal.value());
+  if (!recovered.tail_problem.empty()) {
+    LogLine("warn", "wal_tail_dropped",
+            "bytes=" + std::to_string(recovered.dropped_bytes) +
+                " reason=" + Quote(recovered.tail_problem));
+  }
+  core::Time now = NowUs();
+  core::Effects fx;
+  if (recovered.records.empty()) {
+    fx = impl->store.Start(now);
+  } else {
+    for (const core::Record& r : recovered.records) impl->log_state.Apply(r);
+    impl->store = core::Store::Recover(options.store, recovered.records, now, &fx);
+  }
+  LogLine("info", "recovered",
+          "records=" + std::to_string(recovered.records.size()) +
+              " generation=" + std::to_string(recovered.generation) +
+              " epoch=" + std::to_string(impl->store.state().epoch) +
+              " last_token=" + std::to_string(impl->store.state().last_token) +
+              " fsync=" + std::string(FsyncPolicyName(options.fsync)));
+  impl->Apply(std::move(fx));
+  impl->Flush();
+  if (impl->failed) return Status::Error("could not write the log");
+  Status synced = impl->wal->Sync();
+  if (!synced.ok()) return synced;
+
+  asio::error_code ec;
+  auto address = asio::ip::make_address(options.listen_host, ec);
+  if (ec) return Status::Error("bad listen address '" + options.listen_host + "': " + ec.message());
+  asio::ip::tcp::endpoint endpoint(address, options.listen_port);
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(endpoint, ec);
+  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::Error("cannot listen on " + options.listen_host + ":" +
+                         std::to_string(options.listen_port) + ": " + ec.message());
+  }
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+void Server::Run() {
+  Impl& s = *impl_;
+  s.signals.add(SIGTERM);
+  s.signals.add(SIGINT);
+  s.signals.async_wait([&s](const asio::error_code& ec, int signal) {
+    if (ec) return;
+    LogLine("info", "signal", "signal=" + std::to_string(signal));
+    s.BeginStop();
+  });
+  LogLine("info", "listening", "host=" + s.options.listen_host + " port=" + std::to_string(port()));
+  s.Accept();
+  s.ScheduleSync();
+  s.io.run();
+  if (!s.failed) {
+    Status st = s.wal->Flush();
+    if (st.ok()) st = s.wal->Sync();
+    if (!st.ok()) LogLine("error", "wal_final_sync_failed", "reason=" + Quote(st.message()));
+  }
+  LogLine("info", "stopped", "");
+}
+
+void Server::Stop() {
+  asio::post(impl_->io, [this] { impl_->BeginStop(); });
+}
+
+}  // namespace latchkey::net

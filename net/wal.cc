@@ -1,0 +1,425 @@
+#include "net/wal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <variant>
+
+#include "net/codec.h"
+
+namespace latchkey::net {
+
+namespace {
+
+constexpr char kMagic[8] = {'L', 'K', 'W', 'A', 'L', '0', '0', '1'};
+
+template <class... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+std::uint32_t Crc32(std::string_view bytes) {
+  return static_cast<std::uint32_t>(
+      crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+}
+
+void PutU32(std::string* out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void PutU64(std::string* out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+std::uint64_t GetLe(const char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= std::uint64_t{static_cast<std::uint8_t>(p[i])} << (8 * i);
+  return v;
+}
+
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+Status WriteAll(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Error(Errno("write"));
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return Status::Ok();
+}
+
+Status SyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::Error(Errno("open " + dir));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Status::Error(Errno("fsync " + dir));
+  return Status::Ok();
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error(Errno("open " + path));
+  std::string data;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      return Status::Error(Errno("read " + path));
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return data;
+}
+
+std::string Header(std::uint64_t generation) {
+  std::string h(kMagic, sizeof kMagic);
+  PutU64(&h, generation);
+  return h;
+}
+
+void AppendFramed(const core::Record& record, std::string* out) {
+  std::size_t at = out->size();
+  out->append(kRecordHeaderBytes, '\0');
+  AppendRecord(record, out);
+  std::string_view payload(out->data() + at + kRecordHeaderBytes,
+                           out->size() - at - kRecordHeaderBytes);
+  std::string header;
+  PutU32(&header, static_cast<std::uint32_t>(payload.size()));
+  PutU32(&header, Crc32(payload));
+  out->replace(at, kRecordHeaderBytes, header);
+}
+
+// Writes `bytes` as generation `generation` atomically: temp file, fsync,
+// rename, fsync of the directory.
+Status WriteGeneration(const std::string& dir, std::uint64_t generation, std::string_view bytes) {
+  std::string final_path = dir + "/" + Wal::FileName(generation);
+  std::string tmp = final_path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::Error(Errno("create " + tmp));
+  Status s = WriteAll(fd, bytes);
+  if (s.ok() && ::fsync(fd) != 0) s = Status::Error(Errno("fsync " + tmp));
+  ::close(fd);
+  if (!s.ok()) return s;
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    return Status::Error(Errno("rename " + tmp));
+  }
+  return SyncDir(dir);
+}
+
+}  // namespace
+
+Result<FsyncPolicy> ParseFsyncPolicy(std::string_view text) {
+  if (text == "always") return FsyncPolicy::kAlways;
+  if (text == "batch") return FsyncPolicy::kBatch;
+  if (text == "never") return FsyncPolicy::kNever;
+  return Status::Error("unknown fsync policy '" + std::string(text) +
+                       "' (expected always, batch or never)");
+}
+
+std::string_view FsyncPolicyName(FsyncPolicy policy) {
+  switch (policy) {
+    case FsyncPolicy::kAlways:
+      return "always";
+    case FsyncPolicy::kBatch:
+      return "batch";
+    case FsyncPolicy::kNever:
+      return "never";
+  }
+  return "?";
+}
+
+// ---- LogState ----------------------------------------------------------------
+
+void LogState::Apply(const core::Record& record) {
+  std::visit(
+      Overloaded{
+          [&](const core::StoreStartedRecord& r) {
+            last_epoch_ = std::max(last_epoch_.value_or(0), r.epoch);
+          },
+          [&](const core::GrantRecord& r) {
+            sessions_[r.session].tenure = Tenure{r.holder, r.token, r.request_id, 0};
+            if (r.token >= last_grant_.token) last_grant_ = r;
+          },
+          [&](const core::TenureEndRecord& r) {
+            auto it = sessions_.find(r.session);
+            if (it != sessions_.end() && it->second.tenure && it->second.tenure->token == r.token) {
+              it->second.tenure.reset();
+            }
+          },
+          [&](const core::CommitRecord& r) {
+            Session& s = sessions_[r.session];
+            if (r.clear_first) s.attributes.clear();
+            for (const core::AttributeWrite& w : r.writes) {
+              if (w.erase) {
+                s.attributes.erase(w.name);
+              } else {
+                s.attributes.insert_or_assign(w.name, w.value);
+              }
+            }
+            s.version = {r.token, r.seq};
+            if (s.tenure && s.tenure->token == r.token) s.tenure->last_seq = r.seq;
+          },
+          [&](const core::SessionDroppedRecord& r) {
+            auto it = sessions_.find(r.session);
+            if (it == sessions_.end()) return;
+            it->second.attributes.clear();
+            it->second.version = {};
+          },
+      },
+      record);
+  // A session with no tenure, no data and version {0, 0} is the same as one
+  // never created. (Others with no data stay: a later grant keeps their
+  // version, as it does in Recover.)
+  core::SessionId touched = std::visit(
+      [](const auto& r) -> core::SessionId {
+        if constexpr (requires { r.session; }) {
+          return r.session;
+        } else {
+          return 0;
+        }
+      },
+      record);
+  auto it = sessions_.find(touched);
+  if (it != sessions_.end() && !it->second.tenure && it->second.attributes.empty() &&
+      it->second.version == core::DataVersion{}) {
+    sessions_.erase(it);
+  }
+}
+
+std::vector<core::Record> LogState::Snapshot() const {
+  std::vector<core::Record> out;
+  if (last_epoch_) out.push_back(core::StoreStartedRecord{*last_epoch_});
+  // B2: tokens continue from the highest ever issued. Recover learns it
+  // from grants only, so keep that grant if its tenure is over.
+  if (last_grant_.token != core::kNoToken) {
+    auto it = sessions_.find(last_grant_.session);
+    bool live =
+        it != sessions_.end() && it->second.tenure && it->second.tenure->token == last_grant_.token;
+    if (!live) {
+      out.push_back(last_grant_);
+      out.push_back(core::TenureEndRecord{last_grant_.session, last_grant_.token});
+    }
+  }
+  for (const auto& [id, s] : sessions_) {
+    // Recover's final Settle erases sessions with no tenure and no data.
+    if (!s.tenure && s.attributes.empty()) continue;
+    bool seq_commit = false;
+    if (s.tenure) {
+      out.push_back(core::GrantRecord{id, s.tenure->token, s.tenure->holder, s.tenure->request_id});
+      if (s.tenure->last_seq != 0 && s.version.token != s.tenure->token) {
+        // The tenure's commits were dropped since: keep its seq (B4).
+        out.push_back(core::CommitRecord{id, s.tenure->token, s.tenure->last_seq, true, {}});
+        seq_commit = true;
+      }
+    }
+    if (s.version != core::DataVersion{} || !s.attributes.empty()) {
+      core::CommitRecord data{id, s.version.token, s.version.seq, true, {}};
+      for (const auto& [name, value] : s.attributes) data.writes.push_back({name, value, false});
+      out.push_back(std::move(data));
+    } else if (seq_commit) {
+      out.push_back(core::SessionDroppedRecord{id});
+    }
+  }
+  return out;
+}
+
+// ---- Wal -------------------------------------------------------------------
+
+std::string Wal::FileName(std::uint64_t generation) {
+  char name[64];
+  std::snprintf(name, sizeof name, "wal-%020llu.log", static_cast<unsigned long long>(generation));
+  return name;
+}
+
+Result<RecoveredLog> Wal::Read(const std::string& path) {
+  Result<std::string> data = ReadFile(path);
+  if (!data.ok()) return data.status();
+  const std::string& d = data.value();
+  if (d.size() < kWalHeaderBytes || std::memcmp(d.data(), kMagic, sizeof kMagic) != 0) {
+    return Status::Error(path + ": not a latchkey log (bad or missing header)");
+  }
+  RecoveredLog log;
+  log.generation = GetLe(d.data() + 8, 8);
+  std::size_t pos = kWalHeaderBytes;
+  while (pos < d.size()) {
+    auto problem = [&](const std::string& why) {
+      log.tail_problem = "at byte " + std::to_string(pos) + ": " + why;
+    };
+    if (d.size() - pos < kRecordHeaderBytes) {
+      problem("torn record header");
+      break;
+    }
+    std::uint32_t length = static_cast<std::uint32_t>(GetLe(d.data() + pos, 4));
+    std::uint32_t crc = static_cast<std::uint32_t>(GetLe(d.data() + pos + 4, 4));
+    if (length > kMaxRecordBytes) {
+      problem("record length " + std::to_string(length) + " above the maximum");
+      break;
+    }
+    if (d.size() - pos - kRecordHeaderBytes < length) {
+      problem("torn record: " + std::to_string(length) + " bytes announced, " +
+              std::to_string(d.size() - pos - kRecordHeaderBytes) + " present");
+      break;
+    }
+    std::string_view payload(d.data() + pos + kRecordHeaderBytes, length);
+    if (Crc32(payload) != crc) {
+      problem("crc mismatch");
+      break;
+    }
+    Result<core::Record> record = DecodeRecord(payload, pos + kRecordHeaderBytes);
+    if (!record.ok()) {
+      problem("undecodable record: " + record.status().message());
+      break;
+    }
+    log.records.push_back(std::move(record.value()));
+    pos += kRecordHeaderBytes + length;
+  }
+  log.valid_bytes = pos;
+  log.dropped_bytes = d.size() - pos;
+  return log;
+}
+
+Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, FsyncPolicy policy,
+                                       RecoveredLog* recovered) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Status::Error(Errno("mkdir " + dir));
+  }
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return Status::Error(Errno("opendir " + dir));
+  std::vector<std::uint64_t> generations;
+  std::vector<std::string> temps;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    unsigned long long g = 0;
+    char tail[8] = {};
+    if (std::sscanf(name.c_str(), "wal-%20llu.log%7s", &g, tail) >= 1 &&
+        name.size() >= 4 + 20 + 4) {
+      if (std::string(tail) == ".tmp") {
+        temps.push_back(name);
+      } else if (name == FileName(g)) {
+        generations.push_back(g);
+      }
+    }
+  }
+  ::closedir(d);
+  // An interrupted compaction leaves a temp file: it was never renamed, so
+  // the previous generation is complete.
+  for (const std::string& t : temps) ::unlink((dir + "/" + t).c_str());
+
+  std::unique_ptr<Wal> wal(new Wal(dir, policy));
+  RecoveredLog log;
+  if (generations.empty()) {
+    log.generation = 1;
+    Status s = WriteGeneration(dir, 1, Header(1));
+    if (!s.ok()) return s;
+    log.valid_bytes = kWalHeaderBytes;
+  } else {
+    std::uint64_t newest = *std::max_element(generations.begin(), generations.end());
+    Result<RecoveredLog> read = Read(dir + "/" + FileName(newest));
+    if (!read.ok()) return read.status();
+    log = std::move(read.value());
+    if (log.generation != newest) {
+      return Status::Error(FileName(newest) + ": header names generation " +
+                           std::to_string(log.generation));
+    }
+    // Older generations were superseded by a completed compaction.
+    for (std::uint64_t g : generations) {
+      if (g != newest) ::unlink((dir + "/" + FileName(g)).c_str());
+    }
+  }
+  std::string path = dir + "/" + FileName(log.generation);
+  wal->fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (wal->fd_ < 0) return Status::Error(Errno("open " + path));
+  if (log.dropped_bytes > 0) {
+    if (::ftruncate(wal->fd_, static_cast<off_t>(log.valid_bytes)) != 0 || ::fsync(wal->fd_) != 0) {
+      return Status::Error(Errno("truncate " + path));
+    }
+  }
+  if (::lseek(wal->fd_, static_cast<off_t>(log.valid_bytes), SEEK_SET) < 0) {
+    return Status::Error(Errno("seek " + path));
+  }
+  wal->generation_ = log.generation;
+  wal->file_bytes_ = log.valid_bytes;
+  if (recovered != nullptr) *recovered = std::move(log);
+  return wal;
+}
+
+Wal::~Wal() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Wal::Append(const core::Record& record) {
+  AppendFramed(record, &pending_);
+  ++pending_records_;
+  ++stats_.records;
+}
+
+Status Wal::SyncFd() {
+  auto start = std::chrono::steady_clock::now();
+  if (::fdatasync(fd_) != 0) return Status::Error(Errno("fdatasync"));
+  auto us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                           std::chrono::steady_clock::now() - start)
+                                           .count());
+  ++stats_.fsyncs;
+  stats_.fsync_us_total += us;
+  stats_.fsync_us_max = std::max(stats_.fsync_us_max, us);
+  unsynced_ = false;
+  return Status::Ok();
+}
+
+Status Wal::Flush() {
+  if (pending_.empty()) return Status::Ok();
+  Status s = WriteAll(fd_, pending_);
+  if (!s.ok()) return s;
+  file_bytes_ += pending_.size();
+  stats_.last_batch_records = pending_records_;
+  ++stats_.flushes;
+  pending_.clear();
+  pending_records_ = 0;
+  unsynced_ = true;
+  if (policy_ == FsyncPolicy::kAlways) return SyncFd();
+  return Status::Ok();
+}
+
+Status Wal::Sync() {
+  if (!unsynced_) return Status::Ok();
+  return SyncFd();
+}
+
+Status Wal::Compact(const std::vector<core::Record>& snapshot) {
+  Status s = Flush();
+  if (!s.ok()) return s;
+  std::uint64_t next = generation_ + 1;
+  std::string bytes = Header(next);
+  for (const core::Record& r : snapshot) AppendFramed(r, &bytes);
+  s = WriteGeneration(dir_, next, bytes);
+  if (!s.ok()) return s;
+  std::string path = dir_ + "/" + FileName(next);
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) return Status::Error(Errno("open " + path));
+  ::close(fd_);
+  ::unlink((dir_ + "/" + FileName(generation_)).c_str());
+  fd_ = fd;
+  generation_ = next;
+  file_bytes_ = bytes.size();
+  unsynced_ = false;
+  ++stats_.compactions;
+  return Status::Ok();
+}
+
+}  // namespace latchkey::net

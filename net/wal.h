@@ -1,0 +1,139 @@
+// The write-ahead log of latchkeyd: the records the core asks to persist
+// (Effects::persist), made durable before the replies that depend on them.
+//
+// File format (net/PROTOCOL.md, "Log files"): one file per generation,
+// `wal-<generation>.log`, holding a 16-byte header (magic "LKWAL001", u64
+// generation) and then records, each `u32 length, u32 crc32(payload),
+// payload` with the payload in the codec's record encoding. Compaction
+// writes the next generation (a snapshot: the minimal records that rebuild
+// the same store) to a temporary file, fsyncs it, renames it into place and
+// removes the old generation, so a crash at any point leaves one complete
+// generation to recover from.
+//
+// Thread-safety: none; one owner (latchkeyd's loop thread).
+//
+// Invariants:
+//   - every record before `durable_bytes()` was fsync'd (policy always);
+//   - recovery returns a prefix of what was appended: it stops at the first
+//     torn or corrupt record and truncates the file there;
+//   - Store::Recover(LogState(log).Snapshot()) == Store::Recover(log).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/effects.h"
+#include "net/status.h"
+
+namespace latchkey::net {
+
+// When appended records reach the disk (the trade-off is in PROTOCOL.md):
+//   always: every group commit is fsync'd before its replies are sent;
+//   batch:  written at once, fsync'd every `batch_interval`; a power loss may
+//           lose acknowledged writes from the last interval (a process crash
+//           does not: they are in the page cache);
+//   never:  written, never fsync'd by us; the OS decides.
+enum class FsyncPolicy { kAlways, kBatch, kNever };
+Result<FsyncPolicy> ParseFsyncPolicy(std::string_view text);
+std::string_view FsyncPolicyName(FsyncPolicy policy);
+
+inline constexpr std::uint32_t kMaxRecordBytes = 64u << 20;
+inline constexpr std::size_t kWalHeaderBytes = 16;
+inline constexpr std::size_t kRecordHeaderBytes = 8;
+
+// Replays records exactly as Store::Recover does and keeps only what it
+// needs, so a snapshot of it rebuilds the same store.
+class LogState {
+ public:
+  void Apply(const core::Record& record);
+  // The minimal record list with the same Store::Recover result.
+  std::vector<core::Record> Snapshot() const;
+
+ private:
+  struct Tenure {
+    core::ProcessRef holder;
+    core::Token token = core::kNoToken;
+    std::uint64_t request_id = 0;
+    std::uint64_t last_seq = 0;
+  };
+  struct Session {
+    core::AttributeMap attributes;
+    core::DataVersion version;
+    std::optional<Tenure> tenure;
+  };
+  std::optional<std::uint64_t> last_epoch_;
+  core::GrantRecord last_grant_;  // the grant with the highest token
+  std::map<core::SessionId, Session> sessions_;
+};
+
+struct RecoveredLog {
+  std::vector<core::Record> records;
+  std::uint64_t generation = 0;
+  std::uint64_t valid_bytes = 0;    // file size after truncation
+  std::uint64_t dropped_bytes = 0;  // torn or corrupt tail removed
+  std::string tail_problem;         // why the tail was dropped; empty if clean
+};
+
+struct WalStats {
+  std::uint64_t records = 0;
+  std::uint64_t flushes = 0;
+  std::uint64_t fsyncs = 0;
+  std::uint64_t last_batch_records = 0;
+  std::uint64_t fsync_us_total = 0;
+  std::uint64_t fsync_us_max = 0;
+  std::uint64_t compactions = 0;
+};
+
+class Wal {
+ public:
+  // Opens the newest generation in `dir` (creating the directory and a first
+  // generation if there is none), recovers its records into `recovered` and
+  // truncates a bad tail.
+  static Result<std::unique_ptr<Wal>> Open(const std::string& dir, FsyncPolicy policy,
+                                           RecoveredLog* recovered);
+  ~Wal();
+  Wal(const Wal&) = delete;
+  Wal& operator=(const Wal&) = delete;
+
+  // Buffers a record; nothing reaches the file until Flush.
+  void Append(const core::Record& record);
+  bool has_pending() const { return !pending_.empty(); }
+  // Group commit: writes everything appended since the last Flush with one
+  // write and, under policy always, one fsync.
+  Status Flush();
+  // Fsyncs whatever was written (the batch policy's timer; shutdown).
+  Status Sync();
+  // Starts a new generation holding `snapshot` (see LogState::Snapshot),
+  // which must describe every record appended so far.
+  Status Compact(const std::vector<core::Record>& snapshot);
+
+  std::uint64_t generation() const { return generation_; }
+  std::uint64_t file_bytes() const { return file_bytes_; }
+  FsyncPolicy policy() const { return policy_; }
+  const WalStats& stats() const { return stats_; }
+
+  // For tests and tools: reads one log file without changing it.
+  static Result<RecoveredLog> Read(const std::string& path);
+  static std::string FileName(std::uint64_t generation);
+
+ private:
+  Wal(std::string dir, FsyncPolicy policy) : dir_(std::move(dir)), policy_(policy) {}
+  Status SyncFd();
+
+  std::string dir_;
+  FsyncPolicy policy_;
+  int fd_ = -1;
+  std::uint64_t generation_ = 0;
+  std::uint64_t file_bytes_ = 0;
+  bool unsynced_ = false;
+  std::string pending_;
+  std::uint64_t pending_records_ = 0;
+  WalStats stats_;
+};
+
+}  // namespace latchkey::net

@@ -1,0 +1,537 @@
+// latchkeyd against a real loopback socket: one test per message type,
+// refusals (wrong secret, another process's token, limits), hostile frames,
+// slow clients, graceful SIGTERM, and SIGKILL during a write load.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "net/auth.h"
+#include "net/codec.h"
+
+namespace latchkey::net {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+const char kSecret[] = "test-master-secret";
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "latchkeyd-test-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A latchkeyd child process on 127.0.0.1 with a free port.
+class Daemon {
+ public:
+  Daemon(const std::string& dir, std::vector<std::string> extra = {}) : dir_(dir) {
+    { std::ofstream(dir_ + "/secret") << kSecret << "\n"; }
+    std::string port_file = dir_ + "/port";
+    fs::remove(port_file);
+    std::vector<std::string> args = {LATCHKEYD_PATH,   "--listen",     "127.0.0.1:0",
+                                     "--data-dir",     dir_ + "/data", "--secret-file",
+                                     dir_ + "/secret", "--port-file",  port_file};
+    for (auto& a : extra) args.push_back(a);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int log = ::open((dir_ + "/log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ::dup2(log, 2);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    for (int i = 0; i < 500 && port_ == 0; ++i) {
+      std::ifstream in(port_file);
+      if (!(in >> port_)) std::this_thread::sleep_for(10ms);
+    }
+  }
+  ~Daemon() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  // Sends `signal` and returns the exit status.
+  int Signal(int signal) {
+    ::kill(pid_, signal);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+  std::string Log() const {
+    std::ifstream in(dir_ + "/log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+ private:
+  std::string dir_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+// A blocking test client speaking the protocol.
+class Client {
+ public:
+  explicit Client(std::uint16_t port, int receive_buffer = 0) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0) {
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    }
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~Client() { ::close(fd_); }
+
+  bool SendRaw(std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  bool Send(const core::Message& m) { return SendRaw(EncodeFrame(Frame(m))); }
+  void ShutdownWrite() { ::shutdown(fd_, SHUT_WR); }
+
+  // The next frame, or nullopt on timeout or close (see closed()).
+  std::optional<Frame> Recv(std::chrono::milliseconds timeout = 3000ms) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto next = decoder_.Next();
+      if (!next.ok()) return std::nullopt;
+      if (next.value()) return std::move(*next.value());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
+      char buf[65536];
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        closed_ = true;
+        return std::nullopt;
+      }
+      decoder_.Feed(std::string_view(buf, static_cast<std::size_t>(n)));
+    }
+  }
+  // The next core message; other frames (errors) fail the test.
+  template <class M>
+  std::optional<M> Expect(std::chrono::milliseconds timeout = 3000ms) {
+    auto f = Recv(timeout);
+    if (!f) return std::nullopt;
+    auto* m = std::get_if<core::Message>(&*f);
+    if (m == nullptr || !std::holds_alternative<M>(*m)) {
+      ADD_FAILURE() << "unexpected frame type " << f->index()
+                    << (m ? " message kind " + std::string(core::MessageKindName(core::KindOf(*m)))
+                          : std::string());
+      return std::nullopt;
+    }
+    return std::get<M>(*m);
+  }
+  std::optional<ErrorFrame> ExpectError() {
+    auto f = Recv();
+    if (!f || !std::holds_alternative<ErrorFrame>(*f)) return std::nullopt;
+    return std::get<ErrorFrame>(*f);
+  }
+  // True if the server closes the connection within the timeout.
+  bool WaitClosed(std::chrono::milliseconds timeout = 3000ms) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!closed_ && std::chrono::steady_clock::now() < deadline) Recv(100ms);
+    return closed_;
+  }
+
+  // Answers the challenge as (role, id, incarnation), keyed by `secret`.
+  std::optional<Frame> Authenticate(std::uint64_t id, std::uint64_t incarnation = 1,
+                                    Role role = Role::kProcess, std::string_view secret = kSecret) {
+    auto challenge = Recv();
+    if (!challenge || !std::holds_alternative<ChallengeFrame>(*challenge)) return std::nullopt;
+    Mac key = IdentityKey(secret, role, id);
+    HelloFrame hello{
+        role, id, incarnation,
+        AuthAnswer(key, std::get<ChallengeFrame>(*challenge).nonce, role, id, incarnation)};
+    SendRaw(EncodeFrame(Frame(hello)));
+    return Recv();
+  }
+  bool connected() const { return connected_; }
+  bool closed() const { return closed_; }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  bool closed_ = false;
+  FrameDecoder decoder_{64u << 20};
+};
+
+std::unique_ptr<Client> Login(std::uint16_t port, std::uint64_t id, std::uint64_t inc = 1,
+                              Role role = Role::kProcess) {
+  auto c = std::make_unique<Client>(port);
+  auto welcome = c->Authenticate(id, inc, role);
+  EXPECT_TRUE(welcome && std::holds_alternative<WelcomeFrame>(*welcome));
+  return c;
+}
+
+class LatchkeydTest : public ::testing::Test {
+ protected:
+  void Start(std::vector<std::string> extra = {}) {
+    daemon_ = std::make_unique<Daemon>(dir_.path(), std::move(extra));
+    ASSERT_NE(daemon_->port(), 0) << daemon_->Log();
+  }
+  void TearDown() override {
+    if (HasFailure() && daemon_) std::fprintf(stderr, "latchkeyd log:\n%s", daemon_->Log().c_str());
+  }
+  std::uint16_t port() const { return daemon_->port(); }
+  TempDir dir_;
+  std::unique_ptr<Daemon> daemon_;
+};
+
+TEST_F(LatchkeydTest, AcquireCommitHeartbeatReleaseRoundTrip) {
+  Start();
+  auto a = Login(port(), 1);
+  a->Send(core::Acquire{7, 1, {}, false});
+  auto g = a->Expect<core::Granted>();
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->session, 7u);
+  EXPECT_EQ(g->request_id, 1u);
+  ASSERT_NE(g->token, core::kNoToken);
+  a->Send(core::Commit{7, g->token, 1, false, {{"cart", "3 items", false}}});
+  auto ack = a->Expect<core::CommitAck>();
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->seq, 1u);
+  a->Send(core::Heartbeat{5});
+  auto hb = a->Expect<core::HeartbeatAck>();
+  ASSERT_TRUE(hb);
+  EXPECT_EQ(hb->seq, 5u);
+  a->Send(core::Release{7, g->token});
+  auto rel = a->Expect<core::ReleaseAck>();
+  ASSERT_TRUE(rel);
+  EXPECT_EQ(rel->token, g->token);
+  a->Send(core::Acquire{7, 2, {}, false});
+  auto g2 = a->Expect<core::Granted>();
+  ASSERT_TRUE(g2);
+  EXPECT_GT(g2->token, g->token);  // B2
+  ASSERT_TRUE(g2->has_snapshot);
+  EXPECT_EQ(g2->snapshot.at("cart"), "3 items");
+}
+
+TEST_F(LatchkeydTest, QueuedRecallThenGrantToTheNextClient) {
+  Start();
+  auto a = Login(port(), 1);
+  auto b = Login(port(), 2);
+  a->Send(core::Acquire{3, 1, {}, false});
+  auto ga = a->Expect<core::Granted>();
+  ASSERT_TRUE(ga);
+  b->Send(core::Acquire{3, 1, {}, false});
+  auto q = b->Expect<core::Queued>();
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->ahead, 0u);
+  auto recall = a->Expect<core::Recall>();  // R7
+  ASSERT_TRUE(recall);
+  EXPECT_EQ(recall->token, ga->token);
+  a->Send(core::Release{3, ga->token});
+  ASSERT_TRUE(a->Expect<core::ReleaseAck>());
+  auto gb = b->Expect<core::Granted>();  // R5
+  ASSERT_TRUE(gb);
+  EXPECT_GT(gb->token, ga->token);
+}
+
+TEST_F(LatchkeydTest, TryLockBusyCancelAndAdminMessages) {
+  Start();
+  auto a = Login(port(), 1);
+  auto b = Login(port(), 2);
+  auto admin = Login(port(), 99, 1, Role::kAdmin);
+  a->Send(core::Acquire{4, 1, {}, false});
+  auto ga = a->Expect<core::Granted>();
+  ASSERT_TRUE(ga);
+  b->Send(core::Acquire{4, 1, {}, true});
+  ASSERT_TRUE(b->Expect<core::Busy>());  // B5
+  b->Send(core::Acquire{4, 2, {}, false});
+  ASSERT_TRUE(b->Expect<core::Queued>());
+  ASSERT_TRUE(a->Expect<core::Recall>());
+  b->Send(core::Cancel{4, 2});
+  auto cancel = b->Expect<core::CancelAck>();
+  ASSERT_TRUE(cancel);
+  EXPECT_EQ(cancel->request_id, 2u);
+  admin->Send(core::ForceRelease{4});
+  auto revoked = a->Expect<core::Revoked>();
+  ASSERT_TRUE(revoked);
+  EXPECT_EQ(revoked->reason, core::Reason::kForceReleased);
+  a->Send(core::Acquire{4, 2, {}, false});
+  auto ga2 = a->Expect<core::Granted>();
+  ASSERT_TRUE(ga2);
+  admin->Send(core::AdminInvalidate{4});
+  auto inv = a->Expect<core::Revoked>();
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(inv->reason, core::Reason::kInvalidated);
+  // An admin may not acquire; a process may not force-release.
+  admin->Send(core::Acquire{4, 1, {}, false});
+  auto e1 = admin->ExpectError();
+  ASSERT_TRUE(e1);
+  EXPECT_EQ(e1->code, ErrorCode::kNotPermitted);
+  EXPECT_FALSE(e1->fatal);
+  b->Send(core::ForceRelease{4});
+  auto e2 = b->ExpectError();
+  ASSERT_TRUE(e2);
+  EXPECT_EQ(e2->code, ErrorCode::kNotPermitted);
+}
+
+TEST_F(LatchkeydTest, WrongSecretIsRejectedAndClosed) {
+  Start();
+  Client c(port());
+  auto reply = c.Authenticate(1, 1, Role::kProcess, "not-the-secret");
+  ASSERT_TRUE(reply && std::holds_alternative<ErrorFrame>(*reply));
+  EXPECT_EQ(std::get<ErrorFrame>(*reply).code, ErrorCode::kAuthFailed);
+  EXPECT_TRUE(c.WaitClosed());
+  // Messages before authentication are refused too.
+  Client d(port());
+  ASSERT_TRUE(d.Recv());  // the challenge
+  d.Send(core::Heartbeat{1});
+  auto e = d.ExpectError();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code, ErrorCode::kUnexpectedFrame);
+  EXPECT_TRUE(d.WaitClosed());
+}
+
+// B9: a client cannot use or release a lock it did not receive, even with
+// the right token: the sender is its authenticated identity.
+TEST_F(LatchkeydTest, AnotherProcessesTokenIsRefused) {
+  Start();
+  auto a = Login(port(), 1);
+  auto b = Login(port(), 2);
+  a->Send(core::Acquire{5, 1, {}, false});
+  auto ga = a->Expect<core::Granted>();
+  ASSERT_TRUE(ga);
+  b->Send(core::Commit{5, ga->token, 1, false, {{"x", "stolen", false}}});
+  auto r1 = b->Expect<core::Rejected>();
+  ASSERT_TRUE(r1);
+  EXPECT_EQ(r1->reason, core::Reason::kNotHolder);
+  b->Send(core::Release{5, ga->token});
+  auto r2 = b->Expect<core::Rejected>();
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->reason, core::Reason::kNotHolder);
+  a->Send(core::Commit{5, ga->token, 1, false, {{"x", "mine", false}}});
+  ASSERT_TRUE(a->Expect<core::CommitAck>());
+}
+
+TEST_F(LatchkeydTest, MalformedTruncatedAndOversizedFramesCloseOnlyThatConnection) {
+  Start({"--max-frame-bytes", "4096"});
+  auto good = Login(port(), 1);
+  {
+    auto c = Login(port(), 2);
+    c->SendRaw(std::string("\x05\x00\x00\x00\x01\x04\xff\xff\xff", 9));  // unknown kind 255
+    auto e = c->ExpectError();
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->code, ErrorCode::kMalformedFrame);
+    EXPECT_TRUE(e->fatal);
+    EXPECT_NE(e->text.find("at byte"), std::string::npos) << e->text;
+    EXPECT_TRUE(c->WaitClosed());
+  }
+  {
+    auto c = Login(port(), 3);
+    c->SendRaw(std::string("\x00\x00\x01\x00", 4));  // 65536 > 4096
+    auto e = c->ExpectError();
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->code, ErrorCode::kFrameTooLarge);
+    EXPECT_TRUE(c->WaitClosed());
+  }
+  {
+    auto c = Login(port(), 4);
+    std::string frame = EncodeFrame(Frame(core::Message(core::Heartbeat{1})));
+    c->SendRaw(frame.substr(0, frame.size() - 3));  // truncated, then EOF
+    c->ShutdownWrite();
+    EXPECT_TRUE(c->WaitClosed());
+  }
+  {
+    Client c(port());
+    c.SendRaw("GET / HTTP/1.1\r\n\r\n");  // garbage before authentication
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  good->Send(core::Heartbeat{9});
+  auto hb = good->Expect<core::HeartbeatAck>();
+  ASSERT_TRUE(hb);
+  EXPECT_EQ(hb->seq, 9u);
+  EXPECT_NE(daemon_->Log().find("code=frame_too_large"), std::string::npos);
+}
+
+TEST_F(LatchkeydTest, SlowClientThatNeverReadsIsClosedOthersAreServed) {
+  Start({"--max-outgoing-bytes", "262144"});
+  auto writer = Login(port(), 1);
+  writer->Send(core::Acquire{8, 1, {}, false});
+  auto g = writer->Expect<core::Granted>();
+  ASSERT_TRUE(g);
+  writer->Send(core::Commit{8, g->token, 1, false, {{"blob", std::string(200000, 'b'), false}}});
+  ASSERT_TRUE(writer->Expect<core::CommitAck>());
+  writer->Send(core::Release{8, g->token});
+  ASSERT_TRUE(writer->Expect<core::ReleaseAck>());
+
+  Client slow(port(), 4096);
+  ASSERT_TRUE(slow.Authenticate(2));
+  // Each repeated Acquire is answered with a 200 kB snapshot it never reads.
+  slow.Send(core::Acquire{8, 1, {}, false});
+  for (int i = 0; i < 200; ++i) {
+    if (!slow.Send(core::Acquire{8, 1, {}, false})) break;
+  }
+  auto other = Login(port(), 3);
+  other->Send(core::Heartbeat{1});
+  ASSERT_TRUE(other->Expect<core::HeartbeatAck>());
+  for (int i = 0; i < 100 && daemon_->Log().find("slow client") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(daemon_->Log().find("slow client"), std::string::npos);
+}
+
+TEST_F(LatchkeydTest, LimitsAnswerWithClearNonFatalErrors) {
+  Start({"--max-attributes", "2", "--max-attribute-value-bytes", "16", "--max-sessions-per-process",
+         "1"});
+  auto a = Login(port(), 1);
+  a->Send(core::Acquire{1, 1, {}, false});
+  auto g = a->Expect<core::Granted>();
+  ASSERT_TRUE(g);
+  a->Send(core::Commit{
+      1, g->token, 1, false, {{"a", "1", false}, {"b", "2", false}, {"c", "3", false}}});
+  auto e1 = a->ExpectError();
+  ASSERT_TRUE(e1);
+  EXPECT_EQ(e1->code, ErrorCode::kTooManyAttributes);
+  EXPECT_FALSE(e1->fatal);
+  a->Send(core::Commit{1, g->token, 1, false, {{"a", std::string(17, 'x'), false}}});
+  auto e2 = a->ExpectError();
+  ASSERT_TRUE(e2);
+  EXPECT_EQ(e2->code, ErrorCode::kAttributeTooLarge);
+  a->Send(core::Acquire{2, 2, {}, false});
+  auto e3 = a->ExpectError();
+  ASSERT_TRUE(e3);
+  EXPECT_EQ(e3->code, ErrorCode::kTooManySessions);
+  EXPECT_EQ(e3->session, 2u);
+  // The connection still works.
+  a->Send(core::Commit{1, g->token, 1, false, {{"a", "ok", false}}});
+  ASSERT_TRUE(a->Expect<core::CommitAck>());
+}
+
+TEST_F(LatchkeydTest, SigtermFlushesAndExitsCleanly) {
+  Start({"--fsync", "batch", "--fsync-interval-ms", "1000"});
+  auto a = Login(port(), 1);
+  a->Send(core::Acquire{1, 1, {}, false});
+  auto g = a->Expect<core::Granted>();
+  ASSERT_TRUE(g);
+  a->Send(core::Commit{1, g->token, 1, false, {{"k", "v", false}}});
+  ASSERT_TRUE(a->Expect<core::CommitAck>());
+  int status = daemon_->Signal(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE(daemon_->Log().find("event=stopped"), std::string::npos);
+  // B7: after restart the holder reclaims its tenure and its write is there.
+  Start();
+  auto b = Login(port(), 1);
+  b->Send(core::Reclaim{1, g->token});
+  auto rc = b->Expect<core::ReclaimAck>();
+  ASSERT_TRUE(rc);
+  b->Send(core::Release{1, g->token});
+  ASSERT_TRUE(b->Expect<core::ReleaseAck>());
+  b->Send(core::Acquire{1, 2, {}, false});
+  auto g2 = b->Expect<core::Granted>();
+  ASSERT_TRUE(g2);
+  EXPECT_GT(g2->token, g->token);
+  EXPECT_EQ(g2->snapshot.at("k"), "v");
+}
+
+// B3 + B2: SIGKILL during a pipelined write load, three times. Every write
+// acknowledged before the kill is present after restart, and the session's
+// tokens keep increasing across restarts.
+TEST_F(LatchkeydTest, SigkillDuringWriteLoadLosesNoAcknowledgedWrite) {
+  std::mt19937 rng(12345);
+  std::set<std::string> acknowledged;
+  core::Token last_token = core::kNoToken;
+  for (int round = 0; round < 4; ++round) {
+    Start({"--grace-ms", "200", "--compact-bytes", "20000", "--max-attributes", "1000000"});
+    // A new incarnation each round: the predecessor's tenure ends at once.
+    auto c = Login(port(), 1, static_cast<std::uint64_t>(round + 1));
+    c->Send(core::Acquire{42, 1, {}, false});
+    auto g = c->Expect<core::Granted>(5000ms);
+    ASSERT_TRUE(g) << "round " << round;
+    EXPECT_GT(g->token, last_token) << "round " << round;
+    last_token = g->token;
+    for (const std::string& key : acknowledged) {
+      ASSERT_TRUE(g->snapshot.count(key))
+          << "acknowledged write " << key << " lost, round " << round;
+    }
+    if (round == 3) break;  // the last round only verifies
+    pid_t pid = daemon_->pid();
+    int delay_ms = std::uniform_int_distribution<int>(100, 300)(rng);
+    std::thread killer([pid, delay_ms] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      ::kill(pid, SIGKILL);
+    });
+    std::map<std::uint64_t, std::string> in_flight;
+    std::uint64_t next_seq = 1;
+    int acked_this_round = 0;
+    for (;;) {
+      while (in_flight.size() < 8) {
+        std::string key = "r" + std::to_string(round) + "-" + std::to_string(next_seq);
+        if (!c->Send(core::Commit{42, g->token, next_seq, false, {{key, "v", false}}})) break;
+        in_flight[next_seq++] = key;
+      }
+      auto f = c->Recv(2000ms);
+      if (!f) break;  // killed
+      auto* m = std::get_if<core::Message>(&*f);
+      if (m == nullptr || !std::holds_alternative<core::CommitAck>(*m)) {
+        ADD_FAILURE() << "round " << round << ": expected CommitAck, got frame " << f->index()
+                      << (m ? " " + std::string(core::MessageKindName(core::KindOf(*m))) : "")
+                      << (std::holds_alternative<ErrorFrame>(*f) ? std::get<ErrorFrame>(*f).text
+                                                                 : "");
+        if (m && std::holds_alternative<core::Rejected>(*m)) {
+          ADD_FAILURE() << "rejected: " << core::ReasonName(std::get<core::Rejected>(*m).reason);
+        }
+        break;
+      }
+      auto seq = std::get<core::CommitAck>(*m).seq;
+      if (!in_flight.count(seq)) {
+        ADD_FAILURE() << "ack for seq " << seq << " not in flight";
+        break;
+      }
+      acknowledged.insert(in_flight[seq]);
+      in_flight.erase(seq);
+      ++acked_this_round;
+    }
+    killer.join();
+    daemon_->Signal(SIGKILL);
+    EXPECT_GT(acked_this_round, 0) << "round " << round;
+  }
+  EXPECT_GT(acknowledged.size(), 10u);
+  // The load was large enough to compact the log, so recovery also read snapshots.
+  EXPECT_NE(daemon_->Log().find("event=compacted"), std::string::npos);
+  std::printf("acknowledged writes across rounds: %zu\n", acknowledged.size());
+}
+
+}  // namespace
+}  // namespace latchkey::net

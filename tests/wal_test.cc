@@ -1,0 +1,291 @@
+// net/wal: write and recover, torn tails at every byte, corrupt records,
+// compaction that preserves Store::Recover's result.
+#include "net/wal.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/store.h"
+#include "tests/net_gen.h"
+
+namespace latchkey::net {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "latchkey-wal-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::vector<core::Record> SampleRecords() {
+  return {
+      core::StoreStartedRecord{1},
+      core::GrantRecord{7, 1, {3, 1}, 10},
+      core::CommitRecord{7, 1, 1, false, {{"cart", "3 items", false}}},
+      core::CommitRecord{7, 1, 2, false, {{"cart", "", true}, {"user", "ann", false}}},
+      core::TenureEndRecord{7, 1},
+      core::SessionDroppedRecord{7},
+  };
+}
+
+std::unique_ptr<Wal> OpenOrDie(const std::string& dir, RecoveredLog* log,
+                               FsyncPolicy policy = FsyncPolicy::kAlways) {
+  auto wal = Wal::Open(dir, policy, log);
+  EXPECT_TRUE(wal.ok()) << wal.status().message();
+  return wal.ok() ? std::move(wal.value()) : nullptr;
+}
+
+TEST(Wal, WriteThenRecoverEveryPolicy) {
+  for (FsyncPolicy policy : {FsyncPolicy::kAlways, FsyncPolicy::kBatch, FsyncPolicy::kNever}) {
+    TempDir dir;
+    RecoveredLog log;
+    {
+      auto wal = OpenOrDie(dir.path(), &log, policy);
+      EXPECT_TRUE(log.records.empty());
+      for (const core::Record& r : SampleRecords()) wal->Append(r);
+      ASSERT_TRUE(wal->Flush().ok());
+      ASSERT_TRUE(wal->Sync().ok());
+      EXPECT_EQ(wal->stats().last_batch_records, SampleRecords().size());
+      EXPECT_EQ(wal->stats().fsyncs, 1u);  // group commit: one fsync for the batch
+    }
+    auto wal = OpenOrDie(dir.path(), &log, policy);
+    EXPECT_EQ(log.records, SampleRecords());
+    EXPECT_EQ(log.dropped_bytes, 0u);
+    EXPECT_TRUE(log.tail_problem.empty());
+  }
+}
+
+TEST(Wal, RecoversAfterAppendingToARecoveredLog) {
+  TempDir dir;
+  RecoveredLog log;
+  {
+    auto wal = OpenOrDie(dir.path(), &log);
+    wal->Append(core::StoreStartedRecord{1});
+    ASSERT_TRUE(wal->Flush().ok());
+  }
+  {
+    auto wal = OpenOrDie(dir.path(), &log);
+    wal->Append(core::StoreStartedRecord{2});
+    ASSERT_TRUE(wal->Flush().ok());
+  }
+  auto wal = OpenOrDie(dir.path(), &log);
+  EXPECT_EQ(log.records,
+            (std::vector<core::Record>{core::StoreStartedRecord{1}, core::StoreStartedRecord{2}}));
+}
+
+// A crash can cut the last write anywhere: every cut recovers exactly the
+// records before it, truncates the torn bytes, and the log stays appendable.
+TEST(Wal, TornTailAtEveryByteOfTheLastRecord) {
+  TempDir source;
+  RecoveredLog log;
+  std::uint64_t before_last = 0;
+  std::uint64_t full = 0;
+  {
+    auto wal = OpenOrDie(source.path(), &log);
+    std::vector<core::Record> records = SampleRecords();
+    for (std::size_t i = 0; i + 1 < records.size(); ++i) wal->Append(records[i]);
+    ASSERT_TRUE(wal->Flush().ok());
+    before_last = wal->file_bytes();
+    wal->Append(core::CommitRecord{9, 4, 1, true, {{"big", std::string(40, 'x'), false}}});
+    ASSERT_TRUE(wal->Flush().ok());
+    full = wal->file_bytes();
+  }
+  std::string file = source.path() + "/" + Wal::FileName(1);
+  std::vector<core::Record> expected = SampleRecords();
+  expected.pop_back();
+  for (std::uint64_t cut = before_last; cut < full; ++cut) {
+    TempDir dir;
+    fs::copy_file(file, dir.path() + "/" + Wal::FileName(1));
+    fs::resize_file(dir.path() + "/" + Wal::FileName(1), cut);
+    {
+      auto wal = OpenOrDie(dir.path(), &log);
+      ASSERT_EQ(log.records, expected) << "cut at " << cut;
+      EXPECT_EQ(log.valid_bytes, before_last);
+      EXPECT_EQ(log.dropped_bytes, cut - before_last);
+      EXPECT_EQ(log.tail_problem.empty(), cut == before_last) << log.tail_problem;
+      EXPECT_EQ(fs::file_size(dir.path() + "/" + Wal::FileName(1)), before_last);
+      wal->Append(core::StoreStartedRecord{5});
+      ASSERT_TRUE(wal->Flush().ok());
+    }
+    auto wal = OpenOrDie(dir.path(), &log);
+    ASSERT_EQ(log.records.size(), expected.size() + 1);
+    EXPECT_EQ(log.records.back(), core::Record(core::StoreStartedRecord{5}));
+  }
+}
+
+TEST(Wal, CorruptRecordInTheMiddleStopsRecoveryThere) {
+  TempDir dir;
+  RecoveredLog log;
+  std::vector<std::uint64_t> ends;
+  {
+    auto wal = OpenOrDie(dir.path(), &log);
+    for (const core::Record& r : SampleRecords()) {
+      wal->Append(r);
+      ASSERT_TRUE(wal->Flush().ok());
+      ends.push_back(wal->file_bytes());
+    }
+  }
+  // Flip one payload byte of the third record.
+  std::string path = dir.path() + "/" + Wal::FileName(1);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(ends[1] + kRecordHeaderBytes + 2));
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(static_cast<std::streamoff>(ends[1] + kRecordHeaderBytes + 2));
+    c = static_cast<char>(c ^ 0x40);
+    f.write(&c, 1);
+  }
+  auto wal = OpenOrDie(dir.path(), &log);
+  EXPECT_EQ(log.records.size(), 2u);
+  EXPECT_EQ(log.valid_bytes, ends[1]);
+  EXPECT_NE(log.tail_problem.find("crc mismatch"), std::string::npos) << log.tail_problem;
+  EXPECT_NE(log.tail_problem.find("at byte " + std::to_string(ends[1])), std::string::npos);
+}
+
+TEST(Wal, RefusesAFileThatIsNotALog) {
+  TempDir dir;
+  {
+    std::ofstream f(dir.path() + "/" + Wal::FileName(3));
+    f << "hello, not a log";
+  }
+  RecoveredLog log;
+  auto wal = Wal::Open(dir.path(), FsyncPolicy::kAlways, &log);
+  ASSERT_FALSE(wal.ok());
+  EXPECT_NE(wal.status().message().find("not a latchkey log"), std::string::npos);
+}
+
+TEST(Wal, CompactionStartsANewGenerationAndRemovesTheOld) {
+  TempDir dir;
+  RecoveredLog log;
+  LogState state;
+  {
+    auto wal = OpenOrDie(dir.path(), &log);
+    for (int i = 0; i < 50; ++i) {
+      core::Record r = core::CommitRecord{1,
+                                          0,
+                                          static_cast<std::uint64_t>(i + 1),
+                                          false,
+                                          {{"k" + std::to_string(i % 3), "v", false}}};
+      wal->Append(r);
+      state.Apply(r);
+    }
+    ASSERT_TRUE(wal->Flush().ok());
+    std::uint64_t big = wal->file_bytes();
+    ASSERT_TRUE(wal->Compact(state.Snapshot()).ok());
+    EXPECT_EQ(wal->generation(), 2u);
+    EXPECT_LT(wal->file_bytes(), big);
+    wal->Append(core::StoreStartedRecord{2});
+    ASSERT_TRUE(wal->Flush().ok());
+  }
+  EXPECT_FALSE(fs::exists(dir.path() + "/" + Wal::FileName(1)));
+  // A temp file left by an interrupted compaction is ignored and removed.
+  { std::ofstream(dir.path() + "/" + Wal::FileName(3) + ".tmp") << "partial"; }
+  auto wal = OpenOrDie(dir.path(), &log);
+  EXPECT_EQ(log.generation, 2u);
+  std::vector<core::Record> expected = state.Snapshot();
+  expected.push_back(core::StoreStartedRecord{2});
+  EXPECT_EQ(log.records, expected);
+  EXPECT_FALSE(fs::exists(dir.path() + "/" + Wal::FileName(3) + ".tmp"));
+}
+
+// Drives a real Store with random traffic (with restarts), logging what it
+// persists, then checks that the compacted log rebuilds the same store.
+RC_GTEST_PROP(WalProperty, SnapshotPreservesStoreRecover, ()) {
+  core::StoreConfig config;
+  config.lease_us = 1000;
+  config.recall_retry_us = 100;
+  config.session_idle_us = *rc::gen::arbitrary<bool>() ? core::kNever : core::Time{3000};
+  std::vector<core::Record> log;
+  core::Time now = 1;
+  core::Store store(config);
+  auto apply = [&](const core::Effects& fx, std::map<std::pair<std::uint64_t, core::SessionId>,
+                                                     std::pair<core::Token, std::uint64_t>>& held) {
+    for (const core::Record& r : fx.persist) log.push_back(r);
+    for (const core::Envelope& e : fx.send) {
+      if (const auto* g = std::get_if<core::Granted>(&e.message)) {
+        held[{e.to.id, g->session}] = {g->token, 0};
+      }
+    }
+  };
+  std::map<std::pair<std::uint64_t, core::SessionId>, std::pair<core::Token, std::uint64_t>> held;
+  apply(store.Start(now), held);
+  std::map<std::uint64_t, std::uint64_t> incarnation = {{1, 1}, {2, 1}, {3, 1}};
+  std::uint64_t request = 0;
+  int steps = *rc::gen::inRange(1, 80);
+  for (int i = 0; i < steps; ++i) {
+    now += *rc::gen::inRange<core::Time>(0, 400);
+    std::uint64_t p = *rc::gen::inRange<std::uint64_t>(1, 4);
+    core::SessionId s = *rc::gen::inRange<core::SessionId>(1, 4);
+    core::Envelope env{core::ProcessAddress({p, incarnation[p]}), store.address(), {}};
+    auto& tenure = held[{p, s}];
+    switch (*rc::gen::inRange(0, 9)) {
+      case 0:
+      case 1:
+        env.message = core::Acquire{s, ++request, {}, false};
+        break;
+      case 2:
+      case 3:
+        env.message = core::Commit{s, tenure.first, ++tenure.second, *rc::gen::arbitrary<bool>(),
+                                   latchkey::testing::AnyWrites()};
+        break;
+      case 4:
+        env.message = core::Release{s, tenure.first};
+        break;
+      case 5:
+        env.message = core::Heartbeat{1};
+        break;
+      case 6:
+        env.from = {core::NodeKind::kAdmin, 1, 1};
+        env.message = core::AdminInvalidate{s};
+        break;
+      case 7: {
+        apply(store.OnTick(now), held);
+        continue;
+      }
+      default: {
+        // Crash and restart the store: it recovers from what it persisted.
+        core::Effects fx;
+        store = core::Store::Recover(config, log, now, &fx);
+        apply(fx, held);
+        if (*rc::gen::arbitrary<bool>()) ++incarnation[p];
+        continue;
+      }
+    }
+    apply(store.OnMessage(now, env), held);
+  }
+  LogState state;
+  for (const core::Record& r : log) state.Apply(r);
+  std::vector<core::Record> snapshot = state.Snapshot();
+  RC_ASSERT(snapshot.size() <= log.size() + 2);
+  now += 5;
+  core::Effects full_fx;
+  core::Effects snap_fx;
+  core::Store from_full = core::Store::Recover(config, log, now, &full_fx);
+  core::Store from_snapshot = core::Store::Recover(config, snapshot, now, &snap_fx);
+  RC_ASSERT(from_full == from_snapshot);
+  RC_ASSERT(full_fx.persist == snap_fx.persist);
+  RC_ASSERT(full_fx.next_deadline == snap_fx.next_deadline);
+  // And the snapshot of the snapshot is itself.
+  LogState again;
+  for (const core::Record& r : snapshot) again.Apply(r);
+  RC_ASSERT(again.Snapshot() == snapshot);
+}
+
+}  // namespace
+}  // namespace latchkey::net
