@@ -207,6 +207,23 @@ void Checker::AfterEvent(const sim::Simulator& sim, const sim::TraceEvent& event
 }
 
 void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& e) {
+  {
+    // B1: requests of processes whose lease ran out were withdrawn before
+    // this event's input was handled.
+    const core::Time store_now = sim.stores()[e.node].clock.Local(sim.now());
+    std::map<std::uint64_t, core::Time>& seen = lease_seen_[e.node];
+    for (const auto& [pid, until] : seen) {
+      if (until > store_now) continue;
+      for (auto& [session, entries] : queue_) {
+        if (core::StoreForSession(session, sim.config().stores) != e.node) continue;
+        std::erase_if(entries, [&](const QueueEntry& x) { return x.process.id == pid; });
+      }
+    }
+    seen.clear();
+    for (const auto& [pid, p] : sim.stores()[e.node].store.state().processes) {
+      if (p.active()) seen[pid] = p.lease_until;
+    }
+  }
   const core::Effects& fx = *e.effects;
   const core::StoreState& state = sim.stores()[e.node].store.state();
   std::set<core::SessionId> touched;

@@ -130,6 +130,10 @@ class Checker : public sim::Observer {
   std::map<core::SessionId, core::Token> max_token_;
   std::map<core::SessionId, TenureView> tenure_;
   std::map<core::SessionId, std::vector<QueueEntry>> queue_;
+  // Per store node: each process's lease end as last seen. A process whose
+  // lease ran out by the store's clock left every queue (B1), even if it is
+  // buffered again at the back within the same event.
+  std::map<std::uint32_t, std::map<std::uint64_t, core::Time>> lease_seen_;
   std::set<std::tuple<core::SessionId, core::Token, std::uint64_t>> durable_commits_;
   core::Time next_liveness_check_ = 0;
 };

@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
   sim_cmd->add_flag("--check-determinism", sim.check_determinism,
                     "run the seed twice and compare trace hashes");
   sim_cmd->add_flag("--json", sim.json, "print the summary as one JSON object");
+  sim_cmd
+      ->add_option("--seeds", sim.seeds,
+                   "run this many seeds from --seed on, one line each, and summarise")
+      ->check(CLI::Range(1, 100'000'000));
   sim_cmd->add_flag("--check", sim.check,
                     "run the property checker on every event; exit 1 with a report on a violation");
 

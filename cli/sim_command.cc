@@ -98,6 +98,67 @@ void PrintSummary(const sim::SimSummary& s, double wall_seconds, const std::stri
 
 }  // namespace
 
+namespace {
+
+// A campaign: one line per seed and a closing summary a person reads at a
+// glance. Stops at the first violation and prints its report.
+int RunCampaign(const SimOptions& options, const sim::SimConfig& config) {
+  std::uint64_t violations = 0, nondeterministic = 0, events = 0, requests = 0, failed = 0,
+                faults = 0;
+  auto start = std::chrono::steady_clock::now();
+  for (std::uint64_t seed = options.seed; seed < options.seed + options.seeds; ++seed) {
+    sim::Simulator simulator(config, seed);
+    checker::Checker property_checker;
+    if (options.check) simulator.AddObserver(&property_checker);
+    sim::SimSummary s = simulator.Run();
+    if (options.check) property_checker.Finish(simulator);
+    std::uint64_t seed_failed = 0, seed_faults = 0;
+    for (const auto& [reason, n] : s.failed_by_reason) seed_failed += n;
+    for (std::uint64_t n : s.faults) seed_faults += n;
+    bool same = true;
+    if (options.check_determinism)
+      same = sim::Simulator(config, seed).Run().trace_hash == s.trace_hash;
+    const auto& v = property_checker.violation();
+    std::printf(
+        "  seed %-6llu %6llu requests %4llu failed %3llu faults %8llu events  hash %016llx  %s\n",
+        static_cast<unsigned long long>(seed),
+        static_cast<unsigned long long>(s.requests_completed),
+        static_cast<unsigned long long>(seed_failed), static_cast<unsigned long long>(seed_faults),
+        static_cast<unsigned long long>(s.events), static_cast<unsigned long long>(s.trace_hash),
+        v       ? "VIOLATION"
+        : !same ? "NONDETERMINISTIC"
+                : "ok");
+    events += s.events;
+    requests += s.requests_completed;
+    failed += seed_failed;
+    faults += seed_faults;
+    if (!same) ++nondeterministic;
+    if (v) {
+      ++violations;
+      std::fprintf(stderr, "%s", v->Report().c_str());
+      std::fprintf(stderr, "reproduce: latchkey sim --check --seed %llu%s%s\n",
+                   static_cast<unsigned long long>(seed),
+                   options.config_path.empty() ? "" : " --config ", options.config_path.c_str());
+      break;
+    }
+  }
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf(
+      "%llu seeds: %llu requests completed, %llu failed with a reason, %llu faults injected, "
+      "%llu events in %.2f s (%.0f events/s)\n",
+      static_cast<unsigned long long>(options.seeds), static_cast<unsigned long long>(requests),
+      static_cast<unsigned long long>(failed), static_cast<unsigned long long>(faults),
+      static_cast<unsigned long long>(events), wall, wall > 0 ? events / wall : 0.0);
+  std::printf("%s: %llu invariant violations%s, %llu nondeterministic seeds%s\n",
+              violations + nondeterministic == 0 ? "PASS" : "FAIL",
+              static_cast<unsigned long long>(violations), options.check ? "" : " (checker off)",
+              static_cast<unsigned long long>(nondeterministic),
+              options.check_determinism ? "" : " (not checked)");
+  return violations + nondeterministic == 0 ? 0 : 1;
+}
+
+}  // namespace
+
 int RunSim(const SimOptions& options) {
   sim::SimConfig config;
   if (!options.config_path.empty()) {
@@ -117,6 +178,7 @@ int RunSim(const SimOptions& options) {
       return 2;
     }
   }
+  if (options.seeds > 1) return RunCampaign(options, config);
   std::ofstream trace;
   sim::Simulator simulator(config, options.seed);
   if (!options.trace_path.empty()) {

@@ -12,7 +12,8 @@ struct SimOptions {
   std::string trace_path;   // JSONL trace; empty = none
   bool check_determinism = false;
   bool json = false;
-  bool check = false;  // run with checker/: exit 1 and print the report on a violation
+  bool check = false;       // run with checker/: exit 1 and print the report on a violation
+  std::uint64_t seeds = 1;  // > 1: a campaign over seeds seed..seed+seeds-1, one line each
 };
 
 // Exit codes: 0 run finished, 1 determinism failure or (with --check) an

@@ -327,6 +327,15 @@ void ProcessAgent::OnGranted(Time now, const Granted& m, Effects& fx) {
     return;
   }
   std::uint32_t store = HomeOf(m.session);
+  if (s.request_lapses != state_.stores[store].lapses || m.token <= s.revoked_seen) {
+    // Granted under a lease that may have run out since (our trust lapsed
+    // after the request was sent), or already revoked: never use it.
+    Send(m.session, Release{m.session, m.token}, fx);
+    SetState(m.session, s, LockState::kUnlocked);
+    RequestLock(now, m.session, s, fx);
+    Settle(m.session, s);
+    return;
+  }
   Trust(store, s.request_sent_at);  // B1: the store renewed the lease on receipt
   if (now >= state_.stores[store].trusted_until) {
     // The lease may already be over by our clock: do not use this grant.
@@ -499,6 +508,10 @@ void ProcessAgent::OnRevoked(Time now, const Revoked& m, Effects& fx) {
   auto it = state_.sessions.find(m.session);
   if (it == state_.sessions.end()) return;
   AgentSession& s = it->second;
+  if (s.state == LockState::kRequested) {
+    s.revoked_seen = std::max(s.revoked_seen, m.token);  // its grant may still come
+    return;
+  }
   if (s.token != m.token) return;
   if (s.state == LockState::kHeld) {
     LoseLock(now, m.session, s, fx);
@@ -546,6 +559,19 @@ void ProcessAgent::OnRejected(Time now, const Rejected& m, Effects& fx) {
 void ProcessAgent::RunDue(Time now, Effects& fx) {
   for (std::uint32_t store = 0; store < state_.stores.size(); ++store) {
     StoreLink& link = state_.stores[store];
+    if (link.engaged > 0 && link.trusted_until <= now && !link.lapsed) {
+      // B1: our lease may have run out at the store, which then revoked what
+      // it granted us and dropped what we had buffered. Grants for requests
+      // sent before now are not to be trusted: ask again with new requests.
+      link.lapsed = true;
+      ++link.lapses;
+      for (auto& [id, s] : state_.sessions) {
+        if (HomeOf(id) != store || s.state != LockState::kRequested) continue;
+        SetState(id, s, LockState::kUnlocked);
+        RequestLock(now, id, s, fx);
+        Settle(id, s);
+      }
+    }
     bool expire = link.held > 0 && link.trusted_until <= now;
 #ifdef LATCHKEY_MUTANTS
     if (LK_MUTANT(kAgentTrustsForever)) expire = false;  // planted bug: no self-expiry
@@ -662,7 +688,11 @@ void ProcessAgent::SetState(SessionId id, AgentSession& s, LockState next) {
 
 void ProcessAgent::Trust(std::uint32_t store, Time sent_at) {
   StoreLink& link = state_.stores[store];
-  link.trusted_until = std::max(link.trusted_until, AddTime(sent_at, config_.TrustSpan()));
+  Time until = AddTime(sent_at, config_.TrustSpan());
+  if (until > link.trusted_until) {
+    link.trusted_until = until;
+    link.lapsed = false;
+  }
 }
 
 void ProcessAgent::RequestLock(Time now, SessionId id, AgentSession& s, Effects& fx) {
@@ -674,6 +704,11 @@ void ProcessAgent::RequestLock(Time now, SessionId id, AgentSession& s, Effects&
                               [](const ThreadWait& w) { return w.try_only; });
   s.queued = false;
   s.request_sent_at = now;
+  // Asking with no lease left: whatever the store had of ours is gone, and
+  // this request starts a new lease; that is not a lapse after it.
+  if (state_.stores[HomeOf(id)].trusted_until <= now) state_.stores[HomeOf(id)].lapsed = true;
+  s.request_lapses = state_.stores[HomeOf(id)].lapses;
+  s.revoked_seen = kNoToken;
   s.retry_at = AddTime(now, config_.retry_us);
   SetState(id, s, LockState::kRequested);
   StoreLink& link = state_.stores[HomeOf(id)];
@@ -809,6 +844,7 @@ Time ProcessAgent::NextDeadline() const {
   Time next = state_.timers.empty() ? kNever : state_.timers.begin()->first;
   for (const StoreLink& link : state_.stores) {
     if (link.engaged > 0) next = std::min(next, link.next_heartbeat_at);
+    if (link.engaged > 0 && !link.lapsed) next = std::min(next, link.trusted_until);
     bool expires = link.held > 0;
 #ifdef LATCHKEY_MUTANTS
     if (LK_MUTANT(kAgentTrustsForever)) expires = false;  // planted bug: no self-expiry

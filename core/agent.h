@@ -86,12 +86,14 @@ struct AgentSession {
   LockState state = LockState::kUnlocked;
   std::uint64_t request_id = 0;  // the outstanding Acquire (kRequested)
   bool try_request = false;
-  bool queued = false;           // the store said Queued
-  Time request_sent_at = 0;      // first send of the outstanding Acquire
-  Token token = kNoToken;        // kHeld / kReleasing
-  bool recalled = false;         // R7: finish the entitled threads, then release
-  Token recall_seen = kNoToken;  // a recall that overtook its grant
-  bool reclaiming = false;       // B7: a Reclaim is unanswered
+  bool queued = false;               // the store said Queued
+  Time request_sent_at = 0;          // first send of the outstanding Acquire
+  std::uint64_t request_lapses = 0;  // the link's lapse count when it was sent
+  Token revoked_seen = kNoToken;     // a Revoked that overtook its grant
+  Token token = kNoToken;            // kHeld / kReleasing
+  bool recalled = false;             // R7: finish the entitled threads, then release
+  Token recall_seen = kNoToken;      // a recall that overtook its grant
+  bool reclaiming = false;           // B7: a Reclaim is unanswered
   Time reclaim_sent_at = 0;
   // B7: while reclaiming, the lock is trusted only as long as the leases of
   // the store's previous life allowed; acks from the new life do not extend it.
@@ -115,6 +117,10 @@ struct StoreLink {
   Time heartbeat_sent_at = 0;
   bool heartbeat_outstanding = false;
   Time next_heartbeat_at = kNever;
+  // Times the trust ran out while engaged: the store may have expired the
+  // lease, revoking grants and dropping buffered requests made before (B1).
+  std::uint64_t lapses = 0;
+  bool lapsed = false;
   std::uint32_t engaged = 0;  // sessions homed here that are not Unlocked
   std::uint32_t held = 0;     // sessions homed here that are Held
   bool operator==(const StoreLink&) const = default;

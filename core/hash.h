@@ -157,12 +157,14 @@ inline void HashValue(Hasher& h, const PendingCommit& c) {
   HashFields(h, c.thread, c.seq, c.clear_first, c.writes, c.resent);
 }
 inline void HashValue(Hasher& h, const AgentSession& s) {
+  HashFields(h, s.request_lapses, s.revoked_seen);
   HashFields(h, s.state, s.request_id, s.try_request, s.queued, s.request_sent_at, s.token,
              s.recalled, s.recall_seen, s.reclaiming, s.reclaim_sent_at, s.reclaim_trust_until,
              s.cache, s.cache_version, s.holders, s.waiters, s.commits, s.next_seq, s.retry_at,
              s.idle_release_at);
 }
 inline void HashValue(Hasher& h, const StoreLink& l) {
+  HashFields(h, l.lapses, l.lapsed);
   HashFields(h, l.epoch, l.trusted_until, l.heartbeat_seq, l.heartbeat_sent_at,
              l.heartbeat_outstanding, l.next_heartbeat_at, l.engaged, l.held);
 }

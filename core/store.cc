@@ -488,7 +488,8 @@ void Store::Revoke(Time now, SessionId id, SessionState& s, Reason reason, Effec
   // still be resending that request: take it again rather than ignore it.
   // A late copy after all is answered with a grant the agent gives back.
   RequestMark& mark = s.last_request[s.tenure->holder.id];
-  if (mark.incarnation == s.tenure->holder.incarnation && mark.request_id == s.tenure->request_id) {
+  if (reason == Reason::kLeaseExpired && mark.incarnation == s.tenure->holder.incarnation &&
+      mark.request_id == s.tenure->request_id) {
     mark.finished = false;
   }
   EndTenure(now, id, s, fx);

@@ -187,6 +187,7 @@ struct MSession {
   Token token = kNoToken;
   bool recalled = false;
   Token recall_seen = kNoToken;
+  Token revoked_seen = kNoToken;  // a Revoked that overtook its grant
   std::deque<MWait> waiters;
   std::vector<MHold> holders;
   std::deque<MCommit> commits;
@@ -258,6 +259,7 @@ struct AgentModel {
         std::all_of(s.waiters.begin(), s.waiters.end(), [](const MWait& w) { return w.try_only; });
     s.state = LockState::kRequested;
     s.recalled = false;
+    s.revoked_seen = kNoToken;
     Send(core::Acquire{sid, s.request_id, {}, s.try_request});  // R2
   }
 
@@ -389,6 +391,12 @@ struct AgentModel {
       Send(core::Release{sid, m.token});  // nobody waits for it
       return;
     }
+    if (m.token <= s.revoked_seen) {  // already revoked: give it back, ask again
+      Send(core::Release{sid, m.token});
+      s.state = LockState::kUnlocked;
+      RequestLock(sid, s);
+      return;
+    }
     s.state = LockState::kHeld;
     s.token = m.token;
     s.next_seq = 1;
@@ -460,6 +468,10 @@ struct AgentModel {
       if (!s.commits.empty()) SendHeadCommit(sid, s);
       Progress(sid, s);
     } else if (const auto* rv = std::get_if<core::Revoked>(&msg)) {
+      if (s.state == LockState::kRequested) {  // its grant may still come: never use it
+        s.revoked_seen = std::max(s.revoked_seen, rv->token);
+        return;
+      }
       if (s.token != rv->token) return;
       if (s.state == LockState::kHeld) {
         LoseLock(sid, s);
@@ -1293,8 +1305,14 @@ class AdvanceCmd : public AgentCommand {
 };
 
 // B1: the agent hears nothing from the store for longer than its trust span.
+// Only while no request is outstanding: a lapse then makes the agent ask
+// again with new request ids, which this model does not track (the unit tests
+// Agent.B1_* cover it).
 class LapseCmd : public AgentCommand {
  public:
+  void checkPreconditions(const AgentModel& m) const override {
+    for (const auto& [sid, s] : m.sessions) RC_PRE(s.state != LockState::kRequested);
+  }
   AgentInput Resolve(const AgentModel&) const override {
     AgentInput in;
     in.kind = AgentInput::Kind::kAdvance;

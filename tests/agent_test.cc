@@ -639,6 +639,48 @@ TEST(Agent, B1_GrantArrivingAfterTheTrustSpanIsGivenBack) {
   EXPECT_FALSE(r.agent().Trusts(r.now, kS));
 }
 
+// A grant made before our lease lapsed at the store may have been revoked
+// there (lease expiry) while our later heartbeats started a new lease: once
+// the agent's trust has run out while a request was outstanding, it asks
+// again with a new request id and never uses a grant of the old one. (The
+// checker found two processes in the critical section without this.)
+TEST(Agent, B1_LapseWhileWaitingAsksAgainAndRefusesTheOldGrant) {
+  core::AgentConfig cfg;
+  cfg.retry_us = 10'000'000;
+  Rig r(cfg);
+  r.Ask(1, Exclusive({"a"}));
+  r.Receive(core::Queued{kS, 1, 0});  // renews trust from the send at 0
+  const Time end = cfg.TrustSpan();
+  Effects fx = r.TickAt(end);  // nothing heard since: trust runs out
+  std::vector<core::Acquire> again = SentOf<core::Acquire>(fx);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].request_id, 2u);
+  // Heartbeats are answered again: a new lease.
+  r.now = end + 10;
+  r.Receive(core::Queued{kS, 2, 0});
+  // The grant of request 1 arrives late: given back, not used.
+  Effects late = r.Receive(Granted{kS, 7, 1, {}, true, {}});
+  EXPECT_TRUE(late.wake.empty());
+  ASSERT_EQ(SentOf<core::Release>(late).size(), 1u);
+  EXPECT_EQ(SentOf<core::Release>(late)[0].token, 7u);
+  // The grant of request 2 is used.
+  EXPECT_EQ(Wakes(r.Receive(Granted{kS, 9, 2, {}, true, {}})), Names{"1:granted"});
+}
+
+// A Revoked that overtakes its Granted (reordering) is remembered: the grant
+// is given back and the thread waits for a new one.
+TEST(Agent, B5_RevokedOvertakingItsGrantIsNeverUsed) {
+  Rig r;
+  r.Ask(1, Exclusive({"a"}));
+  r.Receive(core::Revoked{kS, 5, Reason::kForceReleased});
+  Effects fx = r.Grant(5);
+  EXPECT_TRUE(fx.wake.empty());
+  ASSERT_EQ(SentOf<core::Release>(fx).size(), 1u);
+  ASSERT_EQ(SentOf<core::Acquire>(fx).size(), 1u);
+  EXPECT_EQ(r.state(), LockState::kRequested);
+  EXPECT_EQ(Wakes(r.Grant(6)), Names{"1:granted"});
+}
+
 TEST(Agent, B1_GrantJustBeforeTheTrustSpanIsUsed) {
   core::AgentConfig cfg;
   cfg.retry_us = 10'000'000;
