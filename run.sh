@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: builds Latchkey, runs the checked demonstration of the core,
-# then two short checked campaigns of the deterministic simulator (swarm
+# then three short checked campaigns of the deterministic simulator (swarm
 # faults; every event checked against the invariants; every seed run twice
 # to confirm the trace hash). Installs missing Debian packages first.
 # (Scenario files and `latchkey fuzz` with shrinking join this with issue 5.)
@@ -14,7 +14,7 @@ seeds=${LATCHKEY_SEEDS:-500}
 status=0
 echo "== demo: the core driven by a tiny message pump =="
 ./build/latchkey demo || status=1
-for config in sim/configs/swarm.json sim/configs/contended.json; do
+for config in sim/configs/swarm.json sim/configs/contended.json sim/configs/two_stores.json; do
   echo
   echo "== $seeds simulated seeds, $config (faults by swarm; checker on; determinism checked) =="
   # One line per seed is printed; only seeds that are not ok are shown here.
