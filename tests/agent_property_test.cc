@@ -49,6 +49,7 @@
 #include "core/messages.h"
 #include "core/types.h"
 #include "tests/harness.h"
+#include "tests/rc_support.h"
 
 namespace {
 
@@ -887,49 +888,9 @@ void CheckStep(const AgentModel& m0, const AgentModel& m1, const AgentInput& in,
 
 // ---- running a property -------------------------------------------------------
 
-class QuietListener : public rc::detail::TestListener {
- public:
-  void onTestCaseFinished(const rc::detail::CaseDescription&) override {}
-  void onShrinkTried(const rc::detail::CaseDescription&, bool) override {}
-  void onTestFinished(const rc::detail::TestMetadata&, const rc::detail::TestResult&) override {}
-};
-
-// Runs `property` with `cases` cases of size up to `max_size`, unless RC_PARAMS
-// is set (then it rules, e.g. to reproduce a failure). Prints nothing.
-template <class Property>
-rc::detail::TestResult RunProperty(const std::string& id, Property&& property, int cases,
-                                   int max_size) {
-  const rc::detail::Configuration& config = rc::detail::configuration();
-  rc::detail::TestParams params = config.testParams;
-  if (std::getenv("RC_PARAMS") == nullptr) {
-    params.maxSuccess = cases;
-    params.maxSize = max_size;
-  }
-  rc::detail::TestMetadata metadata;
-  metadata.id = id;
-  metadata.description = id;
-  QuietListener listener;
-  return rc::detail::checkProperty(rc::detail::toProperty(std::forward<Property>(property)),
-                                   metadata, params, listener, config.reproduce);
-}
-
-std::string Describe(const std::string& id, const rc::detail::TestResult& result) {
-  std::ostringstream os;
-  rc::detail::printResultMessage(result, os);
-  if (result.is<rc::detail::FailureResult>()) {
-    rc::detail::Configuration repro;
-    repro.reproduce[id] = result.get<rc::detail::FailureResult>().reproduce;
-    os << "\nReproduce with RC_PARAMS=\"" << rc::detail::configToMinimalString(repro) << "\"";
-  }
-  return os.str();
-}
-
-template <class Property>
-void ExpectHolds(const std::string& id, Property&& property, int cases, int max_size) {
-  rc::detail::TestResult result =
-      RunProperty(id, std::forward<Property>(property), cases, max_size);
-  if (!result.is<rc::detail::SuccessResult>()) ADD_FAILURE() << Describe(id, result);
-}
+using latchkey::testing::Describe;
+using latchkey::testing::ExpectHolds;
+using latchkey::testing::RunProperty;
 
 // ---- commands ----------------------------------------------------------------------
 
