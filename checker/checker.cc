@@ -617,15 +617,23 @@ std::string Checker::WaitsFor(const sim::Simulator& sim, std::uint32_t thread,
 
 History Checker::CounterHistory(const sim::Simulator& sim) {
   // The counter workload: a request that writes a0 = v read a0 = v - 1.
+  // A session dropped by an invalidation (B6) starts a new life from an
+  // empty counter: each life is its own register, keyed by life << 40 | id.
   History h;
   for (const sim::StoreNode& n : sim.stores()) {
+    std::map<core::SessionId, std::uint64_t> life;
     for (const core::Record& r : n.log) {
+      if (const auto* d = std::get_if<core::SessionDroppedRecord>(&r)) {
+        ++life[d->session];
+        continue;
+      }
       const auto* c = std::get_if<core::CommitRecord>(&r);
       if (c == nullptr) continue;
+      const core::SessionId key = c->session | (life[c->session] << 40);
       for (const core::AttributeWrite& w : c->writes) {
         if (w.name != "a0" || w.erase) continue;
         std::uint64_t v = ParseCounter(w.value);
-        h.Add(c->session, c->token, c->seq, {{0, false, v - 1}, {0, true, v}});
+        h.Add(key, c->token, c->seq, {{0, false, v - 1}, {0, true, v}});
       }
     }
   }
@@ -658,12 +666,23 @@ void Checker::Finish(const sim::Simulator& sim) {
   const auto& acked = sim.acknowledged_by_session();
   const auto& unknown = sim.unknown_by_session();
   for (std::size_t s = 0; s < value.size() && s < acked.size(); ++s) {
-    if (value[s] < acked[s] || value[s] > acked[s] + unknown[s] + in_flight[s]) {
+    // After an invalidation (B6) count from it; commits in flight at that
+    // moment may have landed on either side of it.
+    std::uint64_t acked_since = acked[s], unknown_since = unknown[s], either_side = 0;
+    if (auto it = sim.invalidations().find(s); it != sim.invalidations().end()) {
+      acked_since -= it->second.acknowledged;
+      unknown_since -= it->second.unknown;
+      either_side = it->second.committing;
+    }
+    const std::uint64_t lowest = acked_since > either_side ? acked_since - either_side : 0;
+    if (value[s] < lowest || value[s] > acked_since + unknown_since + in_flight[s]) {
       Fail(sim, Invariant::kNoLostUpdate,
            "session " + std::to_string(s) + ": counter " + std::to_string(value[s]) +
-               " after recovery, but " + std::to_string(acked[s]) +
-               " increments were acknowledged and " + std::to_string(unknown[s] + in_flight[s]) +
-               " had an unknown outcome",
+               " after recovery, but " + std::to_string(acked_since) +
+               " increments were acknowledged and " +
+               std::to_string(unknown_since + in_flight[s] + either_side) +
+               " had an unknown outcome" +
+               (either_side + (acked_since != acked[s]) != 0 ? " since its invalidation" : ""),
            {s});
       if (violation_) return;
     }

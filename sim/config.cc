@@ -111,6 +111,15 @@ bool ParseFaultKind(const std::string& name, FaultKind& out) {
   return false;
 }
 
+std::string FaultKindList() {
+  std::string out;
+  for (int i = 0; i < kFaultKinds; ++i) {
+    if (i != 0) out += ", ";
+    out += FaultKindName(static_cast<FaultKind>(i));
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string_view FaultKindName(FaultKind kind) {
@@ -129,27 +138,37 @@ std::string_view FaultKindName(FaultKind kind) {
       return "pause";
     case FaultKind::kDriftBeyond:
       return "drift_beyond";
+    case FaultKind::kInvalidate:
+      return "invalidate";
   }
   return "unknown";
 }
 
-std::string LoadConfig(const json& j, SimConfig& c) {
+std::string LoadConfig(const json& j, SimConfig& c, std::initializer_list<const char*> also_known) {
   std::string error;
   ObjectReader r(j, "", error);
-  r.Integer("stores", c.stores, 1, 64);
-  r.Integer("servers", c.servers, 1, 256);
-  r.Integer("processes_per_server", c.processes_per_server, 1, 64);
-  r.Integer("threads_per_process", c.threads_per_process, 1, 256);
-  r.Duration("lease_us", c.lease_us, 1'000, kHour, false);
-  r.Duration("recall_retry_us", c.recall_retry_us, 1, kHour, false);
-  r.Duration("idle_release_us", c.idle_release_us, 0, kHour, true);
-  r.Duration("session_idle_us", c.session_idle_us, 1, kHour, true);
-  r.Duration("retry_us", c.retry_us, 1, kHour, false);
-  r.Duration("expiry_margin_us", c.expiry_margin_us, 0, kHour, false);
-  r.Integer("drift_ppm", c.drift_ppm, 0, 100'000);
-  r.Bool("swarm", c.swarm);
-  r.Duration("fault_phase_us", c.fault_phase_us, 0, kHour, false);
-  r.Duration("quiet_phase_us", c.quiet_phase_us, 0, kHour, false);
+  for (const char* name : also_known) r.Field(name);  // the caller's own fields
+  if (r.Field("topology") != nullptr) {
+    ObjectReader t(j.at("topology"), r.Child("topology"), error);
+    t.Integer("stores", c.stores, 1, 64);
+    t.Integer("servers", c.servers, 1, 256);
+    t.Integer("processes_per_server", c.processes_per_server, 1, 64);
+    t.Integer("threads_per_process", c.threads_per_process, 1, 256);
+    t.Finish();
+  }
+  if (r.Field("timing") != nullptr) {
+    ObjectReader t(j.at("timing"), r.Child("timing"), error);
+    t.Duration("lease_us", c.lease_us, 1'000, kHour, false);
+    t.Duration("recall_retry_us", c.recall_retry_us, 1, kHour, false);
+    t.Duration("idle_release_us", c.idle_release_us, 0, kHour, true);
+    t.Duration("session_idle_us", c.session_idle_us, 1, kHour, true);
+    t.Duration("retry_us", c.retry_us, 1, kHour, false);
+    t.Duration("expiry_margin_us", c.expiry_margin_us, 0, kHour, false);
+    t.Integer("drift_ppm", c.drift_ppm, 0, 100'000);
+    t.Duration("fault_phase_us", c.fault_phase_us, 0, kHour, false);
+    t.Duration("quiet_phase_us", c.quiet_phase_us, 0, kHour, false);
+    t.Finish();
+  }
   if (r.Field("network") != nullptr) {
     ObjectReader n(j.at("network"), r.Child("network"), error);
     n.Duration("latency_min_us", c.network.latency_min_us, 0, kHour, false);
@@ -175,45 +194,50 @@ std::string LoadConfig(const json& j, SimConfig& c) {
     o.Integer("whole_ppm", w.whole_ppm, 0, kMillion);
     o.Integer("portion_max", w.portion_max, 0, 64);
     o.Duration("wait_timeout_us", w.wait_timeout_us, 1, kHour, true);
+    o.Integer("try_ppm", w.try_ppm, 0, kMillion);
     o.Finish();
   }
   if (r.Field("faults") != nullptr) {
-    ObjectReader f(j.at("faults"), r.Child("faults"), error);
+    const json& fj = j.at("faults");
+    ObjectReader f(fj, r.Child("faults"), error);
+    f.Bool("swarm", c.swarm);
     f.Duration("check_every_us", c.faults.check_every_us, 1, kHour, false);
     f.Duration("max_duration_us", c.faults.max_duration_us, 1'000, kHour, false);
-    for (int k = 0; k < kFaultKinds; ++k) {
-      std::string name = std::string(FaultKindName(static_cast<FaultKind>(k))) + "_ppm";
-      f.Integer(name.c_str(), c.faults.ppm[k], 0, kMillion);
+    if (f.Field("rates_ppm") != nullptr) {
+      ObjectReader rates(fj.at("rates_ppm"), f.Child("rates_ppm"), error);
+      for (int k = 0; k < kRandomFaultKinds; ++k) {
+        std::string name(FaultKindName(static_cast<FaultKind>(k)));
+        rates.Integer(name.c_str(), c.faults.ppm[k], 0, kMillion);
+      }
+      rates.Finish();
     }
-    f.Finish();
-  }
-  if (const json* s = r.Field("schedule"); s != nullptr && error.empty()) {
-    if (!s->is_array()) {
-      error = "/schedule: expected an array of faults, found " + Describe(*s);
-    } else {
-      c.schedule.clear();
-      for (std::size_t i = 0; i < s->size() && error.empty(); ++i) {
-        std::string path = "/schedule/" + std::to_string(i);
-        ScheduledFault fault;
-        ObjectReader e((*s)[i], path, error);
-        e.Duration("at_us", fault.at_us, 0, kHour, false);
-        if (const json* kind = e.Field("kind"); kind != nullptr) {
-          if (!kind->is_string() || !ParseFaultKind(kind->get<std::string>(), fault.kind)) {
-            error = path +
-                    "/kind: expected one of process_crash, server_crash, store_crash, "
-                    "partition, clog, pause, drift_beyond, found " +
-                    Describe(*kind);
+    if (const json* s = f.Field("schedule"); s != nullptr && error.empty()) {
+      if (!s->is_array()) {
+        error = "/faults/schedule: expected an array of faults, found " + Describe(*s);
+      } else {
+        c.schedule.clear();
+        for (std::size_t i = 0; i < s->size() && error.empty(); ++i) {
+          std::string path = "/faults/schedule/" + std::to_string(i);
+          ScheduledFault fault;
+          ObjectReader e((*s)[i], path, error);
+          e.Duration("at_us", fault.at_us, 0, kHour, false);
+          if (const json* kind = e.Field("kind"); kind != nullptr) {
+            if (!kind->is_string() || !ParseFaultKind(kind->get<std::string>(), fault.kind)) {
+              error =
+                  path + "/kind: expected one of " + FaultKindList() + ", found " + Describe(*kind);
+            }
+          } else if (error.empty()) {
+            error = path + "/kind: missing (every scheduled fault needs a kind)";
           }
-        } else if (error.empty()) {
-          error = path + "/kind: missing (every scheduled fault needs a kind)";
+          e.Integer("target", fault.target, 0, 1'000'000);
+          e.Duration("duration_us", fault.duration_us, 0, kHour, false);
+          e.Integer("variant", fault.variant, 0, 2);
+          e.Finish();
+          c.schedule.push_back(fault);
         }
-        e.Integer("target", fault.target, 0, 1'000'000);
-        e.Duration("duration_us", fault.duration_us, 0, kHour, false);
-        e.Integer("variant", fault.variant, 0, 2);
-        e.Finish();
-        c.schedule.push_back(fault);
       }
     }
+    f.Finish();
   }
   r.Finish();
   if (error.empty()) error = ValidateConfig(c);
@@ -230,14 +254,14 @@ std::string ValidateConfig(const SimConfig& c) {
   std::uint64_t drift_allowance = c.lease_us / kMillion * 2 * c.drift_ppm +
                                   (c.lease_us % kMillion) * 2 * c.drift_ppm / kMillion;
   if (drift_allowance + c.expiry_margin_us >= c.lease_us) {
-    return "/lease_us: " + std::to_string(c.lease_us) +
+    return "/timing/lease_us: " + std::to_string(c.lease_us) +
            " us leaves no usable lease after the drift allowance (2 x drift_ppm x lease = " +
            std::to_string(drift_allowance) + " us) and expiry_margin_us (" +
            std::to_string(c.expiry_margin_us) + " us)";
   }
   for (std::size_t i = 0; i < c.schedule.size(); ++i) {
     const ScheduledFault& f = c.schedule[i];
-    std::string path = "/schedule/" + std::to_string(i) + "/target";
+    std::string path = "/faults/schedule/" + std::to_string(i) + "/target";
     std::uint64_t limit = 0;
     switch (f.kind) {
       case FaultKind::kProcessCrash:
@@ -255,6 +279,9 @@ std::string ValidateConfig(const SimConfig& c) {
       case FaultKind::kClog:
         limit = c.stores + c.processes();
         break;
+      case FaultKind::kInvalidate:
+        limit = c.workload.sessions;
+        break;
     }
     if (f.target >= limit) {
       return path + ": " + std::to_string(f.target) + " is out of range for " +
@@ -267,10 +294,9 @@ std::string ValidateConfig(const SimConfig& c) {
 
 nlohmann::json ConfigToJson(const SimConfig& c) {
   auto duration = [](Time t) { return t == core::kNever ? json("never") : json(t); };
-  json faults = {{"check_every_us", c.faults.check_every_us},
-                 {"max_duration_us", c.faults.max_duration_us}};
-  for (int k = 0; k < kFaultKinds; ++k) {
-    faults[std::string(FaultKindName(static_cast<FaultKind>(k))) + "_ppm"] = c.faults.ppm[k];
+  json rates = json::object();
+  for (int k = 0; k < kRandomFaultKinds; ++k) {
+    rates[std::string(FaultKindName(static_cast<FaultKind>(k)))] = c.faults.ppm[k];
   }
   json schedule = json::array();
   for (const ScheduledFault& f : c.schedule) {
@@ -282,20 +308,21 @@ nlohmann::json ConfigToJson(const SimConfig& c) {
   }
   const WorkloadConfig& w = c.workload;
   return json{
-      {"stores", c.stores},
-      {"servers", c.servers},
-      {"processes_per_server", c.processes_per_server},
-      {"threads_per_process", c.threads_per_process},
-      {"lease_us", c.lease_us},
-      {"recall_retry_us", c.recall_retry_us},
-      {"idle_release_us", duration(c.idle_release_us)},
-      {"session_idle_us", duration(c.session_idle_us)},
-      {"retry_us", c.retry_us},
-      {"expiry_margin_us", c.expiry_margin_us},
-      {"drift_ppm", c.drift_ppm},
-      {"swarm", c.swarm},
-      {"fault_phase_us", c.fault_phase_us},
-      {"quiet_phase_us", c.quiet_phase_us},
+      {"topology",
+       {{"stores", c.stores},
+        {"servers", c.servers},
+        {"processes_per_server", c.processes_per_server},
+        {"threads_per_process", c.threads_per_process}}},
+      {"timing",
+       {{"lease_us", c.lease_us},
+        {"recall_retry_us", c.recall_retry_us},
+        {"idle_release_us", duration(c.idle_release_us)},
+        {"session_idle_us", duration(c.session_idle_us)},
+        {"retry_us", c.retry_us},
+        {"expiry_margin_us", c.expiry_margin_us},
+        {"drift_ppm", c.drift_ppm},
+        {"fault_phase_us", c.fault_phase_us},
+        {"quiet_phase_us", c.quiet_phase_us}}},
       {"network",
        {{"latency_min_us", c.network.latency_min_us},
         {"latency_max_us", c.network.latency_max_us},
@@ -315,9 +342,14 @@ nlohmann::json ConfigToJson(const SimConfig& c) {
         {"shared_ppm", w.shared_ppm},
         {"whole_ppm", w.whole_ppm},
         {"portion_max", w.portion_max},
-        {"wait_timeout_us", duration(w.wait_timeout_us)}}},
-      {"faults", faults},
-      {"schedule", schedule},
+        {"wait_timeout_us", duration(w.wait_timeout_us)},
+        {"try_ppm", w.try_ppm}}},
+      {"faults",
+       {{"swarm", c.swarm},
+        {"check_every_us", c.faults.check_every_us},
+        {"max_duration_us", c.faults.max_duration_us},
+        {"rates_ppm", rates},
+        {"schedule", schedule}}},
   };
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,7 @@ struct WorkloadConfig {
   std::uint32_t whole_ppm = 100'000;   // requests that lock the whole session
   std::uint32_t portion_max = 2;       // attributes besides the counter in a portion
   Time wait_timeout_us = 30'000'000;   // B5: a thread's wait deadline
+  std::uint32_t try_ppm = 0;           // B5: requests made as try-locks (busy, never wait)
 };
 
 enum class FaultKind : std::uint8_t {
@@ -50,8 +52,11 @@ enum class FaultKind : std::uint8_t {
   kClog,          // one link delays everything for a while
   kPause,         // stop-the-world of one process
   kDriftBeyond,   // one process's clock drifts past the configured bound
+  kInvalidate,    // an administrator invalidates one session (B6 logout); scheduled only
 };
-inline constexpr int kFaultKinds = 7;
+inline constexpr int kFaultKinds = 8;
+// The kinds that can also be drawn at random (the first ones of FaultKind).
+inline constexpr int kRandomFaultKinds = 7;
 std::string_view FaultKindName(FaultKind kind);
 
 // A fault at a fixed time (scenarios). `target` is a process index, a server
@@ -67,9 +72,9 @@ struct ScheduledFault {
 };
 
 struct FaultRates {
-  Time check_every_us = 10'000;                            // a chance for each kind this often
-  std::uint32_t ppm[kFaultKinds] = {0, 0, 0, 0, 0, 0, 0};  // per check, per kind
-  Time max_duration_us = 500'000;                          // durations drawn in [1 ms, this]
+  Time check_every_us = 10'000;  // a chance for each kind this often
+  std::uint32_t ppm[kRandomFaultKinds] = {0, 0, 0, 0, 0, 0, 0};  // per check, per kind
+  Time max_duration_us = 500'000;                                // durations drawn in [1 ms, this]
 };
 
 struct SimConfig {
@@ -103,7 +108,10 @@ struct SimConfig {
 // Fills `config` from JSON, or returns an error message naming the JSON path
 // (e.g. "/network/loss_ppm: expected an integer in [0, 1000000], found -3").
 // Fields absent from the JSON keep their current values.
-std::string LoadConfig(const nlohmann::json& json, SimConfig& config);
+// `also_known` names top-level fields the caller reads itself (a scenario's
+// seed and expectation), which are therefore not unknown.
+std::string LoadConfig(const nlohmann::json& json, SimConfig& config,
+                       std::initializer_list<const char*> also_known = {});
 // Checks cross-field constraints; returns "" or the error.
 std::string ValidateConfig(const SimConfig& config);
 nlohmann::json ConfigToJson(const SimConfig& config);

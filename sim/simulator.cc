@@ -614,9 +614,12 @@ void Simulator::StartRequest(SimThread& t) {
                 nullptr,
                 kActionNames[static_cast<int>(Action::kAsk)],
                 static_cast<std::int32_t>(t.process * config_.threads_per_process + t.id)};
-  ApplyAgentEffects(
-      node, processes_[t.process].agent.OnThreadAsk(local, t.id, t.session, t.portion, deadline),
-      te);
+  // Drawn only when configured, so that runs without try-locks keep their draws.
+  const bool try_only = w.try_ppm != 0 && t.rng.ChancePpm(w.try_ppm);
+  ApplyAgentEffects(node,
+                    processes_[t.process].agent.OnThreadAsk(local, t.id, t.session, t.portion,
+                                                            deadline, try_only),
+                    te);
 }
 
 void Simulator::OnWake(std::uint32_t node, const core::ThreadEvent& w) {
@@ -730,6 +733,28 @@ void Simulator::InjectFault(const ScheduledFault& f) {
       te.node = node;
       break;
     }
+    case FaultKind::kInvalidate: {
+      // B6 logout: the administrator's message reaches the session's store now.
+      const core::SessionId session = f.target;
+      const std::uint32_t node = core::StoreForSession(session, S);
+      te.node = node;
+      if (!IsUp(node)) break;  // a store that is down never sees it
+      InvalidationMark& mark = invalidations_[session];
+      mark.acknowledged = acknowledged_[session];
+      mark.unknown = unknown_[session];
+      mark.committing = 0;
+      for (const SimThread& t : threads_) {
+        if (t.phase == ThreadPhase::kCommitting && t.writes_counter && t.session == session)
+          ++mark.committing;
+      }
+      ++mark.count;
+      core::Envelope in{core::Address{core::NodeKind::kAdmin, 0, 0},
+                        core::Address{core::NodeKind::kStore, node, 0},
+                        core::AdminInvalidate{session}};
+      te.input = &in;
+      return ApplyStoreEffects(node, stores_[node].store.OnMessage(ClockOf(node).Local(now_), in),
+                               te);
+    }
   }
   Finish(te);
 }
@@ -737,7 +762,7 @@ void Simulator::InjectFault(const ScheduledFault& f) {
 void Simulator::DrawRandomFaults() {
   const std::uint32_t S = StoreCount();
   const auto P = static_cast<std::uint32_t>(processes_.size());
-  for (int k = 0; k < kFaultKinds; ++k) {
+  for (int k = 0; k < kRandomFaultKinds; ++k) {
     if (!fault_rng_.ChancePpm(fault_ppm_[k])) continue;
     ScheduledFault f;
     f.at_us = now_;
@@ -758,6 +783,8 @@ void Simulator::DrawRandomFaults() {
       case FaultKind::kClog:
         f.target = static_cast<std::uint32_t>(fault_rng_.Below(S + P));
         break;
+      case FaultKind::kInvalidate:  // never drawn at random
+        break;
     }
     f.duration_us = fault_rng_.Range(1'000, config_.faults.max_duration_us);
     f.variant = static_cast<std::uint32_t>(fault_rng_.Below(3));
@@ -773,6 +800,7 @@ void Simulator::CrashProcess(std::uint32_t process, Time downtime) {
   ++n.tick_generation;
   n.tick_at = core::kNever;
   retired_agent_expiries_ += n.agent.stats().lease_expiries;
+  retired_agent_releases_ += n.agent.stats().releases;
   for (SimThread& t : threads_) {
     if (t.process != process) continue;
     ++t.epoch;
@@ -836,15 +864,24 @@ SimSummary Simulator::Summary() const {
   s.grants = retired_store_stats_.grants;
   s.recalls = retired_store_stats_.recalls;
   s.lease_expiries = retired_store_stats_.lease_expiries;
+  s.queued = retired_store_stats_.queued;
+  s.store_rejects = retired_store_stats_.rejects;
+  s.commits = retired_store_stats_.commits;
   for (const StoreNode& n : stores_) {
     if (!n.up) continue;
     s.grants += n.store.stats().grants;
     s.recalls += n.store.stats().recalls;
     s.lease_expiries += n.store.stats().lease_expiries;
+    s.queued += n.store.stats().queued;
+    s.store_rejects += n.store.stats().rejects;
+    s.commits += n.store.stats().commits;
   }
   s.agent_lease_expiries = retired_agent_expiries_;
+  s.releases = retired_agent_releases_;
   for (const ProcessNode& n : processes_) {
-    if (n.up) s.agent_lease_expiries += n.agent.stats().lease_expiries;
+    if (!n.up) continue;
+    s.agent_lease_expiries += n.agent.stats().lease_expiries;
+    s.releases += n.agent.stats().releases;
   }
   if (!waits_.empty()) {
     std::vector<Time> sorted = waits_;

@@ -136,6 +136,8 @@ struct SimSummary {
   std::uint64_t requests_cut_by_crash = 0;
   std::uint64_t unfinished_threads = 0;  // threads with requests left at the end
   std::uint64_t grants = 0, recalls = 0, lease_expiries = 0, agent_lease_expiries = 0;
+  std::uint64_t queued = 0, store_rejects = 0, commits = 0;  // store side
+  std::uint64_t releases = 0;                                // agent side
   Time wait_p50_us = 0, wait_p99_us = 0;
   std::uint64_t faults[kFaultKinds] = {};
   std::uint64_t messages_sent = 0, messages_lost = 0, messages_duplicated = 0;
@@ -185,6 +187,20 @@ class Simulator {
   // whose outcome the thread could not know (crash, resent commit).
   const std::vector<std::uint64_t>& acknowledged_by_session() const { return acknowledged_; }
   const std::vector<std::uint64_t>& unknown_by_session() const { return unknown_; }
+  // B6: a session invalidated by an administrator starts again from nothing.
+  // What had been counted when its last invalidation happened, so that the
+  // no-lost-update check can count from there.
+  struct InvalidationMark {
+    std::uint64_t acknowledged = 0, unknown = 0;
+    std::uint64_t committing = 0;  // counter commits in flight then: applied before or after
+    std::uint64_t count = 0;       // invalidations of this session so far
+  };
+  const std::map<core::SessionId, InvalidationMark>& invalidations() const {
+    return invalidations_;
+  }
+  // The fault rates and network knobs in force (after swarm drew them).
+  const std::uint32_t* effective_fault_ppm() const { return fault_ppm_; }
+  const NetworkConfig& effective_network() const { return network_; }
   std::string NodeName(std::uint32_t node) const;
 
  private:
@@ -216,7 +232,7 @@ class Simulator {
   SimConfig config_;
   std::uint64_t seed_;
   Prng net_rng_, fault_rng_, clock_rng_;
-  std::uint32_t fault_ppm_[kFaultKinds] = {};
+  std::uint32_t fault_ppm_[kRandomFaultKinds] = {};
   NetworkConfig network_;  // the live network knobs (swarm may change them)
 
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;
@@ -253,8 +269,9 @@ class Simulator {
   std::uint64_t fault_counts_[kFaultKinds] = {};
   std::uint64_t sent_ = 0, lost_ = 0, duplicated_ = 0;
   std::vector<std::uint64_t> acknowledged_, unknown_;  // per session
-  core::StoreStats retired_store_stats_;               // stats of crashed store lives
-  std::uint64_t retired_agent_expiries_ = 0;
+  std::map<core::SessionId, InvalidationMark> invalidations_;
+  core::StoreStats retired_store_stats_;  // stats of crashed store lives
+  std::uint64_t retired_agent_expiries_ = 0, retired_agent_releases_ = 0;
 };
 
 }  // namespace latchkey::sim
