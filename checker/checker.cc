@@ -232,6 +232,17 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
     sender = core::ProcessRef{e.input->from.id, e.input->from.incarnation};
   }
   for (const core::Record& record : fx.persist) {
+    if (const auto* d = std::get_if<core::SessionDroppedRecord>(&record)) {
+      // B6: invalidated or expired when idle; its counter starts again.
+      DropMark& mark = drops_[d->session];
+      mark.acknowledged = sim.acknowledged_by_session().at(d->session);
+      mark.unknown = sim.unknown_by_session().at(d->session);
+      mark.committing = 0;
+      for (const sim::SimThread& t : sim.threads()) {
+        if (t.phase == sim::ThreadPhase::kCommitting && t.writes_counter && t.session == d->session)
+          ++mark.committing;
+      }
+    }
     if (const auto* g = std::get_if<core::GrantRecord>(&record)) {
       touched.insert(g->session);
       core::Token& max = max_token_[g->session];
@@ -666,10 +677,10 @@ void Checker::Finish(const sim::Simulator& sim) {
   const auto& acked = sim.acknowledged_by_session();
   const auto& unknown = sim.unknown_by_session();
   for (std::size_t s = 0; s < value.size() && s < acked.size(); ++s) {
-    // After an invalidation (B6) count from it; commits in flight at that
+    // After the session was dropped (B6) count from then; commits in flight at that
     // moment may have landed on either side of it.
     std::uint64_t acked_since = acked[s], unknown_since = unknown[s], either_side = 0;
-    if (auto it = sim.invalidations().find(s); it != sim.invalidations().end()) {
+    if (auto it = drops_.find(s); it != drops_.end()) {
       acked_since -= it->second.acknowledged;
       unknown_since -= it->second.unknown;
       either_side = it->second.committing;

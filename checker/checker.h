@@ -135,6 +135,12 @@ class Checker : public sim::Observer {
   // buffered again at the back within the same event.
   std::map<std::uint32_t, std::map<std::uint64_t, core::Time>> lease_seen_;
   std::set<std::tuple<core::SessionId, core::Token, std::uint64_t>> durable_commits_;
+  // Per session: the counts when it was last dropped (invalidated or idle).
+  struct DropMark {
+    std::uint64_t acknowledged = 0, unknown = 0;
+    std::uint64_t committing = 0;  // counter commits in flight: applied before or after
+  };
+  std::map<core::SessionId, DropMark> drops_;
   core::Time next_liveness_check_ = 0;
 };
 

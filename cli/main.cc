@@ -2,14 +2,20 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/demo.h"
+#include "cli/runner.h"
+#include "cli/scenario_commands.h"
 #include "cli/sim_command.h"
 
 int main(int argc, char** argv) {
+  namespace cli = latchkey::cli;
   CLI::App app{"Latchkey: a session-state store with a verified locking protocol"};
-  app.set_version_flag("--version", std::string("latchkey ") + LATCHKEY_VERSION);
+  app.set_version_flag("--version",
+                       std::string(cli::MutantsAvailable() ? "latchkey-mutants " : "latchkey ") +
+                           LATCHKEY_VERSION +
+                           (cli::MutantsAvailable() ? " (planted bugs compiled in)" : ""));
   app.require_subcommand(0, 1);
 
-  latchkey::cli::DemoOptions demo;
+  cli::DemoOptions demo;
   CLI::App* demo_cmd = app.add_subcommand("demo", "Run a short, checked demonstration of the core");
   demo_cmd->add_option("--processes", demo.processes, "application-server processes")
       ->check(CLI::Range(1, 64));
@@ -18,11 +24,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   demo_cmd->add_flag("-v,--verbose", demo.verbose, "print every message");
 
-  latchkey::cli::SimOptions sim;
+  cli::SimOptions sim;
   CLI::App* sim_cmd =
       app.add_subcommand("sim", "Run one deterministic simulation and summarise it");
   sim_cmd->add_option("--seed", sim.seed, "seed: the same seed and config give the same run");
-  sim_cmd->add_option("--config", sim.config_path, "simulation config (JSON)")
+  sim_cmd->add_option("--config", sim.config_path, "world (JSON: a scenario file works too)")
       ->check(CLI::ExistingFile);
   sim_cmd->add_option("--trace", sim.trace_path, "write every event as a JSON line to this file");
   sim_cmd->add_flag("--check-determinism", sim.check_determinism,
@@ -35,9 +41,76 @@ int main(int argc, char** argv) {
   sim_cmd->add_flag("--check", sim.check,
                     "run the property checker on every event; exit 1 with a report on a violation");
 
-  CLI11_PARSE(app, argc, argv);
-  if (*demo_cmd) return latchkey::cli::RunDemo(demo);
-  if (*sim_cmd) return latchkey::cli::RunSim(sim);
+  cli::RunOptions run;
+  CLI::App* run_cmd = app.add_subcommand(
+      "run",
+      "Run scenario files (or every *.json under directories) and compare each outcome with the "
+      "expected one. Exit 0 all as expected, 1 a mismatch, 2 bad input");
+  run_cmd->add_option("paths", run.paths, "scenario files and directories")->required();
+  run_cmd->add_flag("-v,--verbose", run.verbose, "also print the reports of expected violations");
+
+  cli::ReplayOptions replay;
+  std::uint64_t replay_seed = 0;
+  CLI::App* replay_cmd = app.add_subcommand(
+      "replay", "Re-run one seed of a scenario exactly (same trace hash), with a full summary");
+  replay_cmd->add_option("file", replay.path, "scenario file")->required();
+  CLI::Option* replay_seed_opt =
+      replay_cmd->add_option("--seed", replay_seed, "which seed (default: the scenario's first)");
+  replay_cmd->add_option("--trace", replay.trace_path, "write every event as a JSON line");
+
+  cli::FuzzOptions fuzz;
+  CLI::App* fuzz_cmd = app.add_subcommand(
+      "fuzz",
+      "Run many seeds under the checker; write the first failing seed as a scenario and shrink "
+      "it. Exit 0 none failed, 1 a violation, 2 bad input");
+  fuzz_cmd->add_option("--seeds", fuzz.seeds, "how many seeds")->check(CLI::Range(1, 100'000'000));
+  fuzz_cmd->add_option("--first-seed", fuzz.first_seed, "the first seed");
+  fuzz_cmd->add_option("--jobs,-j", fuzz.jobs, "worker threads")->check(CLI::Range(1, 256));
+  fuzz_cmd->add_flag("--swarm", fuzz.swarm,
+                     "each seed also draws which fault kinds are on and how often");
+  fuzz_cmd->add_option("--time-budget", fuzz.time_budget_s, "stop starting seeds after S seconds")
+      ->check(CLI::NonNegativeNumber);
+  fuzz_cmd->add_option("--scenario", fuzz.scenario_path, "the base world (a scenario file)")
+      ->check(CLI::ExistingFile);
+  fuzz_cmd->add_option("--mutant", fuzz.mutant, "a planted bug (latchkey-mutants only)");
+  fuzz_cmd->add_option("--out", fuzz.out_dir, "where failing cases are written");
+  fuzz_cmd->add_flag("--check-determinism", fuzz.check_determinism,
+                     "run each clean seed twice and compare trace hashes");
+  bool no_shrink = false;
+  fuzz_cmd->add_flag("--no-shrink", no_shrink, "write the failing case without shrinking it");
+  fuzz_cmd->add_option("--shrink-budget", fuzz.shrink_budget_s, "seconds for shrinking")
+      ->check(CLI::NonNegativeNumber);
+  bool quiet = false;
+  fuzz_cmd->add_flag("--quiet", quiet, "no progress output");
+
+  cli::ShrinkOptionsCli shrink;
+  CLI::App* shrink_cmd = app.add_subcommand(
+      "shrink", "Reduce a failing scenario to a small one that fails with the same invariant");
+  shrink_cmd->add_option("file", shrink.path, "failing scenario file")->required();
+  shrink_cmd->add_option("-o,--out", shrink.out_path, "output file (default: FILE.min.json)");
+  shrink_cmd->add_option("--time-budget", shrink.time_budget_s, "seconds to spend")
+      ->check(CLI::PositiveNumber);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11 exits 106 and the like for usage errors; ours say 2 for bad input.
+    int code = app.exit(e);
+    return code == 0 ? 0 : cli::kExitBadInput;
+  }
+  if (*demo_cmd) return cli::RunDemo(demo);
+  if (*sim_cmd) return cli::RunSim(sim);
+  if (*run_cmd) return cli::RunScenarios(run);
+  if (*replay_cmd) {
+    if (*replay_seed_opt) replay.seed = replay_seed;
+    return cli::ReplayScenario(replay);
+  }
+  if (*fuzz_cmd) {
+    fuzz.shrink = !no_shrink;
+    fuzz.progress = !quiet;
+    return cli::Fuzz(fuzz);
+  }
+  if (*shrink_cmd) return cli::ShrinkScenario(shrink);
   std::printf("%s", app.help().c_str());
   return 0;
 }

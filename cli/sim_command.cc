@@ -45,7 +45,9 @@ nlohmann::json SummaryJson(const sim::SimSummary& s, double wall_seconds) {
           {"trace_hash", s.trace_hash}};
 }
 
-void PrintSummary(const sim::SimSummary& s, double wall_seconds, const std::string& config_path) {
+}  // namespace
+
+void PrintSimSummary(const sim::SimSummary& s, double wall_seconds, const std::string& reproduce) {
   std::printf("seed %llu: %llu requests completed", static_cast<unsigned long long>(s.seed),
               static_cast<unsigned long long>(s.requests_completed));
   std::uint64_t failed = 0;
@@ -92,11 +94,8 @@ void PrintSummary(const sim::SimSummary& s, double wall_seconds, const std::stri
         static_cast<unsigned long long>(s.unfinished_threads));
   }
   std::printf("  trace hash %016llx\n", static_cast<unsigned long long>(s.trace_hash));
-  std::printf("reproduce: latchkey sim --seed %llu%s%s\n", static_cast<unsigned long long>(s.seed),
-              config_path.empty() ? "" : " --config ", config_path.c_str());
+  std::printf("reproduce: %s\n", reproduce.c_str());
 }
-
-}  // namespace
 
 namespace {
 
@@ -172,7 +171,9 @@ int RunSim(const SimOptions& options) {
       std::fprintf(stderr, "error: %s: not valid JSON\n", options.config_path.c_str());
       return 2;
     }
-    std::string error = sim::LoadConfig(j, config);
+    // A scenario file works too: its seed and expectation are not needed here.
+    std::string error = sim::LoadConfig(
+        j, config, {"description", "requirements", "seed", "seeds", "mutant", "expect"});
     if (!error.empty()) {
       std::fprintf(stderr, "error: %s: %s\n", options.config_path.c_str(), error.c_str());
       return 2;
@@ -198,7 +199,9 @@ int RunSim(const SimOptions& options) {
   if (options.json) {
     std::cout << SummaryJson(summary, wall).dump() << "\n";
   } else {
-    PrintSummary(summary, wall, options.config_path);
+    PrintSimSummary(summary, wall,
+                    "latchkey sim --seed " + std::to_string(options.seed) +
+                        (options.config_path.empty() ? "" : " --config " + options.config_path));
   }
   int code = 0;
   if (options.check) {

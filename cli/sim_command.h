@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "sim/simulator.h"
+
 namespace latchkey::cli {
 
 struct SimOptions {
@@ -19,5 +21,9 @@ struct SimOptions {
 // Exit codes: 0 run finished, 1 determinism failure or (with --check) an
 // invariant violated, 2 bad input.
 int RunSim(const SimOptions& options);
+
+// The readable summary of one run, ending with the command that reproduces it.
+void PrintSimSummary(const sim::SimSummary& summary, double wall_seconds,
+                     const std::string& reproduce);
 
 }  // namespace latchkey::cli

@@ -9,11 +9,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string Describe(const json& j) {
-  std::string text = j.dump();
-  if (text.size() > 40) text = text.substr(0, 37) + "...";
-  return std::string(j.type_name()) + " " + text;
-}
+std::string Describe(const json& j) { return DescribeJson(j); }
 
 // Reads the fields of one JSON object into C++ values, recording the first
 // error (with its JSON path) and rejecting fields nobody asked for.
@@ -121,6 +117,12 @@ std::string FaultKindList() {
 }
 
 }  // namespace
+
+std::string DescribeJson(const json& j) {
+  std::string text = j.dump();
+  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  return std::string(j.type_name()) + " " + text;
+}
 
 std::string_view FaultKindName(FaultKind kind) {
   switch (kind) {

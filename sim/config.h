@@ -115,5 +115,7 @@ std::string LoadConfig(const nlohmann::json& json, SimConfig& config,
 // Checks cross-field constraints; returns "" or the error.
 std::string ValidateConfig(const SimConfig& config);
 nlohmann::json ConfigToJson(const SimConfig& config);
+// A JSON value for an error message: its type and (shortened) text.
+std::string DescribeJson(const nlohmann::json& value);
 
 }  // namespace latchkey::sim

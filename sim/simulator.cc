@@ -739,15 +739,6 @@ void Simulator::InjectFault(const ScheduledFault& f) {
       const std::uint32_t node = core::StoreForSession(session, S);
       te.node = node;
       if (!IsUp(node)) break;  // a store that is down never sees it
-      InvalidationMark& mark = invalidations_[session];
-      mark.acknowledged = acknowledged_[session];
-      mark.unknown = unknown_[session];
-      mark.committing = 0;
-      for (const SimThread& t : threads_) {
-        if (t.phase == ThreadPhase::kCommitting && t.writes_counter && t.session == session)
-          ++mark.committing;
-      }
-      ++mark.count;
       core::Envelope in{core::Address{core::NodeKind::kAdmin, 0, 0},
                         core::Address{core::NodeKind::kStore, node, 0},
                         core::AdminInvalidate{session}};

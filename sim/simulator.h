@@ -187,17 +187,6 @@ class Simulator {
   // whose outcome the thread could not know (crash, resent commit).
   const std::vector<std::uint64_t>& acknowledged_by_session() const { return acknowledged_; }
   const std::vector<std::uint64_t>& unknown_by_session() const { return unknown_; }
-  // B6: a session invalidated by an administrator starts again from nothing.
-  // What had been counted when its last invalidation happened, so that the
-  // no-lost-update check can count from there.
-  struct InvalidationMark {
-    std::uint64_t acknowledged = 0, unknown = 0;
-    std::uint64_t committing = 0;  // counter commits in flight then: applied before or after
-    std::uint64_t count = 0;       // invalidations of this session so far
-  };
-  const std::map<core::SessionId, InvalidationMark>& invalidations() const {
-    return invalidations_;
-  }
   // The fault rates and network knobs in force (after swarm drew them).
   const std::uint32_t* effective_fault_ppm() const { return fault_ppm_; }
   const NetworkConfig& effective_network() const { return network_; }
@@ -269,8 +258,7 @@ class Simulator {
   std::uint64_t fault_counts_[kFaultKinds] = {};
   std::uint64_t sent_ = 0, lost_ = 0, duplicated_ = 0;
   std::vector<std::uint64_t> acknowledged_, unknown_;  // per session
-  std::map<core::SessionId, InvalidationMark> invalidations_;
-  core::StoreStats retired_store_stats_;  // stats of crashed store lives
+  core::StoreStats retired_store_stats_;               // stats of crashed store lives
   std::uint64_t retired_agent_expiries_ = 0, retired_agent_releases_ = 0;
 };
 
