@@ -184,7 +184,12 @@ Effects ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId sessio
   RunDue(now, fx);
   ThreadHold* hold = FindHold(session, thread);
   if (hold == nullptr || hold->committing) {
-    fx.wake.push_back({thread, session, ThreadEventKind::kFailed, Reason::kNotLocked});
+    // The lease may have run out under the thread just now: RunDue told it
+    // (lock_lost), and one answer per finish is all a thread gets.
+    const bool told = std::any_of(fx.wake.begin(), fx.wake.end(), [&](const ThreadEvent& w) {
+      return w.thread == thread && w.session == session;
+    });
+    if (!told) fx.wake.push_back({thread, session, ThreadEventKind::kFailed, Reason::kNotLocked});
     fx.next_deadline = NextDeadline();
     return fx;
   }

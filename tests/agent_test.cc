@@ -691,6 +691,22 @@ TEST(Agent, B1_GrantJustBeforeTheTrustSpanIsUsed) {
   EXPECT_EQ(Wakes(r.TickAt(cfg.TrustSpan())), Names{"1:failed/lock_lost"});
 }
 
+// Found by scenarios/adversarial/process_pause_longer_than_lease.json: a
+// thread finishing after its process slept through the lease was told twice
+// (lock_lost from the expiry, then not_locked), and the simulator counted two
+// failed requests.
+TEST(Agent, B1_ThreadFinishingAfterTheTrustSpanIsToldOnceThatTheLockWasLost) {
+  core::AgentConfig cfg;
+  cfg.retry_us = 10'000'000;
+  Rig r(cfg);
+  r.Ask(1, Exclusive({"a"}));
+  EXPECT_EQ(Wakes(r.Grant(5)), Names{"1:granted"});
+  r.now = cfg.TrustSpan() + 1;  // no tick in between: the process was paused
+  EXPECT_EQ(Wakes(r.Finish(1)), Names{"1:failed/lock_lost"});
+  // A thread that held nothing is still told so.
+  EXPECT_EQ(Wakes(r.Finish(2)), Names{"2:failed/not_locked"});
+}
+
 // ---- B4: duplicates, stale grants, resends -------------------------------------
 
 TEST(Agent, B4_DuplicatedGrantIsIgnored) {

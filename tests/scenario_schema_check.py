@@ -48,6 +48,21 @@ def pointer(parts):
     return out or "/"
 
 
+def describe(error):
+    """The validator's message, in plainer words for the rules written as `not`."""
+    if error.validator == "not" and isinstance(error.validator_value, dict):
+        required = error.validator_value.get("required")
+        if required == ["seed", "seeds"]:
+            return "give either seed or seeds, not both"
+        if required == ["invariant"]:
+            return "invariant is allowed only when outcome is \"violation\""
+    if error.validator == "const" and list(error.absolute_path)[-2:] == ["seeds", "count"]:
+        return "expect/trace_hash needs a single seed (seeds/count 1)"
+    if error.validator == "oneOf" and isinstance(error.instance, str):
+        return f"{error.instance!r} is neither a number of microseconds nor \"never\""
+    return error.message
+
+
 def scenario_files(paths, schema_path):
     schema_real = os.path.realpath(schema_path)
     for path in paths:
@@ -67,14 +82,18 @@ def cross_field_errors(scenario):
     errors = []
     if not isinstance(scenario, dict):
         return errors
-    topology = scenario.get("topology", {})
-    timing = scenario.get("timing", {})
-    network = scenario.get("network", {})
-    workload = scenario.get("workload", {})
-    faults = scenario.get("faults", {})
 
-    def get(section, name):
-        return section.get(name, DEFAULTS[name]) if isinstance(section, dict) else DEFAULTS[name]
+    def section(name):
+        value = scenario.get(name, {})
+        return value if isinstance(value, dict) else {}
+
+    topology, timing, network = section("topology"), section("timing"), section("network")
+    workload, faults = section("workload"), section("faults")
+
+    def get(where, name):
+        value = where.get(name, DEFAULTS[name])
+        # Wrong types are the schema's to report; fall back to the default here.
+        return value if isinstance(value, int) and not isinstance(value, bool) else DEFAULTS[name]
 
     lo, hi = get(network, "latency_min_us"), get(network, "latency_max_us")
     if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
@@ -103,7 +122,7 @@ def cross_field_errors(scenario):
         "clog": (stores + processes, "nodes (stores, then processes)"),
         "invalidate": (sessions, "sessions"),
     }
-    schedule = faults.get("schedule", []) if isinstance(faults, dict) else []
+    schedule = faults.get("schedule", [])
     for i, entry in enumerate(schedule if isinstance(schedule, list) else []):
         if not isinstance(entry, dict) or entry.get("kind") not in limits:
             continue
@@ -144,9 +163,8 @@ def main(argv):
             problems.append(("/", f"not valid JSON: {e}"))
         else:
             for error in sorted(validator.iter_errors(scenario), key=lambda e: list(map(str, e.absolute_path))):
-                problems.append((pointer(error.absolute_path), error.message))
-            if not problems:
-                problems.extend(cross_field_errors(scenario))
+                problems.append((pointer(error.absolute_path), describe(error)))
+            problems.extend(cross_field_errors(scenario))
         for where, message in problems:
             print(f"{path}: {where}: {message}")
         if problems:
