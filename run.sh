@@ -1,33 +1,61 @@
 #!/usr/bin/env bash
-# The main job: builds Latchkey, runs the checked demonstration of the core,
-# then three short checked campaigns of the deterministic simulator (swarm
-# faults; every event checked against the invariants; every seed run twice
-# to confirm the trace hash). Installs missing Debian packages first.
-# (Scenario files and `latchkey fuzz` with shrinking join this with issue 5.)
-set -euo pipefail
+# The main job: builds Latchkey, then
+#   1. the checked demonstration of the core,
+#   2. every bundled scenario (scenarios/requirements, scenarios/adversarial)
+#      on the real core, each compared with its expected outcome,
+#   3. every planted bug (scenarios/mutants) on the mutant core: the checker
+#      must catch each one as its scenario says,
+#   4. a short fuzz campaign per world in sim/configs (swarm faults, the
+#      checker on every event, every clean seed run twice to compare trace
+#      hashes); a failing seed is written as a scenario and shrunk.
+# and prints a summary to read at a glance. Installs missing Debian packages
+# first. LATCHKEY_SEEDS (default 2000) sets the seeds per fuzz campaign.
+set -uo pipefail
 cd "$(dirname "$0")"
-tools/deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build --target latchkey -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+tools/deps.sh || exit 1
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
+cmake --build build --target latchkey latchkey-mutants -j "$(nproc 2>/dev/null || echo 2)" \
+  >/dev/null || exit 1
 
-seeds=${LATCHKEY_SEEDS:-500}
+seeds=${LATCHKEY_SEEDS:-2000}
+jobs=$(nproc 2>/dev/null || echo 2)
+summary=()
 status=0
-echo "== demo: the core driven by a tiny message pump =="
-./build/latchkey demo || status=1
-for config in sim/configs/swarm.json sim/configs/contended.json sim/configs/two_stores.json; do
+# step NAME COMMAND...: runs it, shows its output, records a summary line.
+step() {
+  local name=$1
+  shift
   echo
-  echo "== $seeds simulated seeds, $config (faults by swarm; checker on; determinism checked) =="
-  # One line per seed is printed; only seeds that are not ok are shown here.
-  if ! ./build/latchkey sim --seeds "$seeds" --config "$config" --check --check-determinism \
-      | grep -v '  ok$'; then
+  echo "== $name: $* =="
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  echo "$out"
+  local last
+  last=$(echo "$out" | grep -E 'scenarios in|^fuzz |PASS: |FAIL: ' | tail -1)
+  if [ "$rc" -eq 0 ]; then
+    summary+=("$(printf '  PASS  %-34s %s' "$name" "$last")")
+  else
+    summary+=("$(printf '  FAIL  %-34s %s (exit %d)' "$name" "$last" "$rc")")
     status=1
   fi
-  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+}
+
+step "demo" ./build/latchkey demo
+step "scenarios (real core)" ./build/latchkey run scenarios/requirements scenarios/adversarial
+step "planted bugs (mutant core)" ./build/latchkey-mutants run scenarios/mutants
+for world in sim/configs/swarm.json sim/configs/contended.json sim/configs/two_stores.json; do
+  step "fuzz $(basename "$world" .json), $seeds seeds" ./build/latchkey fuzz --scenario "$world" \
+    --seeds "$seeds" --jobs "$jobs" --check-determinism --quiet --out fuzz-failures
 done
+
 echo
+echo "== main job summary =="
+printf '%s\n' "${summary[@]}"
 if [ "$status" -eq 0 ]; then
   echo "main job: PASS"
 else
-  echo "main job: FAIL (see the report above; each failing seed prints the command that replays it)"
+  echo "main job: FAIL (the reports above name each failing scenario or seed and how to replay it;"
+  echo "          fuzz failures are saved, shrunk, under fuzz-failures/)"
 fi
 exit "$status"

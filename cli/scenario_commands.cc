@@ -96,12 +96,14 @@ int RunScenarios(const RunOptions& options) {
       details.push_back("BAD INPUT " + load);
       continue;
     }
-    if (!scenario.expect.present) {
+    if (!scenario.expect.present || scenario.description.empty()) {
       ++bad;
       std::printf("%-*s %6s  %-28s %-34s %9s %7s  %s\n", static_cast<int>(width),
                   Shorten(file, width).c_str(), "-", "-", "-", "-", "-", "BAD INPUT");
       details.push_back("BAD INPUT " + file +
-                        ": /expect: missing (a scenario states its expected outcome)");
+                        (scenario.expect.present
+                             ? ": /description: missing (a scenario says what it shows)"
+                             : ": /expect: missing (a scenario states its expected outcome)"));
       continue;
     }
     ScenarioResult r = RunScenario(scenario);

@@ -14,6 +14,7 @@ packages=(
   libssl-dev                        # OpenSSL: HMAC authentication (TLS later)
   zlib1g-dev                        # zlib: CRC32 of write-ahead log records
   clang-format                      # the format check
+  python3-jsonschema                # checks scenarios against scenarios/scenario.schema.json
   "$@"
 )
 
