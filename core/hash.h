@@ -26,6 +26,9 @@ namespace latchkey::core {
 // A 64-bit streaming hasher: each word is mixed with the splitmix64 finalizer.
 class Hasher {
  public:
+  Hasher() = default;
+  // A differently seeded hasher: two of them give a 128-bit fingerprint.
+  explicit Hasher(std::uint64_t seed) : state_(seed) {}
   void Mix(std::uint64_t word) { state_ = Splitmix64(state_ ^ word) + 0x9E3779B97F4A7C15ULL; }
   std::uint64_t value() const { return state_; }
 
@@ -127,7 +130,7 @@ inline void HashValue(Hasher& h, const ThreadEvent& e) {
 // Store state.
 inline void HashValue(Hasher& h, const Tenure& t) {
   HashFields(h, t.holder, t.token, t.request_id, t.granted_at, t.last_seq, t.recalled,
-             t.recall_retry_at, t.reclaimed);
+             t.recall_retry_at, t.reclaimed, t.revoked);
 }
 inline void HashValue(Hasher& h, const Waiter& w) {
   HashFields(h, w.process, w.request_id, w.buffered_at, w.cached);

@@ -94,6 +94,17 @@ Store Store::Recover(const StoreConfig& config, const std::vector<Record>& log, 
   for (auto& [id, s] : st.sessions) {
     s.last_used = now;
     if (!s.tenure) continue;
+    if (s.tenure->last_seq != 0 && s.version.token != s.tenure->token) {
+      // B6: the session's data was dropped after this tenure committed, so it
+      // was invalidated under its holder, who had not given the token back:
+      // it stays revoked (no reclaim) and blocks grants until the holder
+      // gives it back or the grace period ends. (A tenure invalidated before
+      // its first commit is not told apart from a fresh one here: it comes
+      // back as an ordinary unreclaimed tenure, which keeps exclusion.)
+      s.tenure->revoked = Reason::kInvalidated;
+      s.tenure->recalled = true;
+      s.tenure->recall_retry_at = AddTime(now, config.recall_retry_us);
+    }
     // B4: the holder's request is known again, so a repeat of the Acquire
     // it answered (say, resent across the restart) gets the same grant.
     s.last_request[s.tenure->holder.id] = {s.tenure->holder.incarnation, s.tenure->request_id,
@@ -216,7 +227,9 @@ void Store::RunDue(Time now, Effects& fx) {
   while (!state_.timers.empty() && state_.timers.begin()->first <= now) {
     SessionId id = state_.timers.begin()->second;
     SessionState& s = state_.sessions.at(id);
-    if (s.tenure && s.tenure->recalled && s.tenure->recall_retry_at <= now) {
+    if (s.tenure && s.tenure->revoked != Reason::kNone && s.tenure->recall_retry_at <= now) {
+      SendRevocation(now, id, s, /*recall=*/true, fx);  // until the token is given back
+    } else if (s.tenure && s.tenure->recalled && s.tenure->recall_retry_at <= now) {
       if (s.queue.empty()) {
         s.tenure->recall_retry_at = kNever;  // nobody waits any more (cancel, expiry)
       } else {
@@ -373,6 +386,12 @@ void Store::OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx) {
     Send(from, CommitAck{m.session, m.token, m.seq}, fx);  // B4: applied before
     return;
   }
+  if (t.revoked != Reason::kNone) {
+    // Force-released or invalidated: the token is dead, though the session
+    // waits for its holder to give it back.
+    Reject(from, m.session, m.token, m.seq, MessageKind::kCommit, Reason::kStaleToken, fx);
+    return;
+  }
   if (m.seq != t.last_seq + 1) {
     Reject(from, m.session, m.token, m.seq, MessageKind::kCommit, Reason::kNotPending, fx);
     return;
@@ -396,7 +415,7 @@ void Store::OnReclaim(Time now, ProcessRef from, const Reclaim& m, Effects& fx) 
   RenewLease(now, state_.processes.at(from.id));
   auto it = state_.sessions.find(m.session);
   if (it == state_.sessions.end() || !it->second.tenure || it->second.tenure->token != m.token ||
-      it->second.tenure->holder != from) {
+      it->second.tenure->holder != from || it->second.tenure->revoked != Reason::kNone) {
     Reject(from, m.session, m.token, 0, MessageKind::kReclaim, Reason::kStaleToken, fx);
     return;
   }
@@ -421,19 +440,19 @@ void Store::OnCancel(Time now, ProcessRef from, const Cancel& m, Effects& fx) {
 
 void Store::OnAdmin(Time now, const Address& from, const Message& m, Effects& fx) {
   (void)from;
+  // The holder of a force-released or invalidated session may go on believing
+  // it holds the lock until it hears of it: the session goes to the next in
+  // line only once the holder gives the token back or its lease runs out.
   if (const auto* force = std::get_if<ForceRelease>(&m)) {
     auto it = state_.sessions.find(force->session);
     if (it == state_.sessions.end() || !it->second.tenure) return;
-    Revoke(now, force->session, it->second, Reason::kForceReleased, fx);
+    StartRevocation(now, force->session, it->second, Reason::kForceReleased, fx);
     Settle(now, force->session);
   } else if (const auto* inv = std::get_if<AdminInvalidate>(&m)) {
     auto it = state_.sessions.find(inv->session);
     if (it == state_.sessions.end()) return;
     SessionState& s = it->second;
-    if (s.tenure) {
-      Send(s.tenure->holder, Revoked{inv->session, s.tenure->token, Reason::kInvalidated}, fx);
-      EndTenure(now, inv->session, s, fx);
-    }
+    if (s.tenure) StartRevocation(now, inv->session, s, Reason::kInvalidated, fx);
     if (!s.attributes.empty() || s.version != DataVersion{}) {
       fx.persist.push_back(SessionDroppedRecord{inv->session});
     }
@@ -518,6 +537,27 @@ void Store::SendRecall(Time now, SessionId id, SessionState& s, Effects& fx) {
   Send(s.tenure->holder, Recall{id, s.tenure->token}, fx);
 }
 
+void Store::StartRevocation(Time now, SessionId id, SessionState& s, Reason reason, Effects& fx) {
+  LK_ASSERT(s.tenure);
+  if (s.tenure->revoked != Reason::kNone) return;  // already on its way out
+  s.tenure->revoked = reason;
+  // Recall at once only if someone waits for the session; otherwise the
+  // holder is asked for the token back on the first retry.
+  SendRevocation(now, id, s, /*recall=*/!s.queue.empty(), fx);
+}
+
+void Store::SendRevocation(Time now, SessionId id, SessionState& s, bool recall, Effects& fx) {
+  LK_ASSERT(s.tenure && s.tenure->revoked != Reason::kNone);
+  s.tenure->recalled = true;
+  s.tenure->recall_retry_at = AddTime(now, config_.recall_retry_us);
+  // Revoked makes a holder that still uses the token drop it; the Recall
+  // makes one that has dropped it already (or drops it on the Revoked) send
+  // the Release that ends the tenure here: an agent answers a recall of a
+  // token it does not hold with a Release of it.
+  Send(s.tenure->holder, Revoked{id, s.tenure->token, s.tenure->revoked}, fx);
+  if (recall) Send(s.tenure->holder, Recall{id, s.tenure->token}, fx);
+}
+
 void Store::DropQueued(SessionId id, SessionState& s, std::uint64_t process_id) {
   s.queue.erase(std::remove_if(s.queue.begin(), s.queue.end(),
                                [&](const Waiter& w) { return w.process.id == process_id; }),
@@ -567,7 +607,9 @@ void Store::Settle(Time now, SessionId id) {
     state_.sessions.erase(it);
     return;
   }
-  if (s.tenure && s.tenure->recalled && !s.queue.empty()) s.timer = s.tenure->recall_retry_at;
+  if (s.tenure && s.tenure->recalled && (!s.queue.empty() || s.tenure->revoked != Reason::kNone)) {
+    s.timer = s.tenure->recall_retry_at;
+  }
   if (idle) s.timer = std::min(s.timer, AddTime(s.last_used, config_.session_idle_us));
   if (s.timer != kNever) state_.timers.insert({s.timer, id});
 }
@@ -590,6 +632,12 @@ void Store::CheckInvariants() const {
       LK_ASSERT(p->second.held.count(id) == 1);
       LK_ASSERT(s.tenure->token <= state_.last_token);
       LK_ASSERT(s.tenure->token != kNoToken);
+      if (s.tenure->revoked != Reason::kNone) {
+        LK_ASSERT(s.tenure->revoked == Reason::kForceReleased ||
+                  s.tenure->revoked == Reason::kInvalidated);
+        LK_ASSERT(s.tenure->recalled && s.tenure->recall_retry_at != kNever);
+        LK_ASSERT(s.timer != kNever && s.timer <= s.tenure->recall_retry_at);
+      }
     }
     std::set<std::uint64_t> seen;
     for (const Waiter& w : s.queue) {

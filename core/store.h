@@ -14,7 +14,9 @@
 //   - every token ever issued is <= last_token; tokens only grow (B2);
 //   - a session with no tenure, an empty queue, no data and no request
 //     marks does not exist;
-//   - `timers` holds exactly one entry per session whose timer is set.
+//   - `timers` holds exactly one entry per session whose timer is set;
+//   - a revoking tenure (ended by an administrator, see Tenure::revoked) has
+//     its revocation retry armed, so its session's timer is set.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +55,14 @@ struct Tenure {
   bool recalled = false;       // R7: once per tenure, then on a timer
   Time recall_retry_at = kNever;
   bool reclaimed = true;  // B7: false from recovery until reclaimed
+  // kForceReleased or kInvalidated: an administrator ended the tenure. Its
+  // token is dead (commits refused, no reclaim), but the session goes to
+  // nobody else until the holder gives the token back (a Release, or a new
+  // Acquire) or its lease runs out at the store, as for a crashed holder (B1):
+  // until then the holder may not know yet and still believe it holds the lock.
+  // Revoked and a Recall (which an agent that dropped the token answers with
+  // a Release) are resent on the recall timer meanwhile.
+  Reason revoked = Reason::kNone;
   bool operator==(const Tenure&) const = default;
 };
 
@@ -160,6 +170,10 @@ class Store {
   void Revoke(Time now, SessionId id, SessionState& s, Reason reason, Effects& fx);
   void GrantNext(Time now, SessionId id, SessionState& s, Effects& fx);
   void SendRecall(Time now, SessionId id, SessionState& s, Effects& fx);
+  // Admin force release or invalidation of a held session: the tenure starts
+  // revoking (see Tenure::revoked); SendRevocation (re)tells its holder.
+  void StartRevocation(Time now, SessionId id, SessionState& s, Reason reason, Effects& fx);
+  void SendRevocation(Time now, SessionId id, SessionState& s, bool recall, Effects& fx);
   void DropQueued(SessionId id, SessionState& s, std::uint64_t process_id);
   void ForgetProcess(Time now, std::uint64_t process_id, Reason reason, Effects& fx);
   void Reject(ProcessRef to, SessionId session, Token token, std::uint64_t seq, MessageKind what,

@@ -654,11 +654,15 @@ TEST(Store, B2_TokensIncreaseAcrossExpiryForceReleaseDeletionAndRestart) {
   d.Send(900, kP2, Heartbeat{1});
   // Lease expiry hands the session to P2.
   tokens.push_back(Only(SentTo<Granted>(d.Tick(1000), kP2)).token);
-  // Force release hands it to P3.
+  // Force release hands it to P3 once P2 gives the dead token back.
   d.Send(1100, kP3, Acq(kS, 1));
-  tokens.push_back(Only(SentTo<Granted>(d.Admin(1200, ForceRelease{kS}), kP3)).token);
-  // Invalidation deletes the session; it is created again on next use.
+  EXPECT_TRUE(SentTo<Granted>(d.Admin(1200, ForceRelease{kS}), kP3).empty());
+  tokens.push_back(Only(SentTo<Granted>(d.Send(1210, kP2, Release{kS, tokens.back()}), kP3)).token);
+  // Invalidation deletes the session once its holder has let go; it is
+  // created again on next use.
   d.Admin(1300, AdminInvalidate{kS});
+  EXPECT_TRUE(d.Has(kS));
+  d.Send(1310, kP3, Release{kS, tokens.back()});
   EXPECT_FALSE(d.Has(kS));
   tokens.push_back(d.Grant(1400, kP1, kS, 2));
   // A release of an empty session deletes it too.
@@ -693,25 +697,35 @@ TEST(Store, B2_RestartNeverReissuesATokenForAnySession) {
   EXPECT_GT(d.Grant(210, kP3, 4, 1), max_token + 2);
 }
 
-TEST(Store, B2_ForceReleaseRevokesHolderAndGrantsNextWithHigherToken) {
+TEST(Store, B2_ForceReleaseRevokesHolderAndGrantsNextWithHigherTokenOnceItLetsGo) {
   StoreDriver d;
   Token t1 = d.Grant(0, kP1, kS, 1);
   d.Send(10, kP2, Acq(kS, 4));
   Effects fx = d.Admin(20, ForceRelease{kS});
   EXPECT_EQ(Only(SentTo<Revoked>(fx, kP1)), (Revoked{kS, t1, Reason::kForceReleased}));
-  Granted g = Only(SentTo<Granted>(fx, kP2));
-  EXPECT_EQ(g.request_id, 4u);
-  EXPECT_GT(g.token, t1);
-  EXPECT_EQ(Only(PersistedOf<TenureEndRecord>(fx)), (TenureEndRecord{kS, t1}));
-  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, g.token, kP2, g.request_id}));
-  EXPECT_EQ(d.Holder(kS), kP2);
+  EXPECT_EQ(Only(SentTo<Recall>(fx, kP1)), (Recall{kS, t1}));
+  // P1 may not know yet: nobody else is granted until it gives the token back.
+  EXPECT_TRUE(SentTo<Granted>(fx, kP2).empty());
+  EXPECT_TRUE(fx.persist.empty());
+  EXPECT_EQ(d.Holder(kS), kP1);
   // The dead token is refused from then on.
   fx = d.Send(30, kP1, Com(kS, t1, 1, {Set("a", "x")}));
   EXPECT_EQ(Only(SentTo<Rejected>(fx, kP1)).reason, Reason::kStaleToken);
   EXPECT_TRUE(d.session(kS).attributes.empty());
+  // Force-releasing it again changes nothing.
+  EXPECT_TRUE(d.Admin(35, ForceRelease{kS}).empty());
+  // P1's release ends the tenure and the head of the queue is granted.
+  fx = d.Send(40, kP1, Release{kS, t1});
+  EXPECT_EQ(Only(SentTo<ReleaseAck>(fx, kP1)), (ReleaseAck{kS, t1}));
+  EXPECT_EQ(Only(PersistedOf<TenureEndRecord>(fx)), (TenureEndRecord{kS, t1}));
+  Granted g = Only(SentTo<Granted>(fx, kP2));
+  EXPECT_EQ(g.request_id, 4u);
+  EXPECT_GT(g.token, t1);
+  EXPECT_EQ(Only(PersistedOf<GrantRecord>(fx)), (GrantRecord{kS, g.token, kP2, g.request_id}));
+  EXPECT_EQ(d.Holder(kS), kP2);
   // Force-releasing a session nobody holds does nothing.
-  d.Send(40, kP2, Release{kS, g.token});
-  fx = d.Admin(50, ForceRelease{kS});
+  d.Send(50, kP2, Release{kS, g.token});
+  fx = d.Admin(60, ForceRelease{kS});
   EXPECT_TRUE(fx.empty());
 }
 
@@ -1102,6 +1116,10 @@ TEST(Store, B6_InvalidateWhileLockedRevokesHolderAndGrantsAnEmptySession) {
   Effects fx = d.Admin(40, AdminInvalidate{kS});
   EXPECT_EQ(Only(SentTo<Revoked>(fx, kP1)), (Revoked{kS, t1, Reason::kInvalidated}));
   EXPECT_EQ(Only(PersistedOf<SessionDroppedRecord>(fx)).session, kS);
+  EXPECT_TRUE(SentTo<Granted>(fx, kP2).empty());
+  EXPECT_TRUE(d.session(kS).attributes.empty());
+  // P1 lets go of the dead token: P2 is granted the empty session.
+  fx = d.Send(45, kP1, Release{kS, t1});
   Granted g2 = Only(SentTo<Granted>(fx, kP2));
   EXPECT_GT(g2.token, t1);
   EXPECT_TRUE(g2.has_snapshot);
@@ -1159,6 +1177,7 @@ TEST(Store, B6_InvalidationPersistsADropAndVersionsNeverRepeat) {
   d.Send(10, kP1, Com(kS, t1, 1, {Set("a", "1")}));
   Effects fx = d.Admin(20, AdminInvalidate{kS});
   EXPECT_EQ(Only(PersistedOf<SessionDroppedRecord>(fx)).session, kS);
+  d.Send(25, kP1, Release{kS, t1});
   // Empty again, at version {0, 0}; the next write's version names a newer
   // tenure, so no version of this session's data is ever reused.
   Token t2 = d.Grant(30, kP2, kS, 1);
@@ -1166,6 +1185,166 @@ TEST(Store, B6_InvalidationPersistsADropAndVersionsNeverRepeat) {
   d.Send(40, kP2, Com(kS, t2, 1, {Set("a", "2")}));
   EXPECT_EQ(d.session(kS).version, (core::DataVersion{t2, 1}));
   EXPECT_GT(d.session(kS).version, (core::DataVersion{t1, 1}));
+}
+
+// The holder of an invalidated session may not have heard of it yet and still
+// believe it holds the lock: the next waiter is granted only once the holder
+// gives the dead token back. Its data is gone and its token refused at once.
+TEST(Store, B6_InvalidatingAHeldSessionGrantsTheNextOnlyAfterTheHolderAcknowledges) {
+  StoreDriver d;
+  Token t1 = d.Grant(0, kP1, kS, 1);
+  d.Send(10, kP1, Com(kS, t1, 1, {Set("user", "alice")}));
+  d.Send(20, kP2, Acq(kS, 1, DataVersion{t1, 1}));  // cached: must not keep it
+  Effects fx = d.Admin(30, AdminInvalidate{kS});
+  EXPECT_EQ(Only(SentTo<Revoked>(fx, kP1)), (Revoked{kS, t1, Reason::kInvalidated}));
+  EXPECT_EQ(Only(SentTo<Recall>(fx, kP1)), (Recall{kS, t1}));
+  EXPECT_EQ(Only(PersistedOf<SessionDroppedRecord>(fx)).session, kS);
+  EXPECT_TRUE(PersistedOf<TenureEndRecord>(fx).empty());
+  EXPECT_TRUE(SentTo<Granted>(fx, kP2).empty());
+  EXPECT_EQ(d.Holder(kS), kP1);
+  EXPECT_EQ(d.session(kS).tenure->revoked, Reason::kInvalidated);
+  EXPECT_TRUE(d.session(kS).attributes.empty());
+  EXPECT_EQ(d.session(kS).version, DataVersion{});
+
+  // The dead token is refused: commits (a repeat of an applied one is still
+  // acknowledged) and reclaims.
+  fx = d.Send(40, kP1, Com(kS, t1, 2, {Set("user", "alice")}));
+  EXPECT_EQ(Only(SentTo<Rejected>(fx, kP1)),
+            Refusal(kS, t1, 2, MessageKind::kCommit, Reason::kStaleToken));
+  EXPECT_TRUE(PersistedOf<CommitRecord>(fx).empty());
+  EXPECT_EQ(Only(SentTo<CommitAck>(d.Send(41, kP1, Com(kS, t1, 1, {Set("user", "alice")})), kP1)),
+            (CommitAck{kS, t1, 1}));
+  EXPECT_EQ(Only(SentTo<Rejected>(d.Send(42, kP1, Reclaim{kS, t1}), kP1)).reason,
+            Reason::kStaleToken);
+  EXPECT_TRUE(d.session(kS).attributes.empty());
+  // Requests keep buffering in order (R4), try-locks find it busy.
+  EXPECT_EQ(Only(SentTo<Queued>(d.Send(50, kP3, Acq(kS, 1)), kP3)).ahead, 1u);
+  EXPECT_EQ(SentTo<Busy>(d.Send(51, {4, 1}, Acq(kS, 1, {}, true)), {4, 1}).size(), 1u);
+  EXPECT_EQ(d.QueueOf(kS), (std::vector<ProcessRef>{kP2, kP3}));
+  EXPECT_EQ(d.Holder(kS), kP1);
+
+  // P1's Release acknowledges: the tenure ends, the head is granted the empty
+  // session and recalled at once, because P3 waits behind it (R5).
+  fx = d.Send(60, kP1, Release{kS, t1});
+  EXPECT_EQ(Only(SentTo<ReleaseAck>(fx, kP1)), (ReleaseAck{kS, t1}));
+  EXPECT_EQ(Only(PersistedOf<TenureEndRecord>(fx)), (TenureEndRecord{kS, t1}));
+  Granted g2 = Only(SentTo<Granted>(fx, kP2));
+  EXPECT_GT(g2.token, t1);
+  EXPECT_TRUE(g2.has_snapshot);
+  EXPECT_TRUE(g2.snapshot.empty());
+  EXPECT_EQ(Only(SentTo<Recall>(fx, kP2)), (Recall{kS, g2.token}));
+  EXPECT_EQ(d.QueueOf(kS), (std::vector<ProcessRef>{kP3}));
+  // A repeat of the release changes nothing.
+  fx = d.Send(70, kP1, Release{kS, t1});
+  EXPECT_EQ(Only(SentTo<ReleaseAck>(fx, kP1)), (ReleaseAck{kS, t1}));
+  EXPECT_EQ(d.Holder(kS), kP2);
+}
+
+// A holder that dropped the revoked tenure and asks again has given the token
+// back too: the head is granted and the new request joins the back.
+TEST(Store, B6_ANewAcquireFromTheRevokedHolderAcknowledges) {
+  StoreDriver d;
+  Token t1 = d.Grant(0, kP1, kS, 1);
+  d.Send(10, kP2, Acq(kS, 1));
+  d.Admin(20, AdminInvalidate{kS});
+  Effects fx = d.Send(30, kP1, Acq(kS, 2));
+  EXPECT_EQ(Only(PersistedOf<TenureEndRecord>(fx)), (TenureEndRecord{kS, t1}));
+  EXPECT_GT(Only(SentTo<Granted>(fx, kP2)).token, t1);
+  EXPECT_EQ(Only(SentTo<Queued>(fx, kP1)).ahead, 0u);
+  EXPECT_EQ(d.QueueOf(kS), (std::vector<ProcessRef>{kP1}));
+}
+
+TEST(Store, B6_ForceReleaseWaitsForLeaseExpiryWhenTheHolderIsSilent) {
+  StoreDriver d;
+  Token t1 = d.Grant(0, kP1, kS, 1);  // P1's lease runs to 1000
+  d.Send(10, kP2, Acq(kS, 1));
+  d.Admin(20, ForceRelease{kS});
+  for (Time t = 100; t < 1000; t += 100) {
+    if (t % 400 == 0) d.Send(t, kP2, Heartbeat{t});
+    Effects fx = d.Tick(t);
+    EXPECT_TRUE(SentTo<Granted>(fx, kP2).empty()) << "at " << t;
+    EXPECT_TRUE(fx.persist.empty()) << "at " << t;
+  }
+  EXPECT_EQ(d.Holder(kS), kP1);
+  // B1: the lease ends as for a crashed holder; the session moves on.
+  Effects fx = d.Tick(1000);
+  EXPECT_EQ(Only(SentTo<Revoked>(fx, kP1)), (Revoked{kS, t1, Reason::kLeaseExpired}));
+  EXPECT_EQ(Only(PersistedOf<TenureEndRecord>(fx)), (TenureEndRecord{kS, t1}));
+  Token t2 = Only(SentTo<Granted>(fx, kP2)).token;
+  EXPECT_GT(t2, t1);
+  EXPECT_EQ(d.Holder(kS), kP2);
+  EXPECT_EQ(d.TokenOf(kS), t2);
+}
+
+// Lost Revoked messages: the store tells the holder again on the recall
+// timer for as long as the tenure is revoking, even while the holder's
+// heartbeats keep its lease alive, and stops once it is acknowledged.
+TEST(Store, B6_RevokedIsResentUntilAcknowledged) {
+  StoreDriver d;
+  Token t1 = d.Grant(0, kP1, kS, 1);
+  d.Send(10, kP2, Acq(kS, 1));
+  Effects fx = d.Admin(20, ForceRelease{kS});
+  EXPECT_EQ(fx.next_deadline, Time{120});
+  EXPECT_TRUE(d.Tick(119).send.empty());
+  for (Time t = 120; t <= 2020; t += 100) {
+    fx = d.Tick(t);
+    EXPECT_EQ(Only(SentTo<Revoked>(fx, kP1)), (Revoked{kS, t1, Reason::kForceReleased}))
+        << "at " << t;
+    EXPECT_EQ(Only(SentTo<Recall>(fx, kP1)), (Recall{kS, t1})) << "at " << t;
+    EXPECT_TRUE(SentTo<Granted>(fx, kP2).empty()) << "at " << t;
+    EXPECT_EQ(fx.next_deadline, t + 100);
+    if (t % 500 == 20) {
+      d.Send(t + 50, kP1, Heartbeat{t});
+      d.Send(t + 50, kP2, Heartbeat{t});
+    }
+  }
+  EXPECT_EQ(d.Holder(kS), kP1);
+  fx = d.Send(2050, kP1, Release{kS, t1});
+  Token t2 = Only(SentTo<Granted>(fx, kP2)).token;
+  EXPECT_GT(t2, t1);
+  // The new holder is not recalled (nobody waits): nothing more is resent.
+  fx = d.Tick(2120);
+  EXPECT_TRUE(fx.send.empty());
+  EXPECT_FALSE(d.session(kS).tenure->recalled);
+}
+
+// With nobody waiting, only Revoked goes at once (a holder that re-asks at
+// once then finds the session free); the first retry also recalls the token.
+TEST(Store, B6_RevokingAnUnwantedSessionRecallsOnTheFirstRetry) {
+  StoreDriver d;
+  Token t1 = d.Grant(0, kP1, kS, 1);
+  Effects fx = d.Admin(20, ForceRelease{kS});
+  EXPECT_EQ(Only(SentTo<Revoked>(fx, kP1)), (Revoked{kS, t1, Reason::kForceReleased}));
+  EXPECT_TRUE(SentTo<Recall>(fx, kP1).empty());
+  fx = d.Tick(120);
+  EXPECT_EQ(Only(SentTo<Revoked>(fx, kP1)), (Revoked{kS, t1, Reason::kForceReleased}));
+  EXPECT_EQ(Only(SentTo<Recall>(fx, kP1)), (Recall{kS, t1}));
+  d.Send(130, kP1, Release{kS, t1});
+  EXPECT_FALSE(d.Has(kS));
+}
+
+// B6 + B7: an invalidation whose holder had not let go survives a restart:
+// the tenure comes back revoked, not reclaimable, and still blocks grants
+// until the holder gives the token back or the grace period ends.
+TEST(Store, B6_InvalidationUnderAHolderSurvivesARestart) {
+  StoreDriver d;
+  Token t1 = d.Grant(0, kP1, kS, 1);
+  d.Send(10, kP1, Com(kS, t1, 1, {Set("user", "alice")}));
+  d.Admin(20, AdminInvalidate{kS});
+  d.Restart(30);
+  ASSERT_TRUE(d.session(kS).tenure);
+  EXPECT_EQ(d.session(kS).tenure->revoked, Reason::kInvalidated);
+  EXPECT_TRUE(d.session(kS).attributes.empty());
+  EXPECT_EQ(Only(SentTo<Rejected>(d.Send(40, kP1, Reclaim{kS, t1}), kP1)).reason,
+            Reason::kStaleToken);
+  EXPECT_EQ(Only(SentTo<Queued>(d.Send(50, kP2, Acq(kS, 1)), kP2)).ahead, 0u);
+  Effects fx = d.Tick(130);
+  EXPECT_EQ(Only(SentTo<Revoked>(fx, kP1)), (Revoked{kS, t1, Reason::kInvalidated}));
+  EXPECT_EQ(Only(SentTo<Recall>(fx, kP1)), (Recall{kS, t1}));
+  fx = d.Send(140, kP1, Release{kS, t1});
+  Granted g = Only(SentTo<Granted>(fx, kP2));
+  EXPECT_GT(g.token, t1);
+  EXPECT_TRUE(g.snapshot.empty());
 }
 
 // ---- B7: store restart --------------------------------------------------------------
