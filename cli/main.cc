@@ -1,10 +1,12 @@
 // The `latchkey` command line: one binary, one subcommand per job.
 #include <CLI/CLI.hpp>
 
+#include "cli/check_command.h"
 #include "cli/demo.h"
 #include "cli/runner.h"
 #include "cli/scenario_commands.h"
 #include "cli/sim_command.h"
+#include "cli/timeline.h"
 
 int main(int argc, char** argv) {
   namespace cli = latchkey::cli;
@@ -48,6 +50,9 @@ int main(int argc, char** argv) {
       "expected one. Exit 0 all as expected, 1 a mismatch, 2 bad input");
   run_cmd->add_option("paths", run.paths, "scenario files and directories")->required();
   run_cmd->add_flag("-v,--verbose", run.verbose, "also print the reports of expected violations");
+  run_cmd->add_option("--timelines", run.timelines_dir,
+                      "write an HTML timeline of every scenario that mismatched or ended in a "
+                      "violation into this directory");
 
   cli::ReplayOptions replay;
   std::uint64_t replay_seed = 0;
@@ -56,7 +61,9 @@ int main(int argc, char** argv) {
   replay_cmd->add_option("file", replay.path, "scenario file")->required();
   CLI::Option* replay_seed_opt =
       replay_cmd->add_option("--seed", replay_seed, "which seed (default: the scenario's first)");
-  replay_cmd->add_option("--trace", replay.trace_path, "write every event as a JSON line");
+  replay_cmd->add_option("--trace", replay.trace_path,
+                         "write every event as a JSON line (and a last line for a violation)");
+  replay_cmd->add_option("--html", replay.html_path, "write the run's timeline as one HTML page");
 
   cli::FuzzOptions fuzz;
   CLI::App* fuzz_cmd = app.add_subcommand(
@@ -91,6 +98,45 @@ int main(int argc, char** argv) {
   shrink_cmd->add_option("--time-budget", shrink.time_budget_s, "seconds to spend")
       ->check(CLI::PositiveNumber);
 
+  cli::CheckOptions check;
+  CLI::App* check_cmd = app.add_subcommand(
+      "check",
+      "Explore every reachable state of a small world with the real core (bounded model "
+      "checking). Exit 0 no violation, 1 a violation (shortest path printed), 2 bad input");
+  {
+    latchkey::checker::ExploreConfig& c = check.config;
+    check_cmd->add_option("--config", check.config_path, "the world as JSON (flags override it)")
+        ->check(CLI::ExistingFile);
+    check_cmd->add_option("--stores", c.stores, "store nodes")->check(CLI::Range(1, 4));
+    check_cmd->add_option("--processes", c.processes, "processes")->check(CLI::Range(1, 8));
+    check_cmd->add_option("--threads", c.threads, "threads per process")->check(CLI::Range(1, 8));
+    check_cmd->add_option("--sessions", c.sessions, "sessions")->check(CLI::Range(1, 8));
+    check_cmd->add_option("--attributes", c.attributes, "attributes")->check(CLI::Range(1, 8));
+    check_cmd->add_option("--requests-per-thread", c.requests_per_thread, "requests per thread")
+        ->check(CLI::Range(0, 16));
+    check_cmd->add_option(
+        "--faults", check.faults,
+        "crash,loss,dup,reorder,lease-expiry,store-restart (one of each per path)");
+    check_cmd->add_option("--max-depth", c.max_depth, "stop after this many steps (0: none)");
+    check_cmd->add_option("--max-states", c.max_states, "stop after this many distinct states");
+    check_cmd->add_option("--jobs,-j", c.jobs, "worker threads")->check(CLI::Range(1, 256));
+    check_cmd->add_option("--mutant", check.mutant, "a planted bug (latchkey-mutants only)");
+    check_cmd->add_option("--out", check.out_path, "where a counterexample is written");
+    check_cmd->add_flag("--quiet", check.quiet, "no progress lines");
+  }
+
+  cli::TimelineOptions timeline;
+  CLI::App* timeline_cmd = app.add_subcommand(
+      "timeline",
+      "Draw a trace (sim/replay --trace) as one self-contained HTML page: lanes per store, "
+      "process and thread, tenures, messages, faults and the violation. Exit 0 written, 2 bad "
+      "input");
+  timeline_cmd->add_option("trace", timeline.trace_path, "trace file (JSON lines)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  timeline_cmd->add_option("-o,--out", timeline.out_path, "the page (default: TRACE.html)");
+  timeline_cmd->add_option("--title", timeline.title, "the page's title (default: the file name)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -111,6 +157,24 @@ int main(int argc, char** argv) {
     return cli::Fuzz(fuzz);
   }
   if (*shrink_cmd) return cli::ShrinkScenario(shrink);
+  if (*timeline_cmd) return cli::TimelineCommand(timeline);
+  if (*check_cmd) {
+    // Which settings were given as flags, so that they override --config.
+    std::vector<std::string> given;
+    for (const auto& [flag, name] : std::vector<std::pair<std::string, std::string>>{
+             {"--stores", "stores"},
+             {"--processes", "processes"},
+             {"--threads", "threads"},
+             {"--sessions", "sessions"},
+             {"--attributes", "attributes"},
+             {"--requests-per-thread", "requests_per_thread"},
+             {"--max-depth", "max_depth"},
+             {"--max-states", "max_states"},
+             {"--jobs", "jobs"}}) {
+      if (check_cmd->count(flag) != 0) given.push_back(name);
+    }
+    return cli::RunCheck(check, given);
+  }
   std::printf("%s", app.help().c_str());
   return 0;
 }

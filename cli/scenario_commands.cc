@@ -9,12 +9,15 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "cli/runner.h"
 #include "cli/scenario.h"
 #include "cli/shrink.h"
 #include "cli/sim_command.h"
+#include "cli/timeline.h"
 
 namespace latchkey::cli {
 
@@ -65,6 +68,31 @@ std::string Shorten(const std::string& text, std::size_t width) {
   return text.size() <= width ? text : "..." + text.substr(text.size() - (width - 3));
 }
 
+// "dir/case.json" -> "dir/case.html", "dir/case.min.json" -> "dir/case.min.html".
+std::string HtmlPath(const std::string& path) {
+  std::string base = path;
+  if (base.size() > 5 && base.substr(base.size() - 5) == ".json") base.resize(base.size() - 5);
+  return base + ".html";
+}
+
+// Runs one seed of a scenario again with a trace and writes its timeline
+// (cli/timeline.h). Returns "" or what went wrong.
+std::string WriteScenarioTimeline(const Scenario& scenario, std::uint64_t seed,
+                                  const std::string& html_path) {
+  if (!SelectMutant(scenario.mutant)) return "planted bug " + scenario.mutant + " not built in";
+  std::ostringstream trace;
+  SeedRun run = RunSeed(scenario.config, seed, &trace);
+  SelectMutant("");
+  std::string title = (scenario.path.empty() ? std::string("scenario")
+                                             : fs::path(scenario.path).filename().string()) +
+                      ", seed " + std::to_string(seed);
+  if (run.violation) {
+    trace << ViolationTraceLine(*run.violation) << '\n';
+    title += ": violation " + run.violation->name();
+  }
+  return WriteTimelineFile(SplitTraceLines(trace.str()), html_path, title);
+}
+
 }  // namespace
 
 // ---- latchkey run -------------------------------------------------------------
@@ -85,7 +113,8 @@ int RunScenarios(const RunOptions& options) {
   std::printf("%-*s %6s  %-28s %-34s %9s %7s  %s\n", static_cast<int>(width), "scenario", "seeds",
               "expected", "observed", "events", "time", "result");
   int ok = 0, mismatched = 0, skipped = 0, bad = 0;
-  std::vector<std::string> details;
+  std::vector<std::string> details, timelines;
+  std::set<std::string> timeline_names;
   const auto start = Clock::now();
   for (const std::string& file : files) {
     Scenario scenario;
@@ -135,8 +164,28 @@ int RunScenarios(const RunOptions& options) {
         break;
       }
     }
+    if (!options.timelines_dir.empty() &&
+        (r.status == ScenarioResult::Status::kMismatch || r.violation)) {
+      // Named after the scenario; a second one of the same name gets its
+      // directory's name in front.
+      std::string name = fs::path(file).stem().string();
+      if (!timeline_names.insert(name).second) {
+        name = fs::path(file).parent_path().filename().string() + "-" + name;
+        timeline_names.insert(name);
+      }
+      std::error_code ec;
+      fs::create_directories(options.timelines_dir, ec);
+      const std::string html = (fs::path(options.timelines_dir) / (name + ".html")).string();
+      const std::uint64_t seed = r.violation ? r.violating_seed : scenario.first_seed;
+      const std::string error = WriteScenarioTimeline(scenario, seed, html);
+      timelines.push_back(error.empty() ? "timeline of " + file + " (seed " + std::to_string(seed) +
+                                              "): " + html
+                                        : "error: timeline of " + file + ": " + error);
+    }
   }
   for (const std::string& d : details) std::printf("\n%s\n", d.c_str());
+  if (!timelines.empty()) std::printf("\n");
+  for (const std::string& t : timelines) std::printf("%s\n", t.c_str());
   std::printf(
       "\n%zu scenarios in %.1f s: %d as expected, %d mismatched, %d skipped, %d bad input\n",
       files.size(), Since(start), ok, mismatched, skipped, bad);
@@ -161,6 +210,18 @@ int ReplayScenario(const ReplayOptions& options) {
       return kExitBadInput;
     }
   }
+  if (!options.html_path.empty() && !std::ofstream(options.html_path)) {
+    std::fprintf(stderr, "error: %s: cannot write the timeline\n", options.html_path.c_str());
+    return kExitBadInput;
+  }
+  // The timeline needs the trace in memory; a trace alone goes to its file.
+  std::ostringstream buffer;
+  std::ostream* sink = nullptr;
+  if (!options.html_path.empty()) {
+    sink = &buffer;
+  } else if (trace.is_open()) {
+    sink = &trace;
+  }
   if (!SelectMutant(scenario.mutant)) {
     std::fprintf(stderr, "error: %s: planted bug %s: replay it with latchkey-mutants\n",
                  options.path.c_str(), scenario.mutant.c_str());
@@ -171,9 +232,19 @@ int ReplayScenario(const ReplayOptions& options) {
                 static_cast<unsigned long long>(scenario.seed_count));
   }
   const auto start = Clock::now();
-  SeedRun run = RunSeed(scenario.config, seed, trace.is_open() ? &trace : nullptr);
+  SeedRun run = RunSeed(scenario.config, seed, sink);
   const double wall = Since(start);
   SelectMutant("");
+  // The trace ends with the violation, if any, for the timeline to show.
+  if (sink != nullptr && run.violation) *sink << ViolationTraceLine(*run.violation) << '\n';
+  if (trace.is_open() && sink == &buffer) trace << buffer.str();
+  std::string timeline_error;
+  if (!options.html_path.empty()) {
+    timeline_error = WriteTimelineFile(
+        SplitTraceLines(buffer.str()), options.html_path,
+        fs::path(options.path).filename().string() + ", seed " + std::to_string(seed) +
+            (run.violation ? ": violation " + run.violation->name() : std::string()));
+  }
   PrintSimSummary(run.summary, wall,
                   "latchkey replay " + options.path + " --seed " + std::to_string(seed));
   if (run.violation) std::printf("\n%s", run.violation->Report().c_str());
@@ -200,6 +271,13 @@ int ReplayScenario(const ReplayOptions& options) {
                     : "");
   }
   if (!options.trace_path.empty()) std::printf("trace written to %s\n", options.trace_path.c_str());
+  if (!options.html_path.empty()) {
+    if (!timeline_error.empty()) {
+      std::fprintf(stderr, "error: %s\n", timeline_error.c_str());
+      return kExitBadInput;
+    }
+    std::printf("timeline written to %s\n", options.html_path.c_str());
+  }
   for (const std::string& w : why) std::printf("MISMATCH: %s\n", w.c_str());
   if (!scenario.expect.present) return run.violation ? kExitFail : kExitPass;
   return why.empty() ? kExitPass : kExitFail;
@@ -215,7 +293,8 @@ std::string MinPath(const std::string& path) {
   return base + ".min.json";
 }
 
-int ShrinkAndWrite(const Scenario& scenario, const std::string& out_path, double budget) {
+int ShrinkAndWrite(const Scenario& scenario, const std::string& out_path, double budget,
+                   Scenario* shrunk = nullptr) {
   ShrinkOptions options;
   options.time_budget_s = budget;
   options.progress = [](const std::string& line) { std::printf("  shrink: %s\n", line.c_str()); };
@@ -229,6 +308,7 @@ int ShrinkAndWrite(const Scenario& scenario, const std::string& out_path, double
     std::fprintf(stderr, "error: %s\n", error.c_str());
     return kExitBadInput;
   }
+  if (shrunk != nullptr) *shrunk = r.scenario;
   const sim::SimConfig& c = r.scenario.config;
   std::printf(
       "shrunk %s: %llu -> %llu events in %.1f s (%llu runs): %u store(s), %u process(es) x %u "
@@ -401,7 +481,24 @@ int Fuzz(const FuzzOptions& options) {
   }
   std::printf("failing case written to %s\nreplay: latchkey%s replay %s\n", failing.path.c_str(),
               failing.mutant.empty() ? "" : "-mutants", failing.path.c_str());
-  if (options.shrink) ShrinkAndWrite(failing, MinPath(failing.path), options.shrink_budget_s);
+  // A timeline next to each case: the failing seed as found, then as shrunk.
+  auto timeline = [](const Scenario& s) {
+    const std::string html = HtmlPath(s.path);
+    if (std::string error = WriteScenarioTimeline(s, s.first_seed, html); !error.empty()) {
+      std::fprintf(stderr, "error: timeline: %s\n", error.c_str());
+    } else {
+      std::printf("timeline written to %s\n", html.c_str());
+    }
+  };
+  timeline(failing);
+  if (options.shrink) {
+    Scenario shrunk;
+    const std::string min_path = MinPath(failing.path);
+    if (ShrinkAndWrite(failing, min_path, options.shrink_budget_s, &shrunk) == kExitFail) {
+      shrunk.path = min_path;
+      timeline(shrunk);
+    }
+  }
   return kExitFail;
 }
 

@@ -427,14 +427,14 @@ void Simulator::ApplyStoreEffects(std::uint32_t node, core::Effects fx, TraceEve
   StoreNode& n = stores_[node];
   // B3: records are durable before any message leaves.
   for (const core::Record& r : fx.persist) n.log.push_back(r);
-  for (const core::Envelope& e : fx.send) SendMessage(node, e);
+  SendAll(node, fx);
   ScheduleTick(node, fx.next_deadline);
   te.effects = &fx;
   Finish(te);
 }
 
 void Simulator::ApplyAgentEffects(std::uint32_t node, core::Effects fx, TraceEvent& te) {
-  for (const core::Envelope& e : fx.send) SendMessage(node, e);
+  SendAll(node, fx);
   ScheduleTick(node, fx.next_deadline);
   te.effects = &fx;
   Finish(te);
@@ -484,6 +484,8 @@ void Simulator::Finish(TraceEvent& te) {
     if (!te.note.empty()) line["what"] = te.note;
     if (te.input != nullptr) line["in"] = EnvelopeToJson(*te.input);
     if (te.effects != nullptr) line["out"] = EffectsToJson(*te.effects);
+    // Which of out.send the network lost at once (trace only, not hashed).
+    if (!lost_sends_.empty()) line["lost"] = lost_sends_;
     if (te.thread >= 0) {
       const SimThread& t = threads_[static_cast<std::size_t>(te.thread)];
       line["thread"] = NodeName(te.node) + ".t" + std::to_string(t.id);
@@ -491,6 +493,7 @@ void Simulator::Finish(TraceEvent& te) {
       line["portion"] = PortionToJson(t.portion);
     }
     *trace_ << line.dump() << '\n';
+    lost_sends_.clear();
   }
   for (Observer* o : observers_) {
     o->AfterEvent(*this, te);
@@ -517,16 +520,24 @@ bool Simulator::Blocked(std::uint32_t from, std::uint32_t to) const {
   return false;
 }
 
-void Simulator::SendMessage(std::uint32_t from, const core::Envelope& e) {
+void Simulator::SendAll(std::uint32_t from, const core::Effects& fx) {
+  for (std::size_t i = 0; i < fx.send.size(); ++i) {
+    if (!SendMessage(from, fx.send[i]) && trace_ != nullptr) {
+      lost_sends_.push_back(static_cast<std::uint32_t>(i));
+    }
+  }
+}
+
+bool Simulator::SendMessage(std::uint32_t from, const core::Envelope& e) {
   ++sent_;
   std::uint32_t to = NodeOf(e.to);
   if (to == UINT32_MAX || Blocked(from, to)) {
     ++lost_;
-    return;
+    return false;
   }
   if (!quiet_ && net_rng_.ChancePpm(network_.loss_ppm)) {
     ++lost_;
-    return;
+    return false;
   }
   int copies = 1;
   if (!quiet_ && net_rng_.ChancePpm(network_.duplicate_ppm)) {
@@ -554,6 +565,7 @@ void Simulator::SendMessage(std::uint32_t from, const core::Envelope& e) {
     delivery_at_[slot] = at;
     Push(at, EventKind::kDeliver, to, slot);
   }
+  return true;
 }
 
 // ---- threads -----------------------------------------------------------------

@@ -204,7 +204,9 @@ class Simulator {
   void ApplyStoreEffects(std::uint32_t node, core::Effects fx, TraceEvent& te);
   void ApplyAgentEffects(std::uint32_t node, core::Effects fx, TraceEvent& te);
   void ScheduleTick(std::uint32_t node, Time deadline_local);
-  void SendMessage(std::uint32_t from_node, const core::Envelope& e);
+  // Sends fx.send; the trace notes which of them the network lost at once.
+  void SendAll(std::uint32_t from_node, const core::Effects& fx);
+  bool SendMessage(std::uint32_t from_node, const core::Envelope& e);  // false: lost
   bool Blocked(std::uint32_t from, std::uint32_t to) const;
   void Finish(TraceEvent& te);
 
@@ -247,6 +249,7 @@ class Simulator {
   std::vector<ScheduledFault> faults_;
 
   std::ostream* trace_ = nullptr;
+  std::vector<std::uint32_t> lost_sends_;  // of the event being traced
   std::vector<Observer*> observers_;
   std::uint64_t hash_ = 0;
   bool observer_failed_ = false;

@@ -116,6 +116,22 @@ if python3 -c 'import jsonschema' 2>/dev/null; then
   expect_text "sesions" "schema: names the field"
 fi
 
+# check: the model checker verifies a small world, finds a planted bug with
+# its shortest path, and refuses bad input.
+expect_code 0 "check: a small world verified" "$latchkey" check --processes 2 --threads 1 \
+  --requests-per-thread 1 --faults crash --quiet
+expect_text "verified (exhaustive)" "check: says it was exhaustive"
+expect_code 1 "check: a planted bug" "$mutants" check --processes 2 --threads 2 \
+  --requests-per-thread 1 --mutant no_progress_rule --quiet --out "$work/cex.json"
+expect_text "VIOLATION liveness" "check: names the invariant"
+[[ -s "$work/cex.json" ]] || { echo "FAIL: check wrote no counterexample"; failures=$((failures + 1)); }
+expect_code 2 "check: an unknown fault" "$latchkey" check --faults meteor
+expect_text "unknown fault \"meteor\"" "check: names the fault"
+expect_code 2 "check: a planted bug needs the mutant build" "$latchkey" check --mutant lifo_queue
+printf '{"processes": 2, "treads": 1}' >"$work/check.json"
+expect_code 2 "check: a typo in the config file" "$latchkey" check --config "$work/check.json"
+expect_text "/treads: unknown field" "check: names the field"
+
 if [[ $failures -ne 0 ]]; then
   echo "$failures check(s) failed"
   exit 1

@@ -15,6 +15,7 @@ packages=(
   zlib1g-dev                        # zlib: CRC32 of write-ahead log records
   clang-format                      # the format check
   python3-jsonschema                # checks scenarios against scenarios/scenario.schema.json
+  chromium                          # headless, for the HTML timeline's browser test (a big package)
   "$@"
 )
 

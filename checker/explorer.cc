@@ -1,0 +1,1022 @@
+#include "checker/explorer.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unordered_set>
+
+#include "core/agent.h"
+#include "core/hash.h"
+#include "core/store.h"
+#include "sim/trace.h"
+
+namespace latchkey::checker {
+
+namespace {
+
+using core::Time;
+using nlohmann::json;
+
+enum class Phase : std::uint8_t { kIdle, kWaiting, kHolding, kCommitting, kDone };
+
+struct McThread {
+  Phase phase = Phase::kIdle;
+  std::uint16_t pc = 0;     // requests finished (the program counter)
+  std::uint32_t asked = 0;  // order of the current ask among all asks (bypass check)
+  bool entitled = false;    // waiting when its process was granted the session (R7)
+  bool operator==(const McThread&) const = default;
+};
+
+// The checker's own view, part of the state because later checks depend on it.
+struct SessionView {
+  core::Token max_token = core::kNoToken;
+  core::Token tenure = core::kNoToken;  // current tenure's token, kNoToken when none
+  std::uint32_t acked = 0;              // acknowledged counter increments
+  std::uint32_t unknown = 0;            // increments whose outcome a thread could not know
+  bool operator==(const SessionView&) const = default;
+};
+
+struct World {
+  Time now = 0;
+  std::vector<core::Store> stores;
+  std::vector<std::vector<core::Record>> logs;  // what each store persisted
+  std::vector<Time> store_deadline;
+  std::vector<core::ProcessAgent> agents;
+  std::vector<Time> agent_deadline;
+  std::vector<McThread> threads;
+  std::vector<core::Envelope> net;  // in flight, in send order
+  std::uint8_t crashes = 0, losses = 0, duplicates = 0, restarts = 0;
+  std::uint32_t asks = 0;
+  std::vector<SessionView> view;
+};
+
+struct Fingerprint {
+  std::uint64_t hi = 0, lo = 0;
+  auto operator<=>(const Fingerprint&) const = default;
+};
+struct FingerprintHash {
+  std::size_t operator()(const Fingerprint& f) const { return f.lo; }
+};
+
+std::uint64_t ParseCounter(const std::string& text) {
+  std::uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return 0;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return v;
+}
+
+// A step taken, or the reason the path ended in a violation.
+struct Failure {
+  std::string invariant;
+  std::string message;
+};
+
+class Model {
+ public:
+  explicit Model(const ExploreConfig& c) : c_(c) {
+    horizon_ = c.horizon_us != 0 ? c.horizon_us : 3 * c.lease_us;
+    for (std::uint32_t a = 0; a < std::max<std::uint32_t>(c.attributes, 1); ++a) {
+      attribute_names_.push_back("a" + std::to_string(a));
+    }
+  }
+
+  World Initial() const {
+    World w;
+    for (std::uint32_t i = 0; i < c_.stores; ++i) {
+      core::StoreConfig sc;
+      sc.node_id = i;
+      sc.lease_us = c_.lease_us;
+      sc.recall_retry_us = c_.recall_retry_us;
+      w.stores.emplace_back(sc);
+      w.logs.emplace_back();
+      w.store_deadline.push_back(core::kNever);
+    }
+    for (std::uint32_t p = 0; p < c_.processes; ++p) {
+      w.agents.emplace_back(AgentConfigFor(p, 1));
+      w.agent_deadline.push_back(core::kNever);
+    }
+    w.threads.assign(c_.processes * c_.threads, McThread{});
+    for (McThread& t : w.threads) {
+      if (c_.requests_per_thread == 0) t.phase = Phase::kDone;
+    }
+    w.view.assign(c_.sessions, SessionView{});
+    for (std::uint32_t i = 0; i < c_.stores; ++i) {
+      core::Effects fx = w.stores[i].Start(0);
+      Failure ignored;
+      ApplyStore(w, i, nullptr, std::move(fx), ignored);
+    }
+    return w;
+  }
+
+  // Enumerates the successors of `w` in a fixed order, calling
+  // emit(successor, label, failure) for each; `failure` is set when the step
+  // broke an invariant. Returns the number of successors.
+  template <class Emit>
+  std::uint32_t Successors(const World& w, Emit&& emit) const {
+    std::uint32_t n = 0;
+    auto each = [&](auto&& make, auto&& label) {
+      World next = w;
+      Failure f;
+      make(next, f);
+      if (f.invariant.empty()) Check(next, f);
+      emit(std::move(next), label, f);
+      ++n;
+    };
+    // 1. Deliveries (FIFO per link unless reordering is on), and their faults.
+    for (std::size_t i = 0; i < w.net.size(); ++i) {
+      if (!Deliverable(w, i)) continue;
+      each([&](World& x, Failure& f) { Deliver(x, i, f); },
+           [&] { return "deliver " + sim::EnvelopeToJson(w.net[i]).dump(); });
+      if (w.losses < c_.losses) {
+        each(
+            [&](World& x, Failure&) {
+              x.net.erase(x.net.begin() + static_cast<std::ptrdiff_t>(i));
+              ++x.losses;
+            },
+            [&] { return "lose " + sim::EnvelopeToJson(w.net[i]).dump(); });
+      }
+      if (w.duplicates < c_.duplicates) {
+        each(
+            [&](World& x, Failure&) {
+              x.net.push_back(x.net[i]);
+              ++x.duplicates;
+            },
+            [&] { return "duplicate " + sim::EnvelopeToJson(w.net[i]).dump(); });
+      }
+    }
+    // 2. Threads.
+    for (std::uint32_t t = 0; t < w.threads.size(); ++t) {
+      const Phase phase = w.threads[t].phase;
+      if (phase == Phase::kIdle) {
+        each([&](World& x, Failure& f) { Ask(x, t, f); },
+             [&] { return ThreadName(t) + " asks " + PortionText(w.threads[t].pc, t); });
+      } else if (phase == Phase::kHolding) {
+        each([&](World& x, Failure& f) { Finish(x, t, f); },
+             [&] { return ThreadName(t) + " writes and commits"; });
+      }
+    }
+    // 3. Time passes to the next deadline. Without the lease-expiry fault
+    // the world is never slow next to its leases: time passes only when no
+    // message is in flight and no thread can take a step.
+    const Time next = NextDeadline(w);
+    bool all_done = true;
+    for (const McThread& t : w.threads) all_done &= t.phase == Phase::kDone;
+    if (all_done && w.net.empty()) return n;  // finished: what follows is only heartbeats
+    if (next != core::kNever && next <= horizon_ &&
+        (c_.lease_expiry || (w.net.empty() && n == 0))) {
+      each([&](World& x, Failure& f) { Advance(x, next, f); },
+           [&] { return "time passes to " + std::to_string(next) + " us"; });
+    }
+    // 4. Crashes and restarts.
+    if (w.crashes < c_.crashes) {
+      for (std::uint32_t p = 0; p < c_.processes; ++p) {
+        each([&](World& x, Failure& f) { CrashProcess(x, p, f); },
+             [&] { return "process p" + std::to_string(p + 1) + " crashes and restarts"; });
+      }
+    }
+    if (w.restarts < c_.store_restarts) {
+      for (std::uint32_t s = 0; s < c_.stores; ++s) {
+        each([&](World& x, Failure& f) { RestartStore(x, s, f); },
+             [&] { return "store s" + std::to_string(s) + " crashes and recovers from its log"; });
+      }
+    }
+    return n;
+  }
+
+  // Checks a state with nothing left to do.
+  void CheckTerminal(const World& w, Failure& f) const {
+    for (std::uint32_t t = 0; t < w.threads.size(); ++t) {
+      if (w.threads[t].phase == Phase::kDone) continue;
+      const std::uint32_t p = t / c_.threads;
+      const core::SessionId s = SessionOf(w.threads[t].pc, t);
+      // Stuck: waiting on a session another process holds and never gives up
+      // is a deadlock; anything else that never finishes is a liveness bug.
+      bool held_elsewhere = false;
+      for (std::uint32_t q = 0; q < c_.processes; ++q) {
+        auto it = w.agents[q].state().sessions.find(s);
+        if (q != p && it != w.agents[q].state().sessions.end() &&
+            it->second.state == core::LockState::kHeld)
+          held_elsewhere = true;
+      }
+      f.invariant =
+          held_elsewhere && w.threads[t].phase == Phase::kWaiting ? "no_deadlock" : "liveness";
+      f.message = ThreadName(t) + " never finished its request " +
+                  std::to_string(w.threads[t].pc + 1) + " on session " + std::to_string(s) + " (" +
+                  PhaseName(w.threads[t].phase) + ")" +
+                  (held_elsewhere ? ", while another process holds the session and stays" : "") +
+                  "; time is at " + std::to_string(w.now) + " us, nothing else can happen";
+      return;
+    }
+    // No lost update: each counter as recovered from the log.
+    for (std::uint32_t i = 0; i < c_.stores; ++i) {
+      core::Store recovered = core::Store::Recover(w.stores[i].config(), w.logs[i], w.now, nullptr);
+      for (core::SessionId s = 0; s < c_.sessions; ++s) {
+        if (core::StoreForSession(s, c_.stores) != i) continue;
+        std::uint64_t value = 0;
+        auto it = recovered.state().sessions.find(s);
+        if (it != recovered.state().sessions.end()) {
+          auto a0 = it->second.attributes.find("a0");
+          if (a0 != it->second.attributes.end()) value = ParseCounter(a0->second);
+        }
+        const SessionView& v = w.view[s];
+        if (value < v.acked || value > v.acked + v.unknown) {
+          f.invariant = "no_lost_update";
+          f.message = "session " + std::to_string(s) + ": counter " + std::to_string(value) +
+                      " after recovery, but " + std::to_string(v.acked) +
+                      " increments were acknowledged and " + std::to_string(v.unknown) +
+                      " had an unknown outcome";
+          return;
+        }
+      }
+    }
+  }
+
+  void HashWorld(const World& w, core::Hasher& h) const {
+    core::HashFields(h, w.now, w.crashes, w.losses, w.duplicates, w.restarts);
+    for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
+      core::HashFields(h, w.stores[i].state(), w.store_deadline[i]);
+      // The log matters only to a store that may still restart.
+      if (c_.store_restarts > w.restarts) core::HashValue(h, w.logs[i]);
+    }
+    for (std::uint32_t p = 0; p < w.agents.size(); ++p) {
+      core::HashFields(h, w.agents[p].state(), w.agents[p].config().self, w.agent_deadline[p]);
+    }
+    for (const McThread& t : w.threads) core::HashFields(h, t.phase, t.pc, t.entitled);
+    // Asks are ordered only relative to each other: rank them.
+    std::vector<std::uint32_t> asks;
+    for (const McThread& t : w.threads) {
+      if (t.phase == Phase::kWaiting) asks.push_back(t.asked);
+    }
+    std::sort(asks.begin(), asks.end());
+    for (const McThread& t : w.threads) {
+      if (t.phase == Phase::kWaiting) {
+        h.Mix(static_cast<std::uint64_t>(std::lower_bound(asks.begin(), asks.end(), t.asked) -
+                                         asks.begin()));
+      }
+    }
+    for (const SessionView& v : w.view) {
+      core::HashFields(h, v.max_token, v.tenure, v.acked, v.unknown);
+    }
+    // The network: a bag when any message may arrive next, else per-link
+    // queues (the interleaving of different links' sends does not matter).
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> keyed;
+    for (std::size_t i = 0; i < w.net.size(); ++i) {
+      core::Hasher m;
+      core::HashValue(m, w.net[i]);
+      keyed.push_back({c_.reorder ? 0 : LinkKey(w.net[i]), m.value()});
+    }
+    if (c_.reorder) {
+      std::sort(keyed.begin(), keyed.end());
+    } else {
+      std::stable_sort(keyed.begin(), keyed.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+    }
+    h.Mix(keyed.size());
+    for (const auto& [link, m] : keyed) core::HashFields(h, link, m);
+  }
+
+  std::string Describe(const World& w) const {
+    std::ostringstream out;
+    out << "time " << w.now << " us\n";
+    for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
+      const core::StoreState& s = w.stores[i].state();
+      out << "  store s" << i << " epoch " << s.epoch << " last_token " << s.last_token << "\n";
+      for (const auto& [id, session] : s.sessions) {
+        out << "    session " << id << ": ";
+        if (session.tenure) {
+          out << "held by p" << session.tenure->holder.id << "#"
+              << session.tenure->holder.incarnation << " token " << session.tenure->token;
+        } else {
+          out << "free";
+        }
+        out << ", queue [";
+        for (const core::Waiter& q : session.queue) out << " p" << q.process.id;
+        out << " ]";
+        auto a0 = session.attributes.find("a0");
+        if (a0 != session.attributes.end()) out << ", a0=" << a0->second;
+        out << "\n";
+      }
+    }
+    for (std::uint32_t p = 0; p < w.agents.size(); ++p) {
+      const core::ProcessAgent& a = w.agents[p];
+      out << "  p" << p + 1 << "#" << a.config().self.incarnation << ":";
+      for (const auto& [id, s] : a.state().sessions) {
+        out << " session " << id << " " << core::LockStateName(s.state) << " token " << s.token
+            << (a.Trusts(w.now, id) ? " trusted" : " untrusted") << " holders " << s.holders.size()
+            << " waiters " << s.waiters.size() << ";";
+      }
+      out << "\n";
+    }
+    for (std::uint32_t t = 0; t < w.threads.size(); ++t) {
+      out << "  " << ThreadName(t) << " " << PhaseName(w.threads[t].phase) << ", request "
+          << w.threads[t].pc + 1 << "\n";
+    }
+    out << "  in flight:";
+    for (const core::Envelope& e : w.net) out << "\n    " << sim::EnvelopeToJson(e).dump();
+    out << "\n";
+    return out.str();
+  }
+
+ private:
+  core::AgentConfig AgentConfigFor(std::uint32_t p, std::uint64_t incarnation) const {
+    core::AgentConfig ac;
+    ac.self = {p + 1, incarnation};
+    ac.store_count = c_.stores;
+    ac.lease_us = c_.lease_us;
+    ac.drift_ppm = 0;  // one shared clock
+    ac.expiry_margin_us = c_.expiry_margin_us;
+    ac.retry_us = c_.retry_us;
+    ac.idle_release_us = c_.idle_release_us;
+    ac.heartbeat_us = c_.lease_us / 2;  // fewer instants to explore; still renews in time
+    return ac;
+  }
+
+  // The program: thread t's request k, the same in every process.
+  core::SessionId SessionOf(std::uint32_t k, std::uint32_t t) const {
+    return (t % c_.threads + k) % c_.sessions;
+  }
+  core::Portion PortionOf(std::uint32_t k, std::uint32_t t) const {
+    const std::uint32_t kind = (t % c_.threads + k) % 3;
+    if (c_.attributes >= 2 && kind == 1) {
+      return core::Portion::Of({"a0", "a1"}, core::Mode::kExclusive);
+    }
+    if (c_.attributes >= 2 && kind == 2) return core::Portion::Of({"a1"}, core::Mode::kShared);
+    return core::Portion::Of({"a0"}, core::Mode::kExclusive);
+  }
+  std::string PortionText(std::uint32_t k, std::uint32_t t) const {
+    return sim::PortionToJson(PortionOf(k, t)).dump() + " of session " +
+           std::to_string(SessionOf(k, t));
+  }
+  std::string ThreadName(std::uint32_t t) const {
+    return "p" + std::to_string(t / c_.threads + 1) + ".t" + std::to_string(t % c_.threads);
+  }
+  static const char* PhaseName(Phase p) {
+    switch (p) {
+      case Phase::kIdle:
+        return "idle";
+      case Phase::kWaiting:
+        return "waiting";
+      case Phase::kHolding:
+        return "holding";
+      case Phase::kCommitting:
+        return "committing";
+      case Phase::kDone:
+        return "done";
+    }
+    return "?";
+  }
+
+  static std::uint64_t LinkKey(const core::Envelope& e) {
+    return (static_cast<std::uint64_t>(e.from.kind) << 56) ^ (e.from.id << 40) ^
+           (static_cast<std::uint64_t>(e.to.kind) << 32) ^ e.to.id;
+  }
+  bool Deliverable(const World& w, std::size_t i) const {
+    if (c_.reorder) return true;
+    const std::uint64_t link = LinkKey(w.net[i]);
+    for (std::size_t j = 0; j < i; ++j) {
+      if (LinkKey(w.net[j]) == link) return false;  // an older message on the link goes first
+    }
+    return true;
+  }
+  Time NextDeadline(const World& w) const {
+    Time next = core::kNever;
+    for (Time d : w.store_deadline) next = std::min(next, d);
+    for (Time d : w.agent_deadline) next = std::min(next, d);
+    return next == core::kNever ? next : std::max(next, w.now);
+  }
+
+  void Deliver(World& w, std::size_t i, Failure& f) const {
+    core::Envelope e = w.net[i];
+    w.net.erase(w.net.begin() + static_cast<std::ptrdiff_t>(i));
+    if (e.to.kind == core::NodeKind::kStore) {
+      const std::uint32_t s = static_cast<std::uint32_t>(e.to.id);
+      const Queues before = QueuesOf(w.stores[s]);
+      ApplyStore(w, s, &before, w.stores[s].OnMessage(w.now, e), f);
+    } else {
+      const std::uint32_t p = static_cast<std::uint32_t>(e.to.id - 1);
+      const std::vector<core::LockState> before = LockStates(w, p);
+      ApplyAgent(w, p, w.agents[p].OnMessage(w.now, e), f, &before);
+    }
+  }
+
+  void Ask(World& w, std::uint32_t t, Failure& f) const {
+    McThread& th = w.threads[t];
+    th.phase = Phase::kWaiting;
+    th.asked = ++w.asks;
+    const std::uint32_t p = t / c_.threads;
+    ApplyAgent(
+        w, p,
+        w.agents[p].OnThreadAsk(w.now, t % c_.threads, SessionOf(th.pc, t), PortionOf(th.pc, t)),
+        f);
+  }
+
+  void Finish(World& w, std::uint32_t t, Failure& f) const {
+    McThread& th = w.threads[t];
+    const std::uint32_t p = t / c_.threads;
+    const core::ThreadId id = t % c_.threads;
+    const core::SessionId s = SessionOf(th.pc, t);
+    if (PortionOf(th.pc, t).Writable("a0")) {
+      // The counter workload's read-modify-write: a lost update shows in its value.
+      core::ReadResult r = w.agents[p].Read(id, s, "a0");
+      if (r.reason == core::Reason::kNone) {
+        (void)w.agents[p].Write(id, s, "a0",
+                                std::to_string(ParseCounter(r.value.value_or("")) + 1));
+      }
+    }
+    th.phase = Phase::kCommitting;
+    ApplyAgent(w, p, w.agents[p].OnThreadFinish(w.now, id, s, /*commit=*/true), f);
+  }
+
+  void Advance(World& w, Time to, Failure& f) const {
+    w.now = to;
+    for (std::uint32_t i = 0; i < w.stores.size() && f.invariant.empty(); ++i) {
+      if (w.store_deadline[i] > to) continue;
+      const Queues before = QueuesOf(w.stores[i]);
+      ApplyStore(w, i, &before, w.stores[i].OnTick(to), f);
+    }
+    for (std::uint32_t p = 0; p < w.agents.size() && f.invariant.empty(); ++p) {
+      if (w.agent_deadline[p] > to) continue;
+      const std::vector<core::LockState> before = LockStates(w, p);
+      ApplyAgent(w, p, w.agents[p].OnTick(to), f, &before);
+    }
+  }
+
+  void CrashProcess(World& w, std::uint32_t p, Failure& f) const {
+    ++w.crashes;
+    const std::uint64_t incarnation = w.agents[p].config().self.incarnation + 1;
+    for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
+      McThread& th = w.threads[t];
+      if (th.phase == Phase::kWaiting || th.phase == Phase::kHolding ||
+          th.phase == Phase::kCommitting) {
+        // The request is cut; a commit in flight may or may not apply.
+        if (th.phase == Phase::kCommitting && PortionOf(th.pc, t).Writable("a0"))
+          ++w.view[SessionOf(th.pc, t)].unknown;
+        NextRequest(th);
+      }
+    }
+    w.agents[p] = core::ProcessAgent(AgentConfigFor(p, incarnation));
+    w.agent_deadline[p] = core::kNever;
+    (void)f;
+  }
+
+  void RestartStore(World& w, std::uint32_t s, Failure& f) const {
+    ++w.restarts;
+    core::Effects fx;
+    w.stores[s] = core::Store::Recover(w.stores[s].config(), w.logs[s], w.now, &fx);
+    ApplyStore(w, s, nullptr, std::move(fx), f);
+  }
+
+  void NextRequest(McThread& th) const {
+    th.entitled = false;
+    ++th.pc;
+    th.phase = th.pc >= c_.requests_per_thread ? Phase::kDone : Phase::kIdle;
+  }
+
+  // A store's effects: persist, then send; the checker's view is updated
+  // and checked on the way (token validity, queue order, durability).
+  // Each session's queue of buffered requests, before a store event.
+  using Queues = std::map<core::SessionId, std::vector<core::ProcessRef>>;
+  static Queues QueuesOf(const core::Store& store) {
+    Queues q;
+    for (const auto& [id, session] : store.state().sessions) {
+      for (const core::Waiter& waiter : session.queue) q[id].push_back(waiter.process);
+    }
+    return q;
+  }
+  static bool Queued(const core::Store& store, core::SessionId s, const core::ProcessRef& p) {
+    auto it = store.state().sessions.find(s);
+    if (it == store.state().sessions.end()) return false;
+    for (const core::Waiter& waiter : it->second.queue) {
+      if (waiter.process == p) return true;
+    }
+    return false;
+  }
+
+  void ApplyStore(World& w, std::uint32_t s, const Queues* before, core::Effects fx,
+                  Failure& f) const {
+    for (const core::Record& r : fx.persist) {
+      if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
+        // Queue order (R4, R5): a buffered request is granted only when every
+        // request buffered before it was granted or withdrawn.
+        if (before != nullptr && f.invariant.empty()) {
+          auto q = before->find(g->session);
+          if (q != before->end()) {
+            const std::vector<core::ProcessRef>& order = q->second;
+            auto pos = std::find(order.begin(), order.end(), g->holder);
+            for (auto it = order.begin(); it != order.end() && it < pos; ++it) {
+              if (Queued(w.stores[s], g->session, *it)) {
+                f = {"queue_order", "store s" + std::to_string(s) + " granted session " +
+                                        std::to_string(g->session) + " to p" +
+                                        std::to_string(g->holder.id) + " ahead of p" +
+                                        std::to_string(it->id) + ", buffered before it (R4, R5)"};
+                break;
+              }
+            }
+          }
+        }
+        SessionView& v = w.view[g->session];
+        if (g->token <= v.max_token && f.invariant.empty()) {
+          f = {"token_validity", "store s" + std::to_string(s) + " granted session " +
+                                     std::to_string(g->session) + " token " +
+                                     std::to_string(g->token) + ", not above the highest so far (" +
+                                     std::to_string(v.max_token) + ") (B2)"};
+        }
+        v.max_token = std::max(v.max_token, g->token);
+        v.tenure = g->token;
+      } else if (const auto* e = std::get_if<core::TenureEndRecord>(&r)) {
+        if (w.view[e->session].tenure == e->token) w.view[e->session].tenure = core::kNoToken;
+      } else if (const auto* c = std::get_if<core::CommitRecord>(&r)) {
+        const SessionView& v = w.view[c->session];
+        if (c->token != v.tenure && f.invariant.empty()) {
+          f = {"token_validity", "store s" + std::to_string(s) + " applied a commit to session " +
+                                     std::to_string(c->session) + " with token " +
+                                     std::to_string(c->token) + " but the current tenure is " +
+                                     std::to_string(v.tenure) + " (R1)"};
+        }
+        for (const core::AttributeWrite& aw : c->writes) {
+          if (aw.name != "a0" || aw.erase || !f.invariant.empty()) continue;
+          // Serializability of the counter: each write follows the one before
+          // (the log holds everything up to, not including, this commit).
+          const std::uint64_t before = LastCounter(w.logs[s], c->session);
+          if (ParseCounter(aw.value) != before + 1) {
+            f = {"serializability",
+                 "session " + std::to_string(c->session) + ": a commit with token " +
+                     std::to_string(c->token) + " wrote a0=" + aw.value +
+                     " over a0=" + std::to_string(before) + ": it read a stale value"};
+          }
+        }
+      }
+      w.logs[s].push_back(r);
+    }
+    for (core::Envelope& e : fx.send) {
+      if (const auto* a = std::get_if<core::CommitAck>(&e.message); a && f.invariant.empty()) {
+        bool durable = false;
+        for (const core::Record& r : w.logs[s]) {
+          const auto* c = std::get_if<core::CommitRecord>(&r);
+          if (c && c->session == a->session && c->token == a->token && c->seq == a->seq)
+            durable = true;
+        }
+        if (!durable) {
+          f = {"no_lost_update", "store s" + std::to_string(s) + " acknowledged commit token " +
+                                     std::to_string(a->token) + " seq " + std::to_string(a->seq) +
+                                     " of session " + std::to_string(a->session) +
+                                     " that it never made durable (B3)"};
+        }
+      }
+      w.net.push_back(std::move(e));
+    }
+    w.store_deadline[s] = fx.next_deadline;
+  }
+
+  static std::uint64_t LastCounter(const std::vector<core::Record>& log, core::SessionId s) {
+    std::uint64_t value = 0;
+    for (const core::Record& r : log) {
+      if (const auto* c = std::get_if<core::CommitRecord>(&r); c && c->session == s) {
+        if (c->clear_first) value = 0;
+        for (const core::AttributeWrite& aw : c->writes) {
+          if (aw.name == "a0") value = aw.erase ? 0 : ParseCounter(aw.value);
+        }
+      } else if (const auto* d = std::get_if<core::SessionDroppedRecord>(&r);
+                 d && d->session == s) {
+        value = 0;
+      }
+    }
+    return value;
+  }
+
+  std::vector<core::LockState> LockStates(const World& w, std::uint32_t p) const {
+    std::vector<core::LockState> states(c_.sessions, core::LockState::kUnlocked);
+    for (const auto& [id, s] : w.agents[p].state().sessions) {
+      if (id < c_.sessions) states[id] = s.state;
+    }
+    return states;
+  }
+
+  void ApplyAgent(World& w, std::uint32_t p, core::Effects fx, Failure& f,
+                  const std::vector<core::LockState>* before = nullptr) const {
+    // The Progress rule (R7): threads waiting when the process is granted a
+    // session are served before the process gives it up, recalled or not.
+    if (before != nullptr) {
+      const std::vector<core::LockState> after = LockStates(w, p);
+      for (core::SessionId s = 0; s < c_.sessions; ++s) {
+        if ((*before)[s] == core::LockState::kHeld || after[s] != core::LockState::kHeld) continue;
+        for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
+          if (w.threads[t].phase == Phase::kWaiting && SessionOf(w.threads[t].pc, t) == s)
+            w.threads[t].entitled = true;
+        }
+      }
+    }
+    for (const core::Envelope& e : fx.send) {
+      const auto* release = std::get_if<core::Release>(&e.message);
+      if (release == nullptr || !f.invariant.empty()) continue;
+      for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
+        const McThread& th = w.threads[t];
+        if (th.entitled && th.phase == Phase::kWaiting && SessionOf(th.pc, t) == release->session) {
+          f = {"liveness", "p" + std::to_string(p + 1) + " released session " +
+                               std::to_string(release->session) + " while " + ThreadName(t) +
+                               ", waiting since before the grant, was never served (the "
+                               "Progress rule, R7): requests can starve"};
+        }
+      }
+    }
+    for (core::Envelope& e : fx.send) w.net.push_back(std::move(e));
+    w.agent_deadline[p] = fx.next_deadline;
+    for (const core::ThreadEvent& ev : fx.wake) {
+      const std::uint32_t t = p * c_.threads + ev.thread;
+      McThread& th = w.threads[t];
+      const bool counter = PortionOf(th.pc, t).Writable("a0");
+      switch (ev.kind) {
+        case core::ThreadEventKind::kGranted:
+          th.phase = Phase::kHolding;
+          th.entitled = false;
+          CheckBypass(w, p, t, ev.session, f);
+          break;
+        case core::ThreadEventKind::kCommitted:
+        case core::ThreadEventKind::kRolledBack:
+          if (counter && th.phase == Phase::kCommitting) ++w.view[ev.session].acked;
+          NextRequest(th);
+          break;
+        case core::ThreadEventKind::kFailed:
+          if (counter && ev.reason == core::Reason::kCommitOutcomeUnknown)
+            ++w.view[ev.session].unknown;
+          NextRequest(th);
+          break;
+      }
+    }
+  }
+
+  // Bounded bypass inside a process: a thread granted while an earlier,
+  // conflicting ask of the same process still waits has overtaken it.
+  void CheckBypass(const World& w, std::uint32_t p, std::uint32_t t, core::SessionId s,
+                   Failure& f) const {
+    if (!f.invariant.empty()) return;
+    const core::Portion mine = PortionOf(w.threads[t].pc, t);
+    for (std::uint32_t u = p * c_.threads; u < (p + 1) * c_.threads; ++u) {
+      const McThread& other = w.threads[u];
+      if (u == t || other.phase != Phase::kWaiting || other.asked > w.threads[t].asked) continue;
+      if (SessionOf(other.pc, u) != s || !PortionOf(other.pc, u).ConflictsWith(mine)) continue;
+      f = {"bounded_bypass", ThreadName(t) + " was granted session " + std::to_string(s) +
+                                 " before " + ThreadName(u) +
+                                 ", which asked earlier for a conflicting portion"};
+      return;
+    }
+  }
+
+  // The online invariants, in every state.
+  void Check(const World& w, Failure& f) const {
+    for (core::SessionId s = 0; s < c_.sessions && f.invariant.empty(); ++s) {
+      std::int64_t trusted_holder = -1;
+      for (std::uint32_t p = 0; p < c_.processes; ++p) {
+        const auto& sessions = w.agents[p].state().sessions;
+        auto it = sessions.find(s);
+        if (it == sessions.end() || it->second.holders.empty()) continue;
+        const auto& holders = it->second.holders;
+        for (std::size_t i = 0; i < holders.size(); ++i) {
+          for (std::size_t j = i + 1; j < holders.size(); ++j) {
+            if (holders[i].portion.ConflictsWith(holders[j].portion)) {
+              f = {"thread_exclusion",
+                   "p" + std::to_string(p + 1) + ".t" + std::to_string(holders[i].thread) +
+                       " and t" + std::to_string(holders[j].thread) +
+                       " hold conflicting portions of session " + std::to_string(s) + " (R9)"};
+              return;
+            }
+          }
+        }
+        const bool trusted = w.agents[p].Trusts(w.now, s);
+        bool using_it = false;
+        for (const core::ThreadHold& h : holders) using_it |= !h.committing;
+        if (!trusted && using_it) {
+          f = {"locks_inside_token",
+               "p" + std::to_string(p + 1) + ".t" + std::to_string(holders[0].thread) +
+                   " holds a portion of session " + std::to_string(s) + " at " +
+                   std::to_string(w.now) + " us but its process no longer trusts the lock (B1)"};
+          return;
+        }
+        if (trusted && using_it) {
+          if (trusted_holder >= 0) {
+            f = {"process_exclusion", "p" + std::to_string(trusted_holder + 1) + " and p" +
+                                          std::to_string(p + 1) +
+                                          " both have threads inside session " + std::to_string(s) +
+                                          ", both trusting their lock"};
+            return;
+          }
+          trusted_holder = p;
+        }
+      }
+    }
+  }
+
+  const ExploreConfig& c_;
+  Time horizon_ = 0;
+  std::vector<std::string> attribute_names_;
+};
+
+Fingerprint FingerprintOf(const Model& model, const World& w) {
+  core::Hasher a;
+  core::Hasher b(0x5eed5eed5eed5eedULL);
+  model.HashWorld(w, a);
+  model.HashWorld(w, b);
+  return {a.value(), b.value()};
+}
+
+std::uint64_t PeakRss() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;
+}
+
+struct Parent {
+  std::uint32_t parent = 0;   // index in the previous level
+  std::uint32_t ordinal = 0;  // which successor of the parent
+};
+
+}  // namespace
+
+ExploreResult Explore(const ExploreConfig& config,
+                      const std::function<void(const ExploreProgress&)>& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  ExploreResult result;
+  ExploreStats& stats = result.stats;
+  Model model(config);
+  std::vector<Fingerprint> visited;  // sorted
+  std::vector<World> frontier{model.Initial()};
+  std::vector<std::vector<Parent>> parents{{Parent{}}};
+  visited.push_back(FingerprintOf(model, frontier[0]));
+  stats.distinct = 1;
+
+  // Rebuilds the path to state `index` of level `depth` (+ one more step).
+  auto path_to = [&](std::uint32_t depth, std::uint32_t index, std::optional<std::uint32_t> last) {
+    std::vector<std::uint32_t> ordinals;
+    if (last) ordinals.push_back(*last);
+    for (std::uint32_t d = depth; d > 0; --d) {
+      ordinals.push_back(parents[d][index].ordinal);
+      index = parents[d][index].parent;
+    }
+    std::reverse(ordinals.begin(), ordinals.end());
+    std::vector<std::string> steps;
+    World w = model.Initial();
+    for (std::uint32_t ordinal : ordinals) {
+      std::uint32_t n = 0;
+      std::optional<World> chosen;
+      model.Successors(w, [&](World&& next, auto&& label, const Failure&) {
+        if (n++ == ordinal) {
+          steps.push_back(label());
+          chosen = std::move(next);
+        }
+      });
+      w = std::move(*chosen);
+    }
+    return std::make_pair(steps, model.Describe(w));
+  };
+
+  const unsigned jobs = std::max(1u, config.jobs);
+  for (std::uint32_t depth = 0; !frontier.empty(); ++depth) {
+    if (config.max_depth != 0 && depth >= config.max_depth) break;
+    // Expand the level: each job takes a slice; results merge in order, so
+    // the search is the same whatever the number of jobs.
+    struct Candidate {
+      Fingerprint fp;
+      std::uint32_t parent;
+      std::uint32_t ordinal;
+      World world;
+    };
+    struct Slice {
+      std::vector<Candidate> next;
+      std::uint64_t generated = 0, terminal = 0;
+      std::optional<std::tuple<std::uint32_t, std::optional<std::uint32_t>, Failure>> failure;
+    };
+    std::vector<Slice> slices(jobs);
+    auto expand = [&](unsigned j) {
+      Slice& out = slices[j];
+      std::unordered_set<Fingerprint, FingerprintHash> seen;
+      const std::size_t from = frontier.size() * j / jobs, to = frontier.size() * (j + 1) / jobs;
+      for (std::size_t i = from; i < to && !out.failure; ++i) {
+        std::uint32_t ordinal = 0;
+        const std::uint32_t n =
+            model.Successors(frontier[i], [&](World&& next, auto&&, const Failure& f) {
+              const std::uint32_t o = ordinal++;
+              ++out.generated;
+              if (out.failure) return;
+              if (!f.invariant.empty()) {
+                out.failure = {static_cast<std::uint32_t>(i), o, f};
+                return;
+              }
+              Fingerprint fp = FingerprintOf(model, next);
+              if (std::binary_search(visited.begin(), visited.end(), fp)) return;
+              if (!seen.insert(fp).second) return;
+              out.next.push_back({fp, static_cast<std::uint32_t>(i), o, std::move(next)});
+            });
+        if (n == 0 && !out.failure) {
+          ++out.terminal;
+          Failure f;
+          model.CheckTerminal(frontier[i], f);
+          if (!f.invariant.empty()) out.failure = {static_cast<std::uint32_t>(i), std::nullopt, f};
+        }
+      }
+    };
+    if (jobs == 1) {
+      expand(0);
+    } else {
+      std::vector<std::thread> workers;
+      for (unsigned j = 0; j < jobs; ++j) workers.emplace_back(expand, j);
+      for (std::thread& t : workers) t.join();
+    }
+    // The first failure in frontier order: the shortest counterexample.
+    for (Slice& slice : slices) {
+      stats.generated += slice.generated;
+      stats.terminal += slice.terminal;
+    }
+    stats.transitions = stats.generated;
+    for (Slice& slice : slices) {
+      if (!slice.failure) continue;
+      auto& [index, last, f] = *slice.failure;
+      auto [steps, state] = path_to(depth, index, last);
+      result.violation = ExploreViolation{f.invariant, f.message, steps, state};
+      break;
+    }
+    if (result.violation) break;
+    // Merge the slices' new states (deduplicated across slices too).
+    std::vector<World> next_frontier;
+    std::vector<Parent> next_parents;
+    std::vector<Fingerprint> added;
+    std::unordered_set<Fingerprint, FingerprintHash> level;
+    for (Slice& slice : slices) {
+      for (Candidate& c : slice.next) {
+        if (!level.insert(c.fp).second) continue;
+        added.push_back(c.fp);
+        next_parents.push_back({c.parent, c.ordinal});
+        next_frontier.push_back(std::move(c.world));
+      }
+    }
+    std::sort(added.begin(), added.end());
+    std::vector<Fingerprint> merged;
+    merged.reserve(visited.size() + added.size());
+    std::merge(visited.begin(), visited.end(), added.begin(), added.end(),
+               std::back_inserter(merged));
+    visited.swap(merged);
+    stats.distinct = visited.size();
+    stats.depth = depth + 1;
+    frontier.swap(next_frontier);
+    parents.push_back(std::move(next_parents));
+    stats.visited_bytes = visited.capacity() * sizeof(Fingerprint);
+    stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (progress) progress({depth + 1, frontier.size(), &stats});
+    if (stats.distinct >= config.max_states) break;
+  }
+  stats.complete = !result.violation && frontier.empty();
+  stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  stats.visited_bytes = visited.size() * sizeof(Fingerprint);
+  stats.peak_rss_bytes = PeakRss();
+  return result;
+}
+
+// ---- configuration ------------------------------------------------------------
+
+namespace {
+
+std::string Field(const json& j, const char* name, std::uint64_t lo, std::uint64_t hi,
+                  std::uint64_t& out) {
+  auto it = j.find(name);
+  if (it == j.end()) return "";
+  if (!it->is_number_unsigned() || it->get<std::uint64_t>() < lo || it->get<std::uint64_t>() > hi) {
+    return std::string("/") + name + ": expected an integer in [" + std::to_string(lo) + ", " +
+           std::to_string(hi) + "], found " + it->dump();
+  }
+  out = it->get<std::uint64_t>();
+  return "";
+}
+
+}  // namespace
+
+std::string ApplyFaultList(const std::string& list, ExploreConfig& c) {
+  std::stringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (item.empty()) continue;
+    if (item == "crash") {
+      c.crashes = std::max<std::uint32_t>(c.crashes, 1);
+    } else if (item == "loss") {
+      c.losses = std::max<std::uint32_t>(c.losses, 1);
+    } else if (item == "dup") {
+      c.duplicates = std::max<std::uint32_t>(c.duplicates, 1);
+    } else if (item == "reorder") {
+      c.reorder = true;
+    } else if (item == "lease-expiry") {
+      c.lease_expiry = true;
+    } else if (item == "store-restart") {
+      c.store_restarts = std::max<std::uint32_t>(c.store_restarts, 1);
+    } else if (item == "drift") {
+      return "--faults: drift is not modelled by the explorer yet (all nodes share one clock); "
+             "the simulator covers drift";
+    } else {
+      return "--faults: unknown fault \"" + item +
+             "\" (expected crash, loss, dup, reorder, lease-expiry, store-restart)";
+    }
+  }
+  return "";
+}
+
+std::string LoadExploreConfig(const json& j, ExploreConfig& c) {
+  if (!j.is_object()) return "/: expected an object";
+  static const std::set<std::string> known = {
+      "stores",          "processes",        "threads",
+      "sessions",        "attributes",       "requests_per_thread",
+      "crashes",         "losses",           "duplicates",
+      "store_restarts",  "reorder",          "lease_expiry",
+      "lease_us",        "recall_retry_us",  "retry_us",
+      "idle_release_us", "expiry_margin_us", "horizon_us",
+      "max_depth",       "max_states",       "jobs",
+      "faults"};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (known.count(it.key()) == 0) return "/" + it.key() + ": unknown field";
+  }
+  struct Int {
+    const char* name;
+    std::uint64_t lo, hi;
+    std::function<void(std::uint64_t)> set;
+  };
+  const std::vector<Int> ints = {
+      {"stores", 1, 4, [&](std::uint64_t v) { c.stores = static_cast<std::uint32_t>(v); }},
+      {"processes", 1, 8, [&](std::uint64_t v) { c.processes = static_cast<std::uint32_t>(v); }},
+      {"threads", 1, 8, [&](std::uint64_t v) { c.threads = static_cast<std::uint32_t>(v); }},
+      {"sessions", 1, 8, [&](std::uint64_t v) { c.sessions = static_cast<std::uint32_t>(v); }},
+      {"attributes", 1, 8, [&](std::uint64_t v) { c.attributes = static_cast<std::uint32_t>(v); }},
+      {"requests_per_thread", 0, 16,
+       [&](std::uint64_t v) { c.requests_per_thread = static_cast<std::uint32_t>(v); }},
+      {"crashes", 0, 4, [&](std::uint64_t v) { c.crashes = static_cast<std::uint32_t>(v); }},
+      {"losses", 0, 4, [&](std::uint64_t v) { c.losses = static_cast<std::uint32_t>(v); }},
+      {"duplicates", 0, 4, [&](std::uint64_t v) { c.duplicates = static_cast<std::uint32_t>(v); }},
+      {"store_restarts", 0, 4,
+       [&](std::uint64_t v) { c.store_restarts = static_cast<std::uint32_t>(v); }},
+      {"lease_us", 10, 1'000'000'000, [&](std::uint64_t v) { c.lease_us = v; }},
+      {"recall_retry_us", 1, 1'000'000'000, [&](std::uint64_t v) { c.recall_retry_us = v; }},
+      {"retry_us", 1, 1'000'000'000, [&](std::uint64_t v) { c.retry_us = v; }},
+      {"idle_release_us", 0, 1'000'000'000,
+       [&](std::uint64_t v) { c.idle_release_us = v; }},  // or "never"
+      {"expiry_margin_us", 0, 1'000'000'000, [&](std::uint64_t v) { c.expiry_margin_us = v; }},
+      {"horizon_us", 0, 1'000'000'000'000, [&](std::uint64_t v) { c.horizon_us = v; }},
+      {"max_depth", 0, 1'000'000,
+       [&](std::uint64_t v) { c.max_depth = static_cast<std::uint32_t>(v); }},
+      {"max_states", 1, 1'000'000'000'000, [&](std::uint64_t v) { c.max_states = v; }},
+      {"jobs", 1, 256, [&](std::uint64_t v) { c.jobs = static_cast<unsigned>(v); }},
+  };
+  json copy = j;
+  if (copy.contains("idle_release_us") && copy["idle_release_us"] == "never") {
+    c.idle_release_us = core::kNever;  // keep locks until recalled (R6)
+    copy.erase("idle_release_us");
+  }
+  const json& jj = copy;
+  for (const Int& f : ints) {
+    std::uint64_t v = 0;
+    if (std::string e = Field(jj, f.name, f.lo, f.hi, v); !e.empty()) return e;
+    if (jj.contains(f.name)) f.set(v);
+  }
+  for (const char* name : {"reorder", "lease_expiry"}) {
+    auto it = j.find(name);
+    if (it == j.end()) continue;
+    if (!it->is_boolean())
+      return std::string("/") + name + ": expected true or false, found " + it->dump();
+    (std::string(name) == "reorder" ? c.reorder : c.lease_expiry) = it->get<bool>();
+  }
+  if (auto it = j.find("faults"); it != j.end()) {
+    if (!it->is_string()) return "/faults: expected a comma-separated string, found " + it->dump();
+    if (std::string e = ApplyFaultList(it->get<std::string>(), c); !e.empty())
+      return "/faults: " + e;
+  }
+  if (c.expiry_margin_us >= c.lease_us) return "/expiry_margin_us: must be below lease_us";
+  return "";
+}
+
+json ExploreConfigToJson(const ExploreConfig& c) {
+  return {{"stores", c.stores},
+          {"processes", c.processes},
+          {"threads", c.threads},
+          {"sessions", c.sessions},
+          {"attributes", c.attributes},
+          {"requests_per_thread", c.requests_per_thread},
+          {"crashes", c.crashes},
+          {"losses", c.losses},
+          {"duplicates", c.duplicates},
+          {"store_restarts", c.store_restarts},
+          {"reorder", c.reorder},
+          {"lease_expiry", c.lease_expiry},
+          {"lease_us", c.lease_us},
+          {"recall_retry_us", c.recall_retry_us},
+          {"retry_us", c.retry_us},
+          {"idle_release_us",
+           c.idle_release_us == core::kNever ? json("never") : json(c.idle_release_us)},
+          {"expiry_margin_us", c.expiry_margin_us},
+          {"horizon_us", c.horizon_us},
+          {"max_depth", c.max_depth},
+          {"max_states", c.max_states},
+          {"jobs", c.jobs}};
+}
+
+}  // namespace latchkey::checker
