@@ -387,6 +387,8 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   const sim::ProcessNode& self = sim.processes()[p];
   const core::Time local = self.clock.Local(sim.now());
   const std::uint32_t tpp = sim.config().threads_per_process;
+  CheckProgressRule(sim, e, p);
+  if (violation_) return;
   for (const core::ThreadEvent& w : e.effects->wake) {
     if (w.kind != core::ThreadEventKind::kGranted) continue;
     auto it = self.agent.state().sessions.find(w.session);
@@ -465,6 +467,56 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
                         ") on a conflicting portion of session " + std::to_string(w.session),
                     {w.session});
       }
+    }
+  }
+}
+
+// The Progress rule (R7): the thread requests waiting when a process is
+// granted a session are served before it gives the session up on purpose
+// (a recall or idleness), even if a recall came with or before the grant.
+// Without it two processes can pass a lock back and forth with no request
+// completing; random runs rarely keep that up long enough to break the
+// liveness bound, so the rule itself is checked, as the explorer does.
+void Checker::CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent& e,
+                                std::uint32_t p) {
+  if (!On(Invariant::kLiveness)) return;
+  const std::uint32_t tpp = sim.config().threads_per_process;
+  const sim::ProcessNode& self = sim.processes()[p];
+  // A thread that is not waiting is owed nothing.
+  for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
+    if (sim.threads()[t].phase != sim::ThreadPhase::kWaiting) entitled_.erase(t);
+  }
+  for (const auto& [id, s] : self.agent.state().sessions) {
+    core::LockState& seen = lock_seen_[{p, id}];
+    if (seen != core::LockState::kHeld && s.state == core::LockState::kHeld) {
+      for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
+        const sim::SimThread& thread = sim.threads()[t];
+        if (thread.phase == sim::ThreadPhase::kWaiting && thread.session == id) entitled_.insert(t);
+      }
+    }
+    seen = s.state;
+  }
+  for (auto& [key, seen] : lock_seen_) {
+    if (key.first == p && self.agent.state().sessions.count(key.second) == 0)
+      seen = core::LockState::kUnlocked;
+  }
+  // The simulator applies this event's wakes after its observers: a thread
+  // answered here (granted, failed) is owed nothing more.
+  for (const core::ThreadEvent& w : e.effects->wake) entitled_.erase(p * tpp + w.thread);
+  for (const core::Envelope& out : e.effects->send) {
+    const auto* release = std::get_if<core::Release>(&out.message);
+    if (release == nullptr) continue;
+    auto it = self.agent.state().sessions.find(release->session);
+    if (it == self.agent.state().sessions.end() || it->second.state != core::LockState::kReleasing)
+      continue;  // a lost lock, not one given up: its waiters ask again
+    for (std::uint32_t t : entitled_) {
+      if (t / tpp != p || sim.threads()[t].session != release->session) continue;
+      return Fail(sim, Invariant::kLiveness,
+                  sim.NodeName(e.node) + " released session " + std::to_string(release->session) +
+                      " while " + sim.NodeName(e.node) + ".t" + std::to_string(t % tpp) +
+                      ", waiting since before the grant, was never served (the Progress rule, "
+                      "R7): requests can starve",
+                  {release->session});
     }
   }
 }

@@ -119,6 +119,8 @@ class Checker : public sim::Observer {
   void CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& event);
   void CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& event);
   void CheckLiveness(const sim::Simulator& sim, bool at_end);
+  void CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent& event,
+                         std::uint32_t process);
   // The waits-for graph of a stuck thread's session, and whether it shows a
   // deadlock (a cycle, or a chain ending at a holder that will never move).
   std::string WaitsFor(const sim::Simulator& sim, std::uint32_t thread, bool* deadlock) const;
@@ -136,6 +138,10 @@ class Checker : public sim::Observer {
   std::map<std::uint32_t, std::map<std::uint64_t, core::Time>> lease_seen_;
   std::set<std::tuple<core::SessionId, core::Token, std::uint64_t>> durable_commits_;
   // Per session: the counts when it was last dropped (invalidated or idle).
+  // The Progress rule (R7): per process and session, the lock state last
+  // seen, and the threads waiting when the process was granted the session.
+  std::map<std::pair<std::uint32_t, core::SessionId>, core::LockState> lock_seen_;
+  std::set<std::uint32_t> entitled_;  // thread indices
   struct DropMark {
     std::uint64_t acknowledged = 0, unknown = 0;
     std::uint64_t committing = 0;  // counter commits in flight: applied before or after

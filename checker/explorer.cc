@@ -616,9 +616,18 @@ class Model {
     for (const core::Envelope& e : fx.send) {
       const auto* release = std::get_if<core::Release>(&e.message);
       if (release == nullptr || !f.invariant.empty()) continue;
+      // Only a lock given up on purpose (recall, idle): a lost lock (lease,
+      // revocation) re-requests for its waiters instead.
+      auto session = w.agents[p].state().sessions.find(release->session);
+      if (session == w.agents[p].state().sessions.end() ||
+          session->second.state != core::LockState::kReleasing)
+        continue;
       for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
         const McThread& th = w.threads[t];
-        if (th.entitled && th.phase == Phase::kWaiting && SessionOf(th.pc, t) == release->session) {
+        bool woken = false;  // answered in this very step: not left behind
+        for (const core::ThreadEvent& ev : fx.wake) woken |= ev.thread == t % c_.threads;
+        if (!woken && th.entitled && th.phase == Phase::kWaiting &&
+            SessionOf(th.pc, t) == release->session) {
           f = {"liveness", "p" + std::to_string(p + 1) + " released session " +
                                std::to_string(release->session) + " while " + ThreadName(t) +
                                ", waiting since before the grant, was never served (the "

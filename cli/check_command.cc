@@ -26,6 +26,7 @@ std::string Bytes(double b) {
 
 int RunCheck(CheckOptions options, const std::vector<std::string>& flags_given) {
   checker::ExploreConfig& c = options.config;
+  if (options.keep_locks) c.idle_release_us = core::kNever;
   if (!options.config_path.empty()) {
     // The file first; flags given explicitly on the command line override it.
     checker::ExploreConfig from_file;

@@ -19,6 +19,7 @@ struct CheckOptions {
   std::string mutant;       // latchkey-mutants only
   std::string out_path = "counterexample.json";
   bool quiet = false;
+  bool keep_locks = false;  // idle_release_us = never
 };
 
 int RunCheck(CheckOptions options, const std::vector<std::string>& flags_given);

@@ -120,6 +120,9 @@ int main(int argc, char** argv) {
     check_cmd->add_option("--max-depth", c.max_depth, "stop after this many steps (0: none)");
     check_cmd->add_option("--max-states", c.max_states, "stop after this many distinct states");
     check_cmd->add_option("--jobs,-j", c.jobs, "worker threads")->check(CLI::Range(1, 256));
+    check_cmd->add_flag("--keep-locks", check.keep_locks,
+                        "processes keep (cache) locks until recalled (R6) instead of releasing "
+                        "after each request");
     check_cmd->add_option("--mutant", check.mutant, "a planted bug (latchkey-mutants only)");
     check_cmd->add_option("--out", check.out_path, "where a counterexample is written");
     check_cmd->add_flag("--quiet", check.quiet, "no progress lines");
@@ -170,7 +173,8 @@ int main(int argc, char** argv) {
              {"--requests-per-thread", "requests_per_thread"},
              {"--max-depth", "max_depth"},
              {"--max-states", "max_states"},
-             {"--jobs", "jobs"}}) {
+             {"--jobs", "jobs"},
+             {"--keep-locks", "idle_release_us"}}) {
       if (check_cmd->count(flag) != 0) given.push_back(name);
     }
     return cli::RunCheck(check, given);
