@@ -70,9 +70,10 @@ int RunCheck(CheckOptions options, const std::vector<std::string>& flags_given) 
   }
   std::printf(
       "check: %u store(s), %u process(es) x %u thread(s), %u session(s), %u attribute(s), "
-      "%u request(s) per thread; faults: crashes %u, losses %u, duplicates %u, store "
+      "%u request(s) per thread, locks %s; faults: crashes %u, losses %u, duplicates %u, store "
       "restarts %u, reorder %s, lease expiry %s%s%s\n",
-      c.stores, c.processes, c.threads, c.sessions, c.attributes, c.requests_per_thread, c.crashes,
+      c.stores, c.processes, c.threads, c.sessions, c.attributes, c.requests_per_thread,
+      c.idle_release_us == core::kNever ? "kept until recalled" : "released after use", c.crashes,
       c.losses, c.duplicates, c.store_restarts, c.reorder ? "on" : "off",
       c.lease_expiry ? "on" : "off", options.mutant.empty() ? "" : "; planted bug ",
       options.mutant.c_str());

@@ -782,6 +782,18 @@ void ProcessAgent::Serve(Time now, SessionId id, AgentSession& s, Effects& fx) {
       blocked = s.waiters[j].portion.ConflictsWith(w.portion);
     }
 #ifdef LATCHKEY_MUTANTS
+    if (LK_MUTANT(kAgentConfusesModes)) {
+      // Planted bug: only two exclusive portions conflict; readers and a
+      // writer of the same attribute go together.
+      auto both_exclusive = [&](const Portion& a) {
+        return a.mode == Mode::kExclusive && w.portion.mode == Mode::kExclusive &&
+               a.Overlaps(w.portion);
+      };
+      blocked = std::any_of(s.holders.begin(), s.holders.end(),
+                            [&](const ThreadHold& h) { return both_exclusive(h.portion); });
+      for (std::size_t j = 0; j < i && !blocked; ++j)
+        blocked = both_exclusive(s.waiters[j].portion);
+    }
     if (LK_MUTANT(kAgentGrantsConflicting)) blocked = false;  // planted bug: no R9 check
     if (LK_MUTANT(kAgentThreadLifo)) {
       // Planted bug: a later waiter that conflicts goes first.
@@ -818,6 +830,15 @@ void ProcessAgent::Serve(Time now, SessionId id, AgentSession& s, Effects& fx) {
 }
 
 void ProcessAgent::MaybeRelease(Time now, SessionId id, AgentSession& s, Effects& fx) {
+#ifdef LATCHKEY_MUTANTS
+  if (LK_MUTANT(kAgentReleasesWhileHolding) && s.state == LockState::kHeld && s.recalled &&
+      !s.holders.empty()) {
+    // Planted bug: the lock goes back to the store while threads still hold
+    // portions and go on using them.
+    Send(id, Release{id, s.token}, fx);
+    return;
+  }
+#endif
   if (s.state != LockState::kHeld || !s.holders.empty() || !s.commits.empty()) return;
   if (s.recalled) {
     bool entitled_left = std::any_of(s.waiters.begin(), s.waiters.end(),

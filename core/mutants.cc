@@ -16,6 +16,11 @@ constexpr std::string_view kNames[kMutantCount] = {
     "agent_ignores_recall",
     "no_progress_rule",
     "agent_thread_lifo",
+    "agent_releases_while_holding",
+    "agent_confuses_modes",
+    "token_not_bumped_after_expiry",
+    "duplicate_commit_applied",
+    "store_never_recalls",
 };
 }  // namespace
 

@@ -31,8 +31,13 @@ enum class Mutant : std::uint8_t {
   kAgentIgnoresRecall,      // agent: never releases on a recall
   kNoProgressRule,          // agent: a recall stops even the threads waiting at the grant
   kAgentThreadLifo,         // agent: serves the newest waiting thread first
+  kAgentReleasesWhileHolding,  // agent: gives a recalled lock back while threads hold portions
+  kAgentConfusesModes,         // agent: a shared and an exclusive portion may overlap
+  kTokenNotBumpedAfterExpiry,  // store: the grant after a lease expiry reuses the expired token
+  kDuplicateCommitApplied,     // store: a repeated commit is applied (and persisted) again
+  kStoreNeverRecalls,          // store: never sends a recall
 };
-inline constexpr int kMutantCount = 12;
+inline constexpr int kMutantCount = 17;
 
 std::string_view MutantName(Mutant mutant);
 // kNone if `name` names no mutant.

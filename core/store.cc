@@ -383,6 +383,13 @@ void Store::OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx) {
     return;
   }
   if (m.seq <= t.last_seq) {
+#ifdef LATCHKEY_MUTANTS
+    if (LK_MUTANT(kDuplicateCommitApplied) && t.token == m.token) {
+      // Planted bug: a duplicate is applied (and persisted) a second time.
+      ApplyWrites(s.attributes, m.clear_first, m.writes);
+      fx.persist.push_back(CommitRecord{m.session, m.token, m.seq, m.clear_first, m.writes});
+    }
+#endif
     Send(from, CommitAck{m.session, m.token, m.seq}, fx);  // B4: applied before
     return;
   }
@@ -511,6 +518,12 @@ void Store::Revoke(Time now, SessionId id, SessionState& s, Reason reason, Effec
       mark.request_id == s.tenure->request_id) {
     mark.finished = false;
   }
+#ifdef LATCHKEY_MUTANTS
+  // Planted bug: the next grant reuses the expired tenure's token.
+  if (LK_MUTANT(kTokenNotBumpedAfterExpiry) && reason == Reason::kLeaseExpired &&
+      state_.last_token == s.tenure->token)
+    --state_.last_token;
+#endif
   EndTenure(now, id, s, fx);
   GrantNext(now, id, s, fx);
 }
@@ -530,6 +543,9 @@ void Store::GrantNext(Time now, SessionId id, SessionState& s, Effects& fx) {
 }
 
 void Store::SendRecall(Time now, SessionId id, SessionState& s, Effects& fx) {
+#ifdef LATCHKEY_MUTANTS
+  if (LK_MUTANT(kStoreNeverRecalls)) return;  // planted bug: holders are never asked
+#endif
   LK_ASSERT(s.tenure);
   s.tenure->recalled = true;
   s.tenure->recall_retry_at = AddTime(now, config_.recall_retry_us);

@@ -42,6 +42,7 @@ struct Found {
   bool caught = false;
   std::uint64_t seed = 0;
   std::string report;
+  core::Time time = 0;  // simulated time of detection
 };
 
 // Runs seeds first..first+count with `mutant` active and only `invariant`
@@ -61,7 +62,7 @@ Found Hunt(Mutant mutant, Invariant invariant, const sim::SimConfig& config,
     checker.Finish(simulator);
     if (checker.violation()) {
       EXPECT_EQ(checker.violation()->invariant, invariant);
-      found = {true, seed, checker.violation()->Report()};
+      found = {true, seed, checker.violation()->Report(), checker.violation()->time};
     }
   }
   core::SetMutant(Mutant::kNone);
@@ -175,6 +176,101 @@ TEST(Mutant, AgentThreadLifoBreaksBoundedBypass) {
   c.threads_per_process = 4;
   Found f = Hunt(Mutant::kAgentThreadLifo, Invariant::kBoundedBypass, c);
   EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, AgentReleasesWhileHoldingBreaksProcessExclusion) {
+  Found f = Hunt(Mutant::kAgentReleasesWhileHolding, Invariant::kProcessExclusion, Contended());
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, AgentConfusesModesBreaksThreadExclusion) {
+  sim::SimConfig c = Contended();
+  c.threads_per_process = 4;
+  c.workload.shared_ppm = 500'000;
+  Found f = Hunt(Mutant::kAgentConfusesModes, Invariant::kThreadExclusion, c);
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, TokenNotBumpedAfterExpiryBreaksTokenValidity) {
+  Found f = Hunt(Mutant::kTokenNotBumpedAfterExpiry, Invariant::kTokenValidity,
+                 WithFaults({FaultKind::kPartition, FaultKind::kPause}, 30'000), 40);
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, DuplicateCommitAppliedBreaksSerializability) {
+  sim::SimConfig c = Contended();
+  c.network.duplicate_ppm = 100'000;
+  Found f = Hunt(Mutant::kDuplicateCommitApplied, Invariant::kSerializability, c);
+  EXPECT_TRUE(f.caught);
+}
+
+TEST(Mutant, StoreNeverRecallsIsADeadlock) {
+  Found f = Hunt(Mutant::kStoreNeverRecalls, Invariant::kNoDeadlock, Contended());
+  EXPECT_TRUE(f.caught);
+}
+
+// The table of issue 4: every planted bug against a fixed seed budget, the
+// invariant that catches it, the seeds it took and the simulated time to
+// detection; the real core runs the same worlds and budgets clean.
+TEST(Mutant, TableOfEveryPlantedBugAndTheCleanCore) {
+  struct Case {
+    Mutant mutant;
+    Invariant invariant;
+    sim::SimConfig config;
+  };
+  sim::SimConfig many_threads = Contended();
+  many_threads.threads_per_process = 4;
+  sim::SimConfig readers = many_threads;
+  readers.workload.shared_ppm = 500'000;
+  sim::SimConfig cut_off = WithFaults({FaultKind::kPartition, FaultKind::kPause}, 30'000);
+  sim::SimConfig three_servers = Contended();
+  three_servers.servers = 3;
+  sim::SimConfig duplicates = Contended();
+  duplicates.network.duplicate_ppm = 100'000;
+  sim::SimConfig two_threads_kept = Contended();
+  sim::SimConfig slow =
+      WithFaults({FaultKind::kClog, FaultKind::kPause, FaultKind::kPartition}, 30'000);
+  const std::vector<Case> cases = {
+      {Mutant::kGrantWhileHeld, Invariant::kProcessExclusion, Contended()},
+      {Mutant::kAgentTrustsForever, Invariant::kProcessExclusion, cut_off},
+      {Mutant::kAgentGrantsConflicting, Invariant::kThreadExclusion, many_threads},
+      {Mutant::kTokenResetOnRecover, Invariant::kTokenValidity,
+       WithFaults({FaultKind::kStoreCrash}, 30'000)},
+      {Mutant::kCommitAcceptsStale, Invariant::kTokenValidity, slow},
+      {Mutant::kLifoQueue, Invariant::kQueueOrder, three_servers},
+      {Mutant::kAckWithoutPersist, Invariant::kNoLostUpdate, Contended()},
+      {Mutant::kAgentIgnoresSnapshot, Invariant::kSerializability, Contended()},
+      {Mutant::kAgentIgnoresRecall, Invariant::kNoDeadlock, Contended()},
+      {Mutant::kNoProgressRule, Invariant::kLiveness, two_threads_kept},
+      {Mutant::kAgentThreadLifo, Invariant::kBoundedBypass, many_threads},
+      {Mutant::kAgentReleasesWhileHolding, Invariant::kProcessExclusion, Contended()},
+      {Mutant::kAgentConfusesModes, Invariant::kThreadExclusion, readers},
+      {Mutant::kTokenNotBumpedAfterExpiry, Invariant::kTokenValidity, cut_off},
+      {Mutant::kDuplicateCommitApplied, Invariant::kSerializability, duplicates},
+      {Mutant::kStoreNeverRecalls, Invariant::kNoDeadlock, Contended()},
+  };
+  ASSERT_EQ(cases.size(), static_cast<std::size_t>(core::kMutantCount - 1));
+  constexpr std::uint64_t kBudget = 300;
+  std::printf("| planted bug | caught by | seeds needed | simulated time to detection |\n");
+  std::printf("|---|---|---|---|\n");
+  for (const Case& c : cases) {
+    Found f = Hunt(c.mutant, c.invariant, c.config, kBudget);
+    EXPECT_TRUE(f.caught) << core::MutantName(c.mutant);
+    std::printf("| `%s` | %s | %llu | %.1f ms |\n", std::string(core::MutantName(c.mutant)).c_str(),
+                std::string(InvariantName(c.invariant)).c_str(),
+                static_cast<unsigned long long>(f.seed), static_cast<double>(f.time) / 1000.0);
+    // The real core: the same world and the seeds it took, every check on.
+    for (std::uint64_t seed = 1; seed <= std::max<std::uint64_t>(f.seed, 20); ++seed) {
+      sim::Simulator simulator(c.config, seed);
+      Checker checker;
+      simulator.AddObserver(&checker);
+      simulator.Run();
+      checker.Finish(simulator);
+      ASSERT_FALSE(checker.violation())
+          << "clean core, world of " << core::MutantName(c.mutant) << ", seed " << seed << ":\n"
+          << checker.violation()->Report();
+    }
+  }
 }
 
 TEST(Mutant, EveryMutantIsCaughtWithAllChecksOn) {

@@ -120,6 +120,11 @@ const MutantCase kMutantCases[] = {
     {core::Mutant::kAgentIgnoresRecall, "no_deadlock", 2, 1, 1, "", true},
     {core::Mutant::kNoProgressRule, "liveness", 2, 2, 1, "", true},
     {core::Mutant::kAgentThreadLifo, "bounded_bypass", 1, 3, 1, ""},
+    {core::Mutant::kAgentReleasesWhileHolding, "process_exclusion", 2, 2, 1, "", true},
+    {core::Mutant::kAgentConfusesModes, "thread_exclusion", 1, 3, 1, ""},
+    {core::Mutant::kTokenNotBumpedAfterExpiry, "token_validity", 2, 1, 1, "lease-expiry"},
+    {core::Mutant::kDuplicateCommitApplied, "serializability", 1, 1, 1, "dup"},
+    {core::Mutant::kStoreNeverRecalls, "no_deadlock", 2, 1, 1, "", true},
 };
 
 void PrintTo(const MutantCase& m, std::ostream* out) { *out << core::MutantName(m.mutant); }
