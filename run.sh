@@ -5,7 +5,8 @@
 #      on the real core, each compared with its expected outcome,
 #   3. every planted bug (scenarios/mutants) on the mutant core: the checker
 #      must catch each one as its scenario says,
-#   4. a short fuzz campaign per world in sim/configs (swarm faults, the
+#   4. the bounded model checker over two small worlds, exhaustively,
+#   5. a short fuzz campaign per world in sim/configs (swarm faults, the
 #      checker on every event, every clean seed run twice to compare trace
 #      hashes); a failing seed is written as a scenario and shrunk.
 # and prints a summary to read at a glance. Installs missing Debian packages
@@ -32,7 +33,7 @@ step() {
   rc=$?
   echo "$out"
   local last
-  last=$(echo "$out" | grep -E 'scenarios in|^fuzz |PASS: |FAIL: ' | tail -1)
+  last=$(echo "$out" | grep -E 'scenarios in|^fuzz |PASS: |FAIL: |^verified|^bounded|^VIOLATION' | cut -c1-110 | tail -1)
   if [ "$rc" -eq 0 ]; then
     summary+=("$(printf '  PASS  %-34s %s' "$name" "$last")")
   else
@@ -44,6 +45,10 @@ step() {
 step "demo" ./build/latchkey demo
 step "scenarios (real core)" ./build/latchkey run scenarios/requirements scenarios/adversarial
 step "planted bugs (mutant core)" ./build/latchkey-mutants run scenarios/mutants
+step "model check 2 processes x 2 threads" ./build/latchkey check --processes 2 --threads 2 \
+  --requests-per-thread 1 --quiet
+step "model check with crash, loss, reordering" ./build/latchkey check --processes 2 --threads 1 \
+  --requests-per-thread 1 --faults crash,loss,reorder --quiet
 for world in sim/configs/swarm.json sim/configs/contended.json sim/configs/two_stores.json; do
   step "fuzz $(basename "$world" .json), $seeds seeds" ./build/latchkey fuzz --scenario "$world" \
     --seeds "$seeds" --jobs "$jobs" --check-determinism --quiet --out fuzz-failures
