@@ -1,16 +1,24 @@
 // Simulator throughput: simulated events per second on one core, with
-// tracing off and on, and how much faster than real time a workload with
-// 1 ms network latency runs. Prints a table; `--json` prints JSON lines.
+// tracing off and on, with the property checker off and on (every online
+// check after every event, then the history and liveness checks at the end),
+// and how much faster than real time a workload with 1 ms network latency
+// runs. Prints a table; `--json` prints JSON lines.
 //
-//   ./build/bench/sim_bench [--runs N] [--requests R] [--trace off|on|both] [--json]
+//   ./build/bench/sim_bench [--runs N] [--requests R] [--trace off|on|both]
+//                           [--check off|on|both] [--json]
+//
+// --check defaults to off (the plain simulator). With --check on or both,
+// --trace defaults to off: the cost of checking is measured without tracing.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "checker/checker.h"
 #include "sim/config.h"
 #include "sim/simulator.h"
 
@@ -45,20 +53,37 @@ struct Measurement {
   std::uint64_t events;
   double wall_s;
   std::uint64_t hash;
+  double finish_s;  // of wall_s: the checker's end-of-run checks
 };
 
-Measurement Measure(const SimConfig& c, std::uint64_t seed, bool trace) {
+// With `check`, a checker observes every event and checks the finished run
+// (inside the timed part); a violation is reported and ends the benchmark.
+Measurement Measure(const SimConfig& c, std::uint64_t seed, bool trace, bool check) {
   std::ofstream sink;
   Simulator sim(c, seed);
   if (trace) {
     sink.open("/dev/null");
     sim.SetTrace(&sink);
   }
+  latchkey::checker::Checker checker;
+  if (check) sim.AddObserver(&checker);
   auto start = std::chrono::steady_clock::now();
   SimSummary s = sim.Run();
-  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return {static_cast<double>(s.events) / wall, static_cast<double>(s.simulated_us) / 1e6 / wall,
-          s.events, wall, s.trace_hash};
+  auto finish_start = std::chrono::steady_clock::now();
+  if (check) checker.Finish(sim);
+  auto end = std::chrono::steady_clock::now();
+  double wall = std::chrono::duration<double>(end - start).count();
+  double finish = std::chrono::duration<double>(end - finish_start).count();
+  if (checker.violation().has_value()) {
+    std::fprintf(stderr, "%s", checker.violation()->Report().c_str());
+    std::exit(1);
+  }
+  return {static_cast<double>(s.events) / wall,
+          static_cast<double>(s.simulated_us) / 1e6 / wall,
+          s.events,
+          wall,
+          s.trace_hash,
+          finish};
 }
 
 double Median(std::vector<double> v) {
@@ -73,6 +98,8 @@ int main(int argc, char** argv) {
   std::uint32_t requests = 2'000;
   bool json = false;
   std::vector<bool> modes = {false, true};
+  std::vector<bool> checks = {false};  // default: the plain simulator, as before
+  bool trace_given = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
       runs = std::max(1, std::atoi(argv[++i]));
@@ -80,38 +107,64 @@ int main(int argc, char** argv) {
       requests = static_cast<std::uint32_t>(std::max(1, std::atoi(argv[++i])));
     } else if (std::strcmp(argv[i], "--trace") == 0 && i + 1 < argc) {
       std::string mode = argv[++i];
+      trace_given = true;
       modes = mode == "off"  ? std::vector<bool>{false}
               : mode == "on" ? std::vector<bool>{true}
                              : std::vector<bool>{false, true};
+    } else if (std::strcmp(argv[i], "--check") == 0 && i + 1 < argc) {
+      std::string mode = argv[++i];
+      checks = mode == "off"  ? std::vector<bool>{false}
+               : mode == "on" ? std::vector<bool>{true}
+                              : std::vector<bool>{false, true};
     } else if (std::strcmp(argv[i], "--json") == 0) {
       json = true;
     } else {
       std::fprintf(stderr,
-                   "usage: sim_bench [--runs N] [--requests R] [--trace off|on|both] [--json]\n");
+                   "usage: sim_bench [--runs N] [--requests R] [--trace off|on|both] "
+                   "[--check off|on|both] [--json]\n");
       return 2;
     }
   }
+  if (!trace_given && checks.back()) modes = {false};
   SimConfig c = StandardWorkload(requests);
-  for (bool trace : modes) {
-    std::vector<double> eps, speedup;
-    Measurement last{};
-    for (int r = 0; r < runs; ++r) {
-      last = Measure(c, 1 + static_cast<std::uint64_t>(r), trace);
-      eps.push_back(last.events_per_s);
-      speedup.push_back(last.speedup);
-    }
-    if (json) {
-      std::printf(
-          "{\"bench\":\"sim\",\"trace\":%s,\"runs\":%d,\"events_per_run\":%llu,"
-          "\"events_per_s_median\":%.0f,\"speedup_median\":%.0f}\n",
-          trace ? "true" : "false", runs, static_cast<unsigned long long>(last.events), Median(eps),
-          Median(speedup));
-    } else {
-      std::printf(
-          "tracing %-3s  %d runs x %llu events: median %.2f M events/s, simulated time %.0fx "
-          "faster than wall\n",
-          trace ? "on" : "off", runs, static_cast<unsigned long long>(last.events),
-          Median(eps) / 1e6, Median(speedup));
+  // events/s with the checker off, per tracing mode: the base of the ratio.
+  std::vector<double> unchecked(2, 0.0);
+  for (bool check : checks) {
+    for (bool trace : modes) {
+      std::vector<double> eps, speedup, finish_share;
+      Measurement last{};
+      for (int r = 0; r < runs; ++r) {
+        last = Measure(c, 1 + static_cast<std::uint64_t>(r), trace, check);
+        eps.push_back(last.events_per_s);
+        speedup.push_back(last.speedup);
+        finish_share.push_back(last.finish_s / last.wall_s);
+      }
+      const double median = Median(eps);
+      if (!check) unchecked[trace] = median;
+      const double ratio = check && unchecked[trace] > 0 ? median / unchecked[trace] : 0;
+      if (json) {
+        std::printf(
+            "{\"bench\":\"sim\",\"trace\":%s,\"check\":%s,\"runs\":%d,\"events_per_run\":%llu,"
+            "\"events_per_s_median\":%.0f,\"speedup_median\":%.0f",
+            trace ? "true" : "false", check ? "true" : "false", runs,
+            static_cast<unsigned long long>(last.events), median, Median(speedup));
+        if (check) {
+          std::printf(",\"vs_unchecked\":%.3f,\"end_of_run_share\":%.3f", ratio,
+                      Median(finish_share));
+        }
+        std::printf("}\n");
+      } else {
+        std::printf(
+            "tracing %-3s  checks %-3s  %d runs x %llu events: median %.2f M events/s, simulated "
+            "time %.0fx faster than wall",
+            trace ? "on" : "off", check ? "on" : "off", runs,
+            static_cast<unsigned long long>(last.events), median / 1e6, Median(speedup));
+        if (check) {
+          std::printf(", %.2fx the unchecked rate (end-of-run checks: %.1f%% of the time)", ratio,
+                      100 * Median(finish_share));
+        }
+        std::printf("\n");
+      }
     }
   }
   return 0;

@@ -486,8 +486,9 @@ void Checker::CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent
   for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
     if (sim.threads()[t].phase != sim::ThreadPhase::kWaiting) entitled_.erase(t);
   }
+  std::map<core::SessionId, core::LockState>& seen_here = lock_seen_[p];
   for (const auto& [id, s] : self.agent.state().sessions) {
-    core::LockState& seen = lock_seen_[{p, id}];
+    core::LockState& seen = seen_here[id];
     if (seen != core::LockState::kHeld && s.state == core::LockState::kHeld) {
       for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
         const sim::SimThread& thread = sim.threads()[t];
@@ -496,9 +497,8 @@ void Checker::CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent
     }
     seen = s.state;
   }
-  for (auto& [key, seen] : lock_seen_) {
-    if (key.first == p && self.agent.state().sessions.count(key.second) == 0)
-      seen = core::LockState::kUnlocked;
+  for (auto& [id, seen] : seen_here) {
+    if (self.agent.state().sessions.count(id) == 0) seen = core::LockState::kUnlocked;
   }
   // The simulator applies this event's wakes after its observers: a thread
   // answered here (granted, failed) is owed nothing more.

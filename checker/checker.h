@@ -140,8 +140,8 @@ class Checker : public sim::Observer {
   // Per session: the counts when it was last dropped (invalidated or idle).
   // The Progress rule (R7): per process and session, the lock state last
   // seen, and the threads waiting when the process was granted the session.
-  std::map<std::pair<std::uint32_t, core::SessionId>, core::LockState> lock_seen_;
-  std::set<std::uint32_t> entitled_;  // thread indices
+  std::map<std::uint32_t, std::map<core::SessionId, core::LockState>> lock_seen_;  // by process
+  std::set<std::uint32_t> entitled_;                                               // thread indices
   struct DropMark {
     std::uint64_t acknowledged = 0, unknown = 0;
     std::uint64_t committing = 0;  // counter commits in flight: applied before or after

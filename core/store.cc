@@ -80,6 +80,9 @@ Store Store::Recover(const StoreConfig& config, const std::vector<Record>& log, 
                      if (it == st.sessions.end()) return;
                      it->second.attributes.clear();
                      it->second.version = {};
+                     // B6: only an invalidation drops a session under a
+                     // holder; that tenure is revoked, commits or not.
+                     if (it->second.tenure) it->second.tenure->revoked = Reason::kInvalidated;
                    },
                },
                record);
@@ -94,13 +97,15 @@ Store Store::Recover(const StoreConfig& config, const std::vector<Record>& log, 
   for (auto& [id, s] : st.sessions) {
     s.last_used = now;
     if (!s.tenure) continue;
-    if (s.tenure->last_seq != 0 && s.version.token != s.tenure->token) {
-      // B6: the session's data was dropped after this tenure committed, so it
-      // was invalidated under its holder, who had not given the token back:
-      // it stays revoked (no reclaim) and blocks grants until the holder
-      // gives it back or the grace period ends. (A tenure invalidated before
-      // its first commit is not told apart from a fresh one here: it comes
-      // back as an ordinary unreclaimed tenure, which keeps exclusion.)
+    if (s.tenure->revoked != Reason::kNone ||
+        (s.tenure->last_seq != 0 && s.version.token != s.tenure->token)) {
+      // B6: the session was invalidated under this holder, who had not given
+      // the token back: it stays revoked (no reclaim, its commits refused)
+      // and blocks grants until the holder gives it back or the grace period
+      // ends. (The second test reads logs compacted before the drop record
+      // was kept with the tenure.) A tenure invalidated before its first
+      // commit is revoked too: its holder's late commit must not land in the
+      // emptied session (found by the RapidCheck configuration property).
       s.tenure->revoked = Reason::kInvalidated;
       s.tenure->recalled = true;
       s.tenure->recall_retry_at = AddTime(now, config.recall_retry_us);
@@ -460,7 +465,9 @@ void Store::OnAdmin(Time now, const Address& from, const Message& m, Effects& fx
     if (it == state_.sessions.end()) return;
     SessionState& s = it->second;
     if (s.tenure) StartRevocation(now, inv->session, s, Reason::kInvalidated, fx);
-    if (!s.attributes.empty() || s.version != DataVersion{}) {
+    // Persisted also for a tenure with nothing to drop: after a restart the
+    // record tells Recover that the tenure was revoked.
+    if (s.tenure || !s.attributes.empty() || s.version != DataVersion{}) {
       fx.persist.push_back(SessionDroppedRecord{inv->session});
     }
     s.attributes.clear();

@@ -153,7 +153,7 @@ void LogState::Apply(const core::Record& record) {
             last_epoch_ = std::max(last_epoch_.value_or(0), r.epoch);
           },
           [&](const core::GrantRecord& r) {
-            sessions_[r.session].tenure = Tenure{r.holder, r.token, r.request_id, 0};
+            sessions_[r.session].tenure = Tenure{r.holder, r.token, r.request_id, 0, false};
             if (r.token >= last_grant_.token) last_grant_ = r;
           },
           [&](const core::TenureEndRecord& r) {
@@ -180,6 +180,7 @@ void LogState::Apply(const core::Record& record) {
             if (it == sessions_.end()) return;
             it->second.attributes.clear();
             it->second.version = {};
+            if (it->second.tenure) it->second.tenure->dropped = true;
           },
       },
       record);
@@ -232,7 +233,8 @@ std::vector<core::Record> LogState::Snapshot() const {
       core::CommitRecord data{id, s.version.token, s.version.seq, true, {}};
       for (const auto& [name, value] : s.attributes) data.writes.push_back({name, value, false});
       out.push_back(std::move(data));
-    } else if (seq_commit) {
+    } else if (seq_commit || (s.tenure && s.tenure->dropped)) {
+      // After the grant: Recover then knows the tenure was revoked (B6).
       out.push_back(core::SessionDroppedRecord{id});
     }
   }

@@ -60,6 +60,7 @@ class LogState {
     core::Token token = core::kNoToken;
     std::uint64_t request_id = 0;
     std::uint64_t last_seq = 0;
+    bool dropped = false;  // B6: the session was invalidated under this tenure
   };
   struct Session {
     core::AttributeMap attributes;

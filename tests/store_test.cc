@@ -1347,6 +1347,34 @@ TEST(Store, B6_InvalidationUnderAHolderSurvivesARestart) {
   EXPECT_TRUE(g.snapshot.empty());
 }
 
+// Found by the RapidCheck configuration property: a tenure invalidated before
+// its first commit came back from a restart as an ordinary one, and the
+// holder's late commit (computed from the data before the logout) landed in
+// the emptied session.
+TEST(Store, B6_InvalidationBeforeTheFirstCommitSurvivesARestart) {
+  StoreDriver d;
+  Token t0 = d.Grant(0, kP2, kS, 1);
+  d.Send(5, kP2, Com(kS, t0, 1, {Set("a0", "2")}));
+  d.Send(6, kP2, Release{kS, t0});
+  Token t1 = d.Grant(10, kP1, kS, 1);
+  d.Admin(20, AdminInvalidate{kS});
+  d.Restart(30);
+  ASSERT_TRUE(d.session(kS).tenure);
+  EXPECT_EQ(d.session(kS).tenure->revoked, Reason::kInvalidated);
+  EXPECT_EQ(Only(SentTo<Rejected>(d.Send(40, kP1, Com(kS, t1, 1, {Set("a0", "3")})), kP1)).reason,
+            Reason::kStaleToken);
+  EXPECT_TRUE(d.session(kS).attributes.empty());
+  // Even a session that never had data: the revocation is remembered.
+  StoreDriver e;
+  Token u1 = e.Grant(0, kP1, kS, 1);
+  e.Admin(20, AdminInvalidate{kS});
+  e.Restart(30);
+  ASSERT_TRUE(e.session(kS).tenure);
+  EXPECT_EQ(e.session(kS).tenure->revoked, Reason::kInvalidated);
+  EXPECT_EQ(Only(SentTo<Rejected>(e.Send(40, kP1, Reclaim{kS, u1}), kP1)).reason,
+            Reason::kStaleToken);
+}
+
 // ---- B7: store restart --------------------------------------------------------------
 
 TEST(Store, B7_RecoverGivesHigherEpochAndKeepsHoldersTokensAndData) {
