@@ -332,7 +332,15 @@ void ProcessAgent::OnGranted(Time now, const Granted& m, Effects& fx) {
     return;
   }
   std::uint32_t store = HomeOf(m.session);
-  if (s.request_lapses != state_.stores[store].lapses || m.token <= s.revoked_seen) {
+  // B1: the request renewed our lease when the store got it, at the earliest
+  // when we sent it. If a renewal answered since was sent after a time with
+  // no trust at all, ending later than this request's own lease could last,
+  // the store may have expired the lease in between and revoked this grant
+  // (delayed in a clogged link, say, while a later heartbeat's answer got
+  // here first).
+  const bool gap_since =
+      state_.stores[store].gap_closed_at > AddTime(s.request_sent_at, config_.TrustSpan());
+  if (gap_since || s.request_lapses != state_.stores[store].lapses || m.token <= s.revoked_seen) {
     // Granted under a lease that may have run out since (our trust lapsed
     // after the request was sent), or already revoked: never use it.
     Send(m.session, Release{m.session, m.token}, fx);
@@ -694,6 +702,7 @@ void ProcessAgent::SetState(SessionId id, AgentSession& s, LockState next) {
 void ProcessAgent::Trust(std::uint32_t store, Time sent_at) {
   StoreLink& link = state_.stores[store];
   Time until = AddTime(sent_at, config_.TrustSpan());
+  if (sent_at > link.trusted_until) link.gap_closed_at = std::max(link.gap_closed_at, sent_at);
   if (until > link.trusted_until) {
     link.trusted_until = until;
     link.lapsed = false;

@@ -121,6 +121,9 @@ struct StoreLink {
   // lease, revoking grants and dropping buffered requests made before (B1).
   std::uint64_t lapses = 0;
   bool lapsed = false;
+  // The send time of the latest renewal answered after a time with no trust
+  // at all: the store may have expired the lease just before it (B1).
+  Time gap_closed_at = 0;
   std::uint32_t engaged = 0;  // sessions homed here that are not Unlocked
   std::uint32_t held = 0;     // sessions homed here that are Held
   bool operator==(const StoreLink&) const = default;

@@ -167,7 +167,7 @@ inline void HashValue(Hasher& h, const AgentSession& s) {
              s.idle_release_at);
 }
 inline void HashValue(Hasher& h, const StoreLink& l) {
-  HashFields(h, l.lapses, l.lapsed);
+  HashFields(h, l.lapses, l.lapsed, l.gap_closed_at);
   HashFields(h, l.epoch, l.trusted_until, l.heartbeat_seq, l.heartbeat_sent_at,
              l.heartbeat_outstanding, l.next_heartbeat_at, l.engaged, l.held);
 }

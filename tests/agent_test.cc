@@ -707,6 +707,30 @@ TEST(Agent, B1_ThreadFinishingAfterTheTrustSpanIsToldOnceThatTheLockWasLost) {
   EXPECT_EQ(Wakes(r.Finish(2)), Names{"2:failed/not_locked"});
 }
 
+// Found by the RapidCheck configuration property: a fresh process asked (no
+// lease yet), its link was clogged past the lease (the store granted, then
+// expired the lease and revoked), and after the clog a heartbeat's answer
+// arrived just before the old grant. The grant must not be used.
+TEST(Agent, B1_GrantDelayedPastAGapInTrustIsGivenBack) {
+  core::AgentConfig cfg;
+  cfg.retry_us = 10'000'000;
+  Rig r(cfg);
+  r.Ask(1, Exclusive({"a"}));  // request 1, sent at 0
+  const Time late = 3 * cfg.lease_us;
+  r.TickAt(late);  // heartbeats went unanswered; one is sent now
+  const std::uint64_t seq = r.agent().state().stores[0].heartbeat_seq;
+  r.now = late + 10;
+  r.Receive(core::HeartbeatAck{seq});  // a renewal sent long after request 1's lease
+  Effects fx = r.Grant(5);
+  EXPECT_TRUE(fx.wake.empty());
+  ASSERT_EQ(SentOf<core::Release>(fx).size(), 1u);
+  EXPECT_EQ(SentOf<core::Release>(fx)[0].token, 5u);
+  EXPECT_EQ(SentOf<core::Acquire>(fx).size(), 1u);  // asks again, with a new request
+  EXPECT_EQ(r.state(), LockState::kRequested);
+  // The new request's grant is used.
+  EXPECT_EQ(Wakes(r.Grant(6)), Names{"1:granted"});
+}
+
 // ---- B4: duplicates, stale grants, resends -------------------------------------
 
 TEST(Agent, B4_DuplicatedGrantIsIgnored) {
