@@ -33,11 +33,11 @@ step() {
   rc=$?
   echo "$out"
   local last
-  last=$(echo "$out" | grep -E 'scenarios in|^fuzz |PASS: |FAIL: |^verified|^bounded|^VIOLATION' | cut -c1-110 | tail -1)
+  last=$(echo "$out" | grep -E 'scenarios in|^fuzz |PASS: |FAIL: |^verified|^bounded|^VIOLATION' | sed 's/^ *//' | cut -c1-110 | tail -1)
   if [ "$rc" -eq 0 ]; then
-    summary+=("$(printf '  PASS  %-34s %s' "$name" "$last")")
+    summary+=("$(printf '  PASS  %-42s %s' "$name" "$last")")
   else
-    summary+=("$(printf '  FAIL  %-34s %s (exit %d)' "$name" "$last" "$rc")")
+    summary+=("$(printf '  FAIL  %-42s %s (exit %d)' "$name" "$last" "$rc")")
     status=1
   fi
 }
