@@ -18,14 +18,7 @@ std::string RefName(const core::ProcessRef& p) {
   return "p" + std::to_string(p.id) + "#" + std::to_string(p.incarnation);
 }
 
-std::uint64_t ParseCounter(const std::string& value) {
-  std::uint64_t n = 0;
-  for (char c : value) {
-    if (c < '0' || c > '9') break;
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return n;
-}
+using sim::ParseCounter;
 
 bool Pending(const sim::SimThread& t) {
   return t.phase == sim::ThreadPhase::kWaiting || t.phase == sim::ThreadPhase::kHolding ||

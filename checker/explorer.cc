@@ -13,6 +13,7 @@
 #include "core/agent.h"
 #include "core/hash.h"
 #include "core/store.h"
+#include "sim/simulator.h"
 #include "sim/trace.h"
 
 namespace latchkey::checker {
@@ -63,14 +64,7 @@ struct FingerprintHash {
   std::size_t operator()(const Fingerprint& f) const { return f.lo; }
 };
 
-std::uint64_t ParseCounter(const std::string& text) {
-  std::uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return 0;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return v;
-}
+using sim::ParseCounter;
 
 // A step taken, or the reason the path ended in a violation.
 struct Failure {
@@ -82,9 +76,6 @@ class Model {
  public:
   explicit Model(const ExploreConfig& c) : c_(c) {
     horizon_ = c.horizon_us != 0 ? c.horizon_us : 3 * c.lease_us;
-    for (std::uint32_t a = 0; a < std::max<std::uint32_t>(c.attributes, 1); ++a) {
-      attribute_names_.push_back("a" + std::to_string(a));
-    }
   }
 
   World Initial() const {
@@ -724,7 +715,6 @@ class Model {
 
   const ExploreConfig& c_;
   Time horizon_ = 0;
-  std::vector<std::string> attribute_names_;
 };
 
 Fingerprint FingerprintOf(const Model& model, const World& w) {

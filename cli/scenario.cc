@@ -25,31 +25,6 @@ std::vector<std::string> ReasonNames() {
   return out;
 }
 
-const std::vector<std::string>& BaseMetricNames() {
-  static const std::vector<std::string> names = {"requests_completed",
-                                                 "failed",
-                                                 "requests_cut_by_crash",
-                                                 "unfinished_threads",
-                                                 "grants",
-                                                 "queued",
-                                                 "recalls",
-                                                 "releases",
-                                                 "lease_expiries",
-                                                 "agent_lease_expiries",
-                                                 "commits",
-                                                 "store_rejects",
-                                                 "faults",
-                                                 "messages_sent",
-                                                 "messages_lost",
-                                                 "messages_duplicated",
-                                                 "events",
-                                                 "acknowledged_increments",
-                                                 "unknown_increments",
-                                                 "wait_p99_us",
-                                                 "simulated_us"};
-  return names;
-}
-
 bool IsRequirementId(const std::string& id) {
   if (id.size() < 2 || (id[0] != 'R' && id[0] != 'B')) return false;
   int n = 0;
@@ -323,14 +298,8 @@ std::map<std::string, std::uint64_t> Metrics(const sim::SimSummary& s) {
 }
 
 bool IsMetric(const std::string& name) {
-  static const std::set<std::string> known = [] {
-    std::set<std::string> names(BaseMetricNames().begin(), BaseMetricNames().end());
-    for (const std::string& reason : ReasonNames()) names.insert("failed_" + reason);
-    for (int k = 0; k < sim::kFaultKinds; ++k) {
-      names.insert("faults_" + std::string(sim::FaultKindName(static_cast<sim::FaultKind>(k))));
-    }
-    return names;
-  }();
+  // Metrics() names every metric, each reason and fault kind included.
+  static const std::map<std::string, std::uint64_t> known = Metrics(sim::SimSummary{});
   return known.count(name) != 0;
 }
 

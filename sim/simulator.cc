@@ -16,14 +16,8 @@ namespace {
 constexpr std::int64_t kMillion = 1'000'000;
 constexpr std::uint64_t kZipfScale = 1ULL << 53;
 
-std::uint64_t ParseCounter(const std::optional<std::string>& value) {
-  if (!value) return 0;
-  std::uint64_t n = 0;
-  for (char c : *value) {
-    if (c < '0' || c > '9') break;
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return n;
+std::uint64_t CounterOf(const std::optional<std::string>& value) {
+  return value ? ParseCounter(*value) : 0;
 }
 
 enum class Action : std::uint8_t {
@@ -69,6 +63,15 @@ std::string_view EventKindName(EventKind kind) {
       return "quiet";
   }
   return "unknown";
+}
+
+std::uint64_t ParseCounter(std::string_view value) {
+  std::uint64_t n = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9') break;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return n;
 }
 
 // ---- clocks ------------------------------------------------------------------
@@ -644,7 +647,7 @@ void Simulator::OnWake(std::uint32_t node, const core::ThreadEvent& w) {
       t.phase = ThreadPhase::kHolding;
       if (t.writes_counter) {
         // Read-modify-write of the counter: a lost update shows in its value.
-        std::uint64_t value = ParseCounter(agent.Read(t.id, t.session, "a0").value);
+        std::uint64_t value = CounterOf(agent.Read(t.id, t.session, "a0").value);
         core::Reason r = agent.Write(t.id, t.session, "a0", std::to_string(value + 1));
         LK_ASSERT(r == core::Reason::kNone);
       }

@@ -20,6 +20,7 @@
 #include <ostream>
 #include <queue>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/agent.h"
@@ -119,6 +120,9 @@ struct TraceEvent {
 };
 
 class Simulator;
+
+// The counter workload's value of attribute a0 (decimal; "" is 0).
+std::uint64_t ParseCounter(std::string_view value);
 
 // Read-only observer of every event (the checker is one).
 class Observer {
