@@ -482,7 +482,8 @@ Result<Frame> DecodeFramePayload(FrameType type, std::string_view payload,
 
 Result<std::optional<Frame>> FrameDecoder::Next() {
   if (failed_) return *failed_;
-  auto fail = [&](std::size_t at, const std::string& message) {
+  auto fail = [&](std::size_t at, ErrorCode code, const std::string& message) {
+    error_code_ = code;
     failed_ = Status::Error("at byte " + std::to_string(consumed_ + at) + ": " + message);
     return *failed_;
   };
@@ -493,21 +494,29 @@ Result<std::optional<Frame>> FrameDecoder::Next() {
     length |= static_cast<std::uint32_t>(static_cast<std::uint8_t>(p[i])) << (8 * i);
   }
   if (length > max_frame_bytes_) {
-    return fail(0, "frame length " + std::to_string(length) + " exceeds the maximum " +
-                       std::to_string(max_frame_bytes_));
+    return fail(0, ErrorCode::kFrameTooLarge,
+                "frame length " + std::to_string(length) + " exceeds the maximum " +
+                    std::to_string(max_frame_bytes_));
   }
   if (length < kFrameHeaderBytes - 4) {
-    return fail(0, "frame length " + std::to_string(length) + " is shorter than its header");
+    return fail(0, ErrorCode::kMalformedFrame,
+                "frame length " + std::to_string(length) + " is shorter than its header");
   }
-  if (buffered() < 4 + static_cast<std::size_t>(length)) return std::optional<Frame>();
+  // The version is judged as soon as its byte arrives, before the payload:
+  // a peer of another protocol version learns so at once.
+  if (buffered() < 5) return std::optional<Frame>();
   std::uint8_t version = static_cast<std::uint8_t>(p[4]);
   if (version != kProtocolVersion) {
-    return fail(4, "unsupported protocol version " + std::to_string(version));
+    return fail(4, ErrorCode::kBadVersion,
+                "unsupported protocol version " + std::to_string(version) +
+                    " (this server speaks " + std::to_string(kProtocolVersion) + ")");
   }
+  if (buffered() < 4 + static_cast<std::size_t>(length)) return std::optional<Frame>();
   auto type = static_cast<FrameType>(static_cast<std::uint8_t>(p[5]));
   std::string_view payload(p + kFrameHeaderBytes, length - 2);
   Result<Frame> frame = DecodeFramePayload(type, payload, consumed_ + kFrameHeaderBytes);
   if (!frame.ok()) {
+    error_code_ = ErrorCode::kMalformedFrame;
     failed_ = frame.status();
     return *failed_;
   }

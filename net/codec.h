@@ -136,6 +136,9 @@ class FrameDecoder {
   std::size_t buffered() const { return buffer_.size() - start_; }
   // Stream offset of the next undecoded byte.
   std::size_t consumed() const { return consumed_; }
+  // After a failed Next: which error code the peer should be told
+  // (kFrameTooLarge, kBadVersion or kMalformedFrame).
+  ErrorCode error_code() const { return error_code_; }
 
  private:
   std::uint32_t max_frame_bytes_;
@@ -143,6 +146,7 @@ class FrameDecoder {
   std::size_t start_ = 0;
   std::size_t consumed_ = 0;
   std::optional<Status> failed_;
+  ErrorCode error_code_ = ErrorCode::kMalformedFrame;
 };
 
 }  // namespace latchkey::net

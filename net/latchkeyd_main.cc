@@ -13,6 +13,11 @@ using latchkey::net::ServerOptions;
 int main(int argc, char** argv) {
   CLI::App app{"latchkeyd: the Latchkey store server"};
   app.set_version_flag("--version", std::string("latchkeyd ") + LATCHKEY_VERSION);
+  // Every option can also come from a TOML (or INI) file, keyed by its long
+  // name without dashes; flags on the command line win. A key that is not an
+  // option is an error, so a typo is not silently ignored.
+  app.set_config("--config", "", "read options from this TOML file (keys: long option names)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
   ServerOptions o;
   std::string listen = "127.0.0.1:7420";
   std::string secret_file;

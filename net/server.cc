@@ -215,29 +215,27 @@ struct Server::Impl {
   }
 
   void Read(const std::shared_ptr<Connection>& c) {
-    c->socket.async_read_some(asio::buffer(c->read_buffer), [this, c](const asio::error_code& ec,
-                                                                      std::size_t n) {
-      if (c->closed) return;
-      if (ec) {
-        Close(c, ec == asio::error::eof ? "peer closed" : ec.message());
-        return;
-      }
-      if (c->closing) return;  // a refused peer: ignore what else it says
-      c->decoder.Feed(std::string_view(c->read_buffer.data(), n));
-      for (;;) {
-        auto next = c->decoder.Next();
-        if (!next.ok()) {
-          bool too_large = next.status().message().find("exceeds the maximum") != std::string::npos;
-          Fail(c, too_large ? ErrorCode::kFrameTooLarge : ErrorCode::kMalformedFrame,
-               next.status().message());
-          return;
-        }
-        if (!next.value()) break;
-        OnFrame(c, std::move(*next.value()));
-        if (c->closing || c->closed) return;
-      }
-      Read(c);
-    });
+    c->socket.async_read_some(asio::buffer(c->read_buffer),
+                              [this, c](const asio::error_code& ec, std::size_t n) {
+                                if (c->closed) return;
+                                if (ec) {
+                                  Close(c, ec == asio::error::eof ? "peer closed" : ec.message());
+                                  return;
+                                }
+                                if (c->closing) return;  // a refused peer: ignore what else it says
+                                c->decoder.Feed(std::string_view(c->read_buffer.data(), n));
+                                for (;;) {
+                                  auto next = c->decoder.Next();
+                                  if (!next.ok()) {
+                                    Fail(c, c->decoder.error_code(), next.status().message());
+                                    return;
+                                  }
+                                  if (!next.value()) break;
+                                  OnFrame(c, std::move(*next.value()));
+                                  if (c->closing || c->closed) return;
+                                }
+                                Read(c);
+                              });
   }
 
   void OnFrame(const std::shared_ptr<Connection>& c, Frame frame) {

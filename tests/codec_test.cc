@@ -151,6 +151,16 @@ TEST(Codec, RefusesBadVersionUnknownTypeAndKind) {
     auto n = d.Next();
     ASSERT_FALSE(n.ok());
     EXPECT_NE(n.status().message().find("version 9"), std::string::npos);
+    EXPECT_EQ(d.error_code(), ErrorCode::kBadVersion);
+  }
+  {
+    // Judged from the header alone: the peer is told before its payload arrives.
+    std::string f = frame.substr(0, 5);
+    f[4] = 2;
+    FrameDecoder d;
+    d.Feed(f);
+    ASSERT_FALSE(d.Next().ok());
+    EXPECT_EQ(d.error_code(), ErrorCode::kBadVersion);
   }
   {
     std::string f = frame;

@@ -366,6 +366,17 @@ TEST_F(LatchkeydTest, MalformedTruncatedAndOversizedFramesCloseOnlyThatConnectio
     EXPECT_TRUE(c->WaitClosed());
   }
   {
+    auto c = Login(port(), 5);
+    std::string frame = EncodeFrame(Frame(core::Message(core::Heartbeat{1})));
+    frame[4] = 7;  // a future protocol version
+    c->SendRaw(frame);
+    auto e = c->ExpectError();
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->code, ErrorCode::kBadVersion);
+    EXPECT_NE(e->text.find("version 7"), std::string::npos) << e->text;
+    EXPECT_TRUE(c->WaitClosed());
+  }
+  {
     auto c = Login(port(), 4);
     std::string frame = EncodeFrame(Frame(core::Message(core::Heartbeat{1})));
     c->SendRaw(frame.substr(0, frame.size() - 3));  // truncated, then EOF
@@ -436,6 +447,48 @@ TEST_F(LatchkeydTest, LimitsAnswerWithClearNonFatalErrors) {
   // The connection still works.
   a->Send(core::Commit{1, g->token, 1, false, {{"a", "ok", false}}});
   ASSERT_TRUE(a->Expect<core::CommitAck>());
+}
+
+// Runs latchkeyd to completion (for option errors); returns its exit status
+// and fills `output` with what it printed.
+int RunLatchkeyd(const std::string& args, std::string* output) {
+  std::string command = std::string(LATCHKEYD_PATH) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return -1;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) output->append(buf, n);
+  int status = ::pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(LatchkeydTest, ConfigFileSetsOptionsAndRefusesUnknownKeys) {
+  std::string config = dir_.path() + "/latchkeyd.toml";
+  {
+    std::ofstream out(config);
+    out << "# latchkeyd settings\n"
+           "max-frame-bytes = 4096\n"
+           "fsync = \"never\"\n"
+           "lease-ms = 1500\n";
+  }
+  Start({"--config", config});
+  auto c = std::make_unique<Client>(port());
+  auto welcome = c->Authenticate(1);
+  ASSERT_TRUE(welcome && std::holds_alternative<WelcomeFrame>(*welcome));
+  EXPECT_EQ(std::get<WelcomeFrame>(*welcome).max_frame_bytes, 4096u);
+  EXPECT_EQ(std::get<WelcomeFrame>(*welcome).lease_us, 1'500'000u);
+  EXPECT_NE(daemon_->Log().find("fsync=never"), std::string::npos);
+
+  {
+    std::ofstream out(config);
+    out << "max-frame-byte = 4096\n";  // a typo
+  }
+  std::string output;
+  int status = RunLatchkeyd("--config " + config + " --data-dir " + dir_.path() +
+                                "/data2 --secret-file " + dir_.path() + "/secret",
+                            &output);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(output.find("max-frame-byte"), std::string::npos) << output;
 }
 
 TEST_F(LatchkeydTest, SigtermFlushesAndExitsCleanly) {
