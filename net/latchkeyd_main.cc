@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:7420";
   std::string secret_file;
   std::string fsync = "always";
+  std::string wal_damage = "refuse";
   std::string port_file;
   std::uint64_t lease_ms = 2000, recall_retry_ms = 250, idle_ms = 0, grace_ms = 0;
   app.add_option("--listen", listen, "host:port to listen on (port 0: any free port)")
@@ -29,6 +30,9 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", o.data_dir, "directory of the write-ahead log")->required();
   app.add_option("--secret-file", secret_file, "file holding the master secret")->required();
   app.add_option("--fsync", fsync, "always | batch | never (see net/PROTOCOL.md)")
+      ->capture_default_str();
+  app.add_option("--wal-damage", wal_damage,
+                 "refuse | truncate: a bad record with valid ones after it (see net/PROTOCOL.md)")
       ->capture_default_str();
   app.add_option("--fsync-interval-ms", o.fsync_interval_ms, "fsync period under --fsync batch")
       ->capture_default_str();
@@ -78,6 +82,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.fsync = policy.value();
+  auto damage = latchkey::net::ParseDamagePolicy(wal_damage);
+  if (!damage.ok()) {
+    std::cerr << "error: " << damage.status().message() << "\n";
+    return 2;
+  }
+  o.wal_damage = damage.value();
   std::ifstream in(secret_file, std::ios::binary);
   if (!in) {
     std::cerr << "error: cannot read --secret-file " << secret_file << "\n";

@@ -443,10 +443,16 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
   if (options.secret.empty()) return Status::Error("the shared secret is empty");
   auto impl = std::make_unique<Impl>(options);
   RecoveredLog recovered;
-  auto wal = Wal::Open(options.data_dir, options.fsync, &recovered);
+  auto wal = Wal::Open(options.data_dir, options.fsync, &recovered, options.wal_damage);
   if (!wal.ok()) return wal.status();
   impl->wal = std::move(wal.value());
-  if (!recovered.tail_problem.empty()) {
+  if (!recovered.damaged_copy.empty()) {
+    LogLine("error", "wal_damage_truncated",
+            "bytes=" + std::to_string(recovered.dropped_bytes) +
+                " reason=" + Quote(recovered.tail_problem) +
+                " next_valid_record=" + std::to_string(recovered.valid_record_after_problem) +
+                " copy=" + Quote(recovered.damaged_copy));
+  } else if (!recovered.tail_problem.empty()) {
     LogLine("warn", "wal_tail_dropped",
             "bytes=" + std::to_string(recovered.dropped_bytes) +
                 " reason=" + Quote(recovered.tail_problem));

@@ -33,6 +33,7 @@ struct ServerOptions {
   std::string data_dir;
   std::string secret;  // the master secret (see net/auth.h)
   FsyncPolicy fsync = FsyncPolicy::kAlways;
+  DamagePolicy wal_damage = DamagePolicy::kRefuse;
   std::uint32_t fsync_interval_ms = 10;  // --fsync batch
   core::StoreConfig store;
   std::uint32_t max_frame_bytes = 1u << 20;

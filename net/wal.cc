@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <variant>
 
 #include "net/codec.h"
@@ -122,7 +123,26 @@ Status WriteGeneration(const std::string& dir, std::uint64_t generation, std::st
   return SyncDir(dir);
 }
 
+// Whether a whole, valid record starts at `pos` of `d`.
+bool ValidRecordAt(const std::string& d, std::size_t pos) {
+  if (d.size() - pos < kRecordHeaderBytes) return false;
+  std::uint32_t length = static_cast<std::uint32_t>(GetLe(d.data() + pos, 4));
+  if (length == 0 || length > kMaxRecordBytes || d.size() - pos - kRecordHeaderBytes < length) {
+    return false;
+  }
+  std::string_view payload(d.data() + pos + kRecordHeaderBytes, length);
+  std::uint32_t crc = static_cast<std::uint32_t>(GetLe(d.data() + pos + 4, 4));
+  return Crc32(payload) == crc && DecodeRecord(payload).ok();
+}
+
 }  // namespace
+
+Result<DamagePolicy> ParseDamagePolicy(std::string_view text) {
+  if (text == "refuse") return DamagePolicy::kRefuse;
+  if (text == "truncate") return DamagePolicy::kTruncate;
+  return Status::Error("unknown log damage policy '" + std::string(text) +
+                       "' (expected refuse or truncate)");
+}
 
 Result<FsyncPolicy> ParseFsyncPolicy(std::string_view text) {
   if (text == "always") return FsyncPolicy::kAlways;
@@ -293,11 +313,21 @@ Result<RecoveredLog> Wal::Read(const std::string& path) {
   }
   log.valid_bytes = pos;
   log.dropped_bytes = d.size() - pos;
+  if (log.dropped_bytes > 0) {
+    // A crash mid-write leaves nothing valid after the tear; a valid record
+    // further on means the bytes at `pos` were damaged later.
+    for (std::size_t q = pos + 1; q + kRecordHeaderBytes < d.size(); ++q) {
+      if (ValidRecordAt(d, q)) {
+        log.valid_record_after_problem = q;
+        break;
+      }
+    }
+  }
   return log;
 }
 
 Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, FsyncPolicy policy,
-                                       RecoveredLog* recovered) {
+                                       RecoveredLog* recovered, DamagePolicy damage) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return Status::Error(Errno("mkdir " + dir));
   }
@@ -345,6 +375,23 @@ Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, FsyncPolicy polic
     }
   }
   std::string path = dir + "/" + FileName(log.generation);
+  if (log.valid_record_after_problem != 0) {
+    std::string where = path + ": bad record " + log.tail_problem +
+                        ", but a valid record follows at byte " +
+                        std::to_string(log.valid_record_after_problem);
+    if (damage == DamagePolicy::kRefuse) {
+      return Status::Error(where +
+                           ": the log is damaged, not torn; refusing to start rather than drop "
+                           "the records after the damage (--wal-damage truncate keeps a copy of "
+                           "the file and recovers the " +
+                           std::to_string(log.records.size()) + " records before it)");
+    }
+    log.damaged_copy = path + ".damaged-" + std::to_string(log.valid_bytes);
+    std::error_code ec;
+    std::filesystem::copy_file(path, log.damaged_copy,
+                               std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) return Status::Error("cannot keep a copy of " + where + ": " + ec.message());
+  }
   wal->fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (wal->fd_ < 0) return Status::Error(Errno("open " + path));
   if (log.dropped_bytes > 0) {

@@ -42,6 +42,17 @@ enum class FsyncPolicy { kAlways, kBatch, kNever };
 Result<FsyncPolicy> ParseFsyncPolicy(std::string_view text);
 std::string_view FsyncPolicyName(FsyncPolicy policy);
 
+// What Open does when a bad record is followed by valid ones: damage inside
+// the log (a bad disk block, a stray write), not a torn tail from a crash in
+// the middle of a write.
+//   refuse:   do not start, and say where (the default: recovering the
+//             prefix would silently drop acknowledged writes after the
+//             damage);
+//   truncate: keep a copy of the whole file as `<name>.damaged-<offset>`,
+//             then recover the prefix before the damage, as for a torn tail.
+enum class DamagePolicy { kRefuse, kTruncate };
+Result<DamagePolicy> ParseDamagePolicy(std::string_view text);
+
 inline constexpr std::uint32_t kMaxRecordBytes = 64u << 20;
 inline constexpr std::size_t kWalHeaderBytes = 16;
 inline constexpr std::size_t kRecordHeaderBytes = 8;
@@ -78,6 +89,10 @@ struct RecoveredLog {
   std::uint64_t valid_bytes = 0;    // file size after truncation
   std::uint64_t dropped_bytes = 0;  // torn or corrupt tail removed
   std::string tail_problem;         // why the tail was dropped; empty if clean
+  // Offset of the first valid record after the bad one, or 0: nonzero means
+  // the log is damaged, not torn (see DamagePolicy).
+  std::uint64_t valid_record_after_problem = 0;
+  std::string damaged_copy;  // where Open kept the damaged file (policy truncate)
 };
 
 struct WalStats {
@@ -94,9 +109,10 @@ class Wal {
  public:
   // Opens the newest generation in `dir` (creating the directory and a first
   // generation if there is none), recovers its records into `recovered` and
-  // truncates a bad tail.
+  // truncates a torn tail; damage inside the log is handled by `damage`.
   static Result<std::unique_ptr<Wal>> Open(const std::string& dir, FsyncPolicy policy,
-                                           RecoveredLog* recovered);
+                                           RecoveredLog* recovered,
+                                           DamagePolicy damage = DamagePolicy::kRefuse);
   ~Wal();
   Wal(const Wal&) = delete;
   Wal& operator=(const Wal&) = delete;

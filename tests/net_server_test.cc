@@ -491,6 +491,53 @@ TEST_F(LatchkeydTest, ConfigFileSetsOptionsAndRefusesUnknownKeys) {
   EXPECT_NE(output.find("max-frame-byte"), std::string::npos) << output;
 }
 
+// A log damaged in the middle (not torn at the end): latchkeyd refuses to
+// start and says where; with --wal-damage truncate it starts from the prefix
+// and keeps a copy of the damaged file.
+TEST_F(LatchkeydTest, DamagedLogRefusesToStartUnlessTruncateIsAsked) {
+  Start();
+  {
+    auto a = Login(port(), 1);
+    a->Send(core::Acquire{1, 1, {}, false});
+    auto g = a->Expect<core::Granted>();
+    ASSERT_TRUE(g);
+    for (std::uint64_t seq = 1; seq <= 40; ++seq) {
+      a->Send(core::Commit{1, g->token, seq, false, {{"k" + std::to_string(seq), "v", false}}});
+      ASSERT_TRUE(a->Expect<core::CommitAck>());
+    }
+  }
+  ASSERT_EQ(daemon_->Signal(SIGTERM), 0);
+  std::string log_path;
+  for (const auto& e : fs::directory_iterator(dir_.path() + "/data")) log_path = e.path().string();
+  auto size = fs::file_size(log_path);
+  {
+    std::fstream f(log_path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(size / 2));
+    f.put('\x7f');
+    f.seekp(static_cast<std::streamoff>(size / 2 + 1));
+    f.put('\x01');
+  }
+  std::string args = "--listen 127.0.0.1:0 --data-dir " + dir_.path() + "/data --secret-file " +
+                     dir_.path() + "/secret";
+  std::string output;
+  EXPECT_EQ(RunLatchkeyd(args, &output), 1);
+  EXPECT_NE(output.find("damaged, not torn"), std::string::npos) << output;
+  EXPECT_EQ(fs::file_size(log_path), size);  // refused: nothing dropped
+
+  Start({"--wal-damage", "truncate"});
+  EXPECT_NE(daemon_->Log().find("event=wal_damage_truncated"), std::string::npos);
+  bool copy_kept = false;
+  for (const auto& e : fs::directory_iterator(dir_.path() + "/data")) {
+    if (e.path().filename().string().find(".damaged-") != std::string::npos) {
+      copy_kept = fs::file_size(e.path()) == size;
+    }
+  }
+  EXPECT_TRUE(copy_kept);
+  auto b = Login(port(), 2);
+  b->Send(core::Heartbeat{1});
+  EXPECT_TRUE(b->Expect<core::HeartbeatAck>());
+}
+
 TEST_F(LatchkeydTest, SigtermFlushesAndExitsCleanly) {
   Start({"--fsync", "batch", "--fsync-interval-ms", "1000"});
   auto a = Login(port(), 1);

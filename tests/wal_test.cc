@@ -128,34 +128,95 @@ TEST(Wal, TornTailAtEveryByteOfTheLastRecord) {
   }
 }
 
-TEST(Wal, CorruptRecordInTheMiddleStopsRecoveryThere) {
-  TempDir dir;
+// Writes the sample records one flush each; returns the file offset after each.
+std::vector<std::uint64_t> WriteSampleOneByOne(const std::string& dir) {
   RecoveredLog log;
   std::vector<std::uint64_t> ends;
-  {
-    auto wal = OpenOrDie(dir.path(), &log);
-    for (const core::Record& r : SampleRecords()) {
-      wal->Append(r);
-      ASSERT_TRUE(wal->Flush().ok());
-      ends.push_back(wal->file_bytes());
-    }
+  auto wal = OpenOrDie(dir, &log);
+  for (const core::Record& r : SampleRecords()) {
+    wal->Append(r);
+    EXPECT_TRUE(wal->Flush().ok());
+    ends.push_back(wal->file_bytes());
   }
-  // Flip one payload byte of the third record.
+  return ends;
+}
+
+void FlipByte(const std::string& path, std::uint64_t offset) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.read(&c, 1);
+  f.seekp(static_cast<std::streamoff>(offset));
+  c = static_cast<char>(c ^ 0x40);
+  f.write(&c, 1);
+}
+
+std::string FileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A bad record with valid ones after it is damage, not a torn tail: by
+// default Open refuses, naming the file, the bad record and the next good one.
+TEST(Wal, DamageInTheMiddleIsRefusedByDefault) {
+  TempDir dir;
+  std::vector<std::uint64_t> ends = WriteSampleOneByOne(dir.path());
   std::string path = dir.path() + "/" + Wal::FileName(1);
-  {
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(ends[1] + kRecordHeaderBytes + 2));
-    char c = 0;
-    f.read(&c, 1);
-    f.seekp(static_cast<std::streamoff>(ends[1] + kRecordHeaderBytes + 2));
-    c = static_cast<char>(c ^ 0x40);
-    f.write(&c, 1);
-  }
-  auto wal = OpenOrDie(dir.path(), &log);
+  FlipByte(path, ends[1] + kRecordHeaderBytes + 2);  // a payload byte of the third record
+  std::string before = FileBytes(path);
+  RecoveredLog log;
+  auto wal = Wal::Open(dir.path(), FsyncPolicy::kAlways, &log);
+  ASSERT_FALSE(wal.ok());
+  const std::string& why = wal.status().message();
+  EXPECT_NE(why.find(Wal::FileName(1)), std::string::npos) << why;
+  EXPECT_NE(why.find("crc mismatch"), std::string::npos) << why;
+  EXPECT_NE(why.find("at byte " + std::to_string(ends[1])), std::string::npos) << why;
+  EXPECT_NE(why.find("valid record follows at byte " + std::to_string(ends[2])), std::string::npos)
+      << why;
+  EXPECT_EQ(FileBytes(path), before);  // nothing was changed or dropped
+}
+
+// With --wal-damage truncate, the prefix is recovered and the whole damaged
+// file is kept next to the log.
+TEST(Wal, DamageWithPolicyTruncateKeepsACopyAndRecoversThePrefix) {
+  TempDir dir;
+  std::vector<std::uint64_t> ends = WriteSampleOneByOne(dir.path());
+  std::string path = dir.path() + "/" + Wal::FileName(1);
+  FlipByte(path, ends[1] + kRecordHeaderBytes + 2);
+  std::string before = FileBytes(path);
+  RecoveredLog log;
+  auto wal = Wal::Open(dir.path(), FsyncPolicy::kAlways, &log, DamagePolicy::kTruncate);
+  ASSERT_TRUE(wal.ok()) << wal.status().message();
   EXPECT_EQ(log.records.size(), 2u);
   EXPECT_EQ(log.valid_bytes, ends[1]);
+  EXPECT_EQ(log.valid_record_after_problem, ends[2]);
   EXPECT_NE(log.tail_problem.find("crc mismatch"), std::string::npos) << log.tail_problem;
-  EXPECT_NE(log.tail_problem.find("at byte " + std::to_string(ends[1])), std::string::npos);
+  ASSERT_FALSE(log.damaged_copy.empty());
+  EXPECT_EQ(FileBytes(log.damaged_copy), before);
+  EXPECT_EQ(fs::file_size(path), ends[1]);
+  // The copy is not mistaken for a generation on the next start.
+  wal.value().reset();
+  auto again = OpenOrDie(dir.path(), &log);
+  EXPECT_EQ(log.records.size(), 2u);
+  EXPECT_TRUE(
+      fs::exists(dir.path() + "/" + Wal::FileName(1) + ".damaged-" + std::to_string(ends[1])));
+}
+
+// A crash while the file was being extended can leave zeros (or garbage)
+// after the last record: that is a torn tail, recovered without fuss.
+TEST(Wal, ZerosOrGarbageAfterTheLastRecordAreATornTail) {
+  for (char fill : {'\0', '\x5a'}) {
+    TempDir dir;
+    std::vector<std::uint64_t> ends = WriteSampleOneByOne(dir.path());
+    std::string path = dir.path() + "/" + Wal::FileName(1);
+    { std::ofstream(path, std::ios::app | std::ios::binary) << std::string(4096, fill); }
+    RecoveredLog log;
+    auto wal = OpenOrDie(dir.path(), &log);
+    EXPECT_EQ(log.records, SampleRecords());
+    EXPECT_EQ(log.valid_record_after_problem, 0u);
+    EXPECT_EQ(log.dropped_bytes, 4096u);
+    EXPECT_EQ(fs::file_size(path), ends.back());
+  }
 }
 
 TEST(Wal, RefusesAFileThatIsNotALog) {
