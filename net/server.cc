@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "net/auth.h"
@@ -74,6 +75,9 @@ struct Connection : std::enable_shared_from_this<Connection> {
 struct Server::Impl {
   explicit Impl(const ServerOptions& o)
       : options(o), store(o.store), acceptor(io), deadline_timer(io), sync_timer(io), signals(io) {}
+  ~Impl() {
+    if (compactor.joinable()) compactor.join();
+  }
 
   ServerOptions options;
   asio::io_context io;
@@ -89,6 +93,7 @@ struct Server::Impl {
   std::map<std::uint64_t, std::shared_ptr<Connection>> connections;
   std::map<std::pair<core::NodeKind, std::uint64_t>, std::shared_ptr<Connection>> routes;
   std::vector<core::Envelope> outbox;  // replies waiting for the group commit
+  std::thread compactor;               // writes a snapshot off the loop (see Compact)
   bool flush_posted = false;
   bool stopping = false;
   bool failed = false;
@@ -130,16 +135,47 @@ struct Server::Impl {
     if (wal->file_bytes() > options.compact_bytes) Compact();
   }
 
+  // The snapshot is taken here, on the loop thread (an in-memory copy of
+  // the live state); encoding, writing and fsyncing it happen on a helper
+  // thread while the loop keeps serving and logging (see Wal::BeginCompaction).
   void Compact() {
+    if (wal->compacting()) return;
+    auto snapshot = std::make_shared<std::vector<core::Record>>(log_state.Snapshot());
+    Result<std::uint64_t> next = wal->BeginCompaction();
+    if (!next.ok()) {
+      LogLine("error", "compaction_failed", "reason=" + Quote(next.status().message()));
+      return;
+    }
+    if (compactor.joinable()) compactor.join();  // the previous one has finished
     std::uint64_t before = wal->file_bytes();
-    Status s = wal->Compact(log_state.Snapshot());
+    std::uint64_t generation = next.value();
+    auto started = std::chrono::steady_clock::now();
+    compactor = std::thread([this, snapshot, generation, before, started] {
+      Status written = Wal::WriteSnapshot(wal->dir(), generation, *snapshot);
+      asio::post(io,
+                 [this, written, before, started] { FinishCompaction(written, before, started); });
+    });
+  }
+
+  void FinishCompaction(const Status& written, std::uint64_t before,
+                        std::chrono::steady_clock::time_point started) {
+    Status s = written;
+    if (s.ok()) {
+      s = wal->FinishCompaction();
+    } else {
+      wal->AbandonCompaction();
+    }
     if (!s.ok()) {
       LogLine("error", "compaction_failed", "reason=" + Quote(s.message()));
       return;
     }
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - started)
+                  .count();
     LogLine("info", "compacted",
-            "generation=" + std::to_string(wal->generation()) + " bytes_before=" +
-                std::to_string(before) + " bytes_after=" + std::to_string(wal->file_bytes()));
+            "generation=" + std::to_string(wal->generation()) +
+                " bytes_before=" + std::to_string(before) +
+                " bytes_after=" + std::to_string(wal->file_bytes()) + " ms=" + std::to_string(ms));
   }
 
   void Deliver(const core::Envelope& e) {

@@ -106,21 +106,36 @@ void AppendFramed(const core::Record& record, std::string* out) {
   out->replace(at, kRecordHeaderBytes, header);
 }
 
-// Writes `bytes` as generation `generation` atomically: temp file, fsync,
-// rename, fsync of the directory.
-Status WriteGeneration(const std::string& dir, std::uint64_t generation, std::string_view bytes) {
-  std::string final_path = dir + "/" + Wal::FileName(generation);
-  std::string tmp = final_path + ".tmp";
+std::string TempName(const std::string& dir, std::uint64_t generation) {
+  return dir + "/" + Wal::FileName(generation) + ".tmp";
+}
+
+// Writes and fsyncs `bytes` as generation `generation`'s temporary file.
+Status WriteTemp(const std::string& dir, std::uint64_t generation, std::string_view bytes) {
+  std::string tmp = TempName(dir, generation);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::Error(Errno("create " + tmp));
   Status s = WriteAll(fd, bytes);
   if (s.ok() && ::fsync(fd) != 0) s = Status::Error(Errno("fsync " + tmp));
   ::close(fd);
-  if (!s.ok()) return s;
+  return s;
+}
+
+// Makes generation `generation`'s temporary file the generation: rename,
+// then fsync of the directory so the rename survives a crash.
+Status PublishTemp(const std::string& dir, std::uint64_t generation) {
+  std::string tmp = TempName(dir, generation);
+  std::string final_path = dir + "/" + Wal::FileName(generation);
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
     return Status::Error(Errno("rename " + tmp));
   }
   return SyncDir(dir);
+}
+
+// Writes `bytes` as generation `generation` atomically.
+Status WriteGeneration(const std::string& dir, std::uint64_t generation, std::string_view bytes) {
+  Status s = WriteTemp(dir, generation, bytes);
+  return s.ok() ? PublishTemp(dir, generation) : s;
 }
 
 // Whether a whole, valid record starts at `pos` of `d`.
@@ -435,6 +450,7 @@ Status Wal::Flush() {
   if (pending_.empty()) return Status::Ok();
   Status s = WriteAll(fd_, pending_);
   if (!s.ok()) return s;
+  if (compacting_) flushed_while_compacting_ += pending_;
   file_bytes_ += pending_.size();
   stats_.last_batch_records = pending_records_;
   ++stats_.flushes;
@@ -451,24 +467,70 @@ Status Wal::Sync() {
 }
 
 Status Wal::Compact(const std::vector<core::Record>& snapshot) {
+  Result<std::uint64_t> next = BeginCompaction();
+  if (!next.ok()) return next.status();
+  Status s = WriteSnapshot(dir_, next.value(), snapshot);
+  if (!s.ok()) {
+    AbandonCompaction();
+    return s;
+  }
+  return FinishCompaction();
+}
+
+Result<std::uint64_t> Wal::BeginCompaction() {
+  if (compacting_) return Status::Error("a compaction is already running");
   Status s = Flush();
   if (!s.ok()) return s;
-  std::uint64_t next = generation_ + 1;
-  std::string bytes = Header(next);
+  compacting_ = true;
+  flushed_while_compacting_.clear();
+  return generation_ + 1;
+}
+
+Status Wal::WriteSnapshot(const std::string& dir, std::uint64_t generation,
+                          const std::vector<core::Record>& snapshot) {
+  std::string bytes = Header(generation);
   for (const core::Record& r : snapshot) AppendFramed(r, &bytes);
-  s = WriteGeneration(dir_, next, bytes);
-  if (!s.ok()) return s;
-  std::string path = dir_ + "/" + FileName(next);
-  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (fd < 0) return Status::Error(Errno("open " + path));
+  return WriteTemp(dir, generation, bytes);
+}
+
+Status Wal::FinishCompaction() {
+  if (!compacting_) return Status::Error("no compaction is running");
+  Status s = Flush();
+  if (!s.ok()) {
+    AbandonCompaction();
+    return s;
+  }
+  std::uint64_t next = generation_ + 1;
+  std::string tmp = TempName(dir_, next);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) s = Status::Error(Errno("open " + tmp));
+  // The records flushed to the old generation since BeginCompaction.
+  if (s.ok()) s = WriteAll(fd, flushed_while_compacting_);
+  if (s.ok() && ::fsync(fd) != 0) s = Status::Error(Errno("fsync " + tmp));
+  struct stat st {};
+  if (s.ok() && ::fstat(fd, &st) != 0) s = Status::Error(Errno("stat " + tmp));
+  if (s.ok()) s = PublishTemp(dir_, next);
+  if (!s.ok()) {
+    if (fd >= 0) ::close(fd);
+    AbandonCompaction();
+    return s;
+  }
   ::close(fd_);
   ::unlink((dir_ + "/" + FileName(generation_)).c_str());
   fd_ = fd;
   generation_ = next;
-  file_bytes_ = bytes.size();
+  file_bytes_ = static_cast<std::uint64_t>(st.st_size);
   unsynced_ = false;
+  compacting_ = false;
+  flushed_while_compacting_.clear();
   ++stats_.compactions;
   return Status::Ok();
+}
+
+void Wal::AbandonCompaction() {
+  compacting_ = false;
+  flushed_while_compacting_.clear();
+  ::unlink(TempName(dir_, generation_ + 1).c_str());
 }
 
 }  // namespace latchkey::net

@@ -126,8 +126,28 @@ class Wal {
   // Fsyncs whatever was written (the batch policy's timer; shutdown).
   Status Sync();
   // Starts a new generation holding `snapshot` (see LogState::Snapshot),
-  // which must describe every record appended so far.
+  // which must describe every record appended so far. All three steps below
+  // on the calling thread.
   Status Compact(const std::vector<core::Record>& snapshot);
+
+  // Compaction in three steps, so the slow part (encoding, writing and
+  // fsyncing the snapshot) can run off the owner's thread while the log keeps
+  // taking records:
+  //   1. BeginCompaction (owner): flushes, and returns the next generation
+  //      number; from now on every flushed byte is also kept for step 3.
+  //   2. WriteSnapshot (any thread; it touches only the new generation's
+  //      temporary file): writes and fsyncs the snapshot, taken at step 1.
+  //   3. FinishCompaction (owner): appends the records flushed since step 1
+  //      to the temporary file, fsyncs it, renames it into place and switches
+  //      to it; or AbandonCompaction if step 2 failed.
+  // A crash before the rename leaves the old generation, complete.
+  Result<std::uint64_t> BeginCompaction();
+  static Status WriteSnapshot(const std::string& dir, std::uint64_t generation,
+                              const std::vector<core::Record>& snapshot);
+  Status FinishCompaction();
+  void AbandonCompaction();
+  bool compacting() const { return compacting_; }
+  const std::string& dir() const { return dir_; }
 
   std::uint64_t generation() const { return generation_; }
   std::uint64_t file_bytes() const { return file_bytes_; }
@@ -150,6 +170,8 @@ class Wal {
   bool unsynced_ = false;
   std::string pending_;
   std::uint64_t pending_records_ = 0;
+  bool compacting_ = false;
+  std::string flushed_while_compacting_;
   WalStats stats_;
 };
 

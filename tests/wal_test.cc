@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "core/store.h"
 #include "tests/net_gen.h"
@@ -263,6 +264,84 @@ TEST(Wal, CompactionStartsANewGenerationAndRemovesTheOld) {
   expected.push_back(core::StoreStartedRecord{2});
   EXPECT_EQ(log.records, expected);
   EXPECT_FALSE(fs::exists(dir.path() + "/" + Wal::FileName(3) + ".tmp"));
+}
+
+// Compaction in steps: the snapshot is written on another thread while the
+// log keeps taking records; the new generation holds the snapshot and then
+// every record flushed meanwhile. Before FinishCompaction, a crash (here: a
+// reopen) recovers the old generation, complete.
+TEST(Wal, BackgroundCompactionKeepsRecordsFlushedMeanwhile) {
+  TempDir dir;
+  RecoveredLog log;
+  LogState state;
+  auto wal = OpenOrDie(dir.path(), &log);
+  auto commit = [](std::uint64_t seq) -> core::Record {
+    return core::CommitRecord{1, 0, seq, false, {{"k" + std::to_string(seq % 4), "v", false}}};
+  };
+  std::vector<core::Record> everything;
+  for (std::uint64_t seq = 1; seq <= 40; ++seq) {
+    wal->Append(commit(seq));
+    state.Apply(commit(seq));
+    everything.push_back(commit(seq));
+  }
+  ASSERT_TRUE(wal->Flush().ok());
+  std::vector<core::Record> snapshot = state.Snapshot();
+  Result<std::uint64_t> next = wal->BeginCompaction();
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next.value(), 2u);
+  EXPECT_FALSE(wal->BeginCompaction().ok());  // one at a time
+  Status written;
+  std::thread writer([&] { written = Wal::WriteSnapshot(dir.path(), next.value(), snapshot); });
+  std::vector<core::Record> meanwhile;
+  for (std::uint64_t seq = 41; seq <= 60; ++seq) {
+    wal->Append(commit(seq));
+    ASSERT_TRUE(wal->Flush().ok());
+    meanwhile.push_back(commit(seq));
+    everything.push_back(commit(seq));
+  }
+  writer.join();
+  ASSERT_TRUE(written.ok()) << written.message();
+  {
+    // A crash now: the temporary file is ignored, the old generation is whole.
+    RecoveredLog before;
+    auto read = Wal::Read(dir.path() + "/" + Wal::FileName(1));
+    ASSERT_TRUE(read.ok());
+    EXPECT_EQ(read.value().records, everything);
+    EXPECT_TRUE(fs::exists(dir.path() + "/" + Wal::FileName(2) + ".tmp"));
+  }
+  ASSERT_TRUE(wal->FinishCompaction().ok());
+  EXPECT_EQ(wal->generation(), 2u);
+  EXPECT_FALSE(wal->compacting());
+  EXPECT_EQ(wal->stats().compactions, 1u);
+  EXPECT_EQ(wal->file_bytes(), fs::file_size(dir.path() + "/" + Wal::FileName(2)));
+  wal->Append(core::StoreStartedRecord{2});
+  ASSERT_TRUE(wal->Flush().ok());
+  wal.reset();
+  EXPECT_FALSE(fs::exists(dir.path() + "/" + Wal::FileName(1)));
+  auto reopened = OpenOrDie(dir.path(), &log);
+  std::vector<core::Record> expected = snapshot;
+  expected.insert(expected.end(), meanwhile.begin(), meanwhile.end());
+  expected.push_back(core::StoreStartedRecord{2});
+  EXPECT_EQ(log.records, expected);
+}
+
+TEST(Wal, AbandonedCompactionLeavesTheOldGenerationInUse) {
+  TempDir dir;
+  RecoveredLog log;
+  auto wal = OpenOrDie(dir.path(), &log);
+  wal->Append(core::StoreStartedRecord{1});
+  Result<std::uint64_t> next = wal->BeginCompaction();
+  ASSERT_TRUE(next.ok());
+  ASSERT_TRUE(Wal::WriteSnapshot(dir.path(), next.value(), {}).ok());
+  wal->AbandonCompaction();
+  EXPECT_FALSE(fs::exists(dir.path() + "/" + Wal::FileName(2) + ".tmp"));
+  wal->Append(core::StoreStartedRecord{2});
+  ASSERT_TRUE(wal->Flush().ok());
+  EXPECT_EQ(wal->generation(), 1u);
+  wal.reset();
+  auto reopened = OpenOrDie(dir.path(), &log);
+  EXPECT_EQ(log.records,
+            (std::vector<core::Record>{core::StoreStartedRecord{1}, core::StoreStartedRecord{2}}));
 }
 
 // Drives a real Store with random traffic (with restarts), logging what it
