@@ -10,6 +10,31 @@
 using latchkey::net::FsyncPolicy;
 using latchkey::net::ServerOptions;
 
+namespace {
+
+// "host:port" -> (host, port); an error names the option and the value.
+bool ParseHostPort(const std::string& option, const std::string& text, std::string* host,
+                   std::uint16_t* port) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "error: " << option << " must be host:port, got '" << text << "'\n";
+    return false;
+  }
+  *host = text.substr(0, colon);
+  try {
+    std::size_t used = 0;
+    unsigned long p = std::stoul(text.substr(colon + 1), &used);
+    if (p > 65535 || used != text.size() - colon - 1) throw std::out_of_range("port");
+    *port = static_cast<std::uint16_t>(p);
+  } catch (const std::exception&) {
+    std::cerr << "error: bad port in " << option << " '" << text << "'\n";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"latchkeyd: the Latchkey store server"};
   app.set_version_flag("--version", std::string("latchkeyd ") + LATCHKEY_VERSION);
@@ -24,6 +49,7 @@ int main(int argc, char** argv) {
   std::string fsync = "always";
   std::string wal_damage = "refuse";
   std::string port_file;
+  std::string metrics_listen;
   std::uint64_t lease_ms = 2000, recall_retry_ms = 250, idle_ms = 0, grace_ms = 0;
   app.add_option("--listen", listen, "host:port to listen on (port 0: any free port)")
       ->capture_default_str();
@@ -59,22 +85,19 @@ int main(int argc, char** argv) {
   app.add_option("--auth-timeout-ms", o.auth_timeout_ms)->capture_default_str();
   app.add_option("--compact-bytes", o.compact_bytes, "compact the log past this size")
       ->capture_default_str();
-  app.add_option("--port-file", port_file, "write the bound port here once listening");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "host:port of the Prometheus endpoint (GET /metrics); off if not given");
+  app.add_option(
+      "--port-file", port_file,
+      "write the bound port (and the metrics port on a second line) here once listening");
   CLI11_PARSE(app, argc, argv);
 
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos) {
-    std::cerr << "error: --listen must be host:port\n";
-    return 2;
-  }
-  o.listen_host = listen.substr(0, colon);
-  try {
-    unsigned long port = std::stoul(listen.substr(colon + 1));
-    if (port > 65535) throw std::out_of_range("port");
-    o.listen_port = static_cast<std::uint16_t>(port);
-  } catch (const std::exception&) {
-    std::cerr << "error: bad port in --listen " << listen << "\n";
-    return 2;
+  if (!ParseHostPort("--listen", listen, &o.listen_host, &o.listen_port)) return 2;
+  if (!metrics_listen.empty()) {
+    o.metrics = true;
+    if (!ParseHostPort("--metrics-listen", metrics_listen, &o.metrics_host, &o.metrics_port)) {
+      return 2;
+    }
   }
   auto policy = latchkey::net::ParseFsyncPolicy(fsync);
   if (!policy.ok()) {
@@ -118,6 +141,7 @@ int main(int argc, char** argv) {
     {
       std::ofstream out(tmp);
       out << server.value()->port() << "\n";
+      if (o.metrics) out << server.value()->metrics_port() << "\n";
     }
     std::rename(tmp.c_str(), port_file.c_str());
   }

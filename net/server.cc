@@ -11,6 +11,7 @@
 
 #include "net/auth.h"
 #include "net/codec.h"
+#include "net/metrics.h"
 
 namespace latchkey::net {
 
@@ -72,6 +73,17 @@ struct Connection : std::enable_shared_from_this<Connection> {
   std::array<char, 64 * 1024> read_buffer;
 };
 
+// One HTTP request to the metrics endpoint.
+struct MetricsScrape {
+  explicit MetricsScrape(asio::ip::tcp::socket s)
+      : socket(std::move(s)), timer(socket.get_executor()) {}
+  asio::ip::tcp::socket socket;
+  asio::steady_timer timer;
+  std::array<char, 2048> buffer;
+  std::string request;
+  std::string response;
+};
+
 struct Server::Impl {
   explicit Impl(const ServerOptions& o)
       : options(o), store(o.store), acceptor(io), deadline_timer(io), sync_timer(io), signals(io) {}
@@ -93,19 +105,37 @@ struct Server::Impl {
   std::map<std::uint64_t, std::shared_ptr<Connection>> connections;
   std::map<std::pair<core::NodeKind, std::uint64_t>, std::shared_ptr<Connection>> routes;
   std::vector<core::Envelope> outbox;  // replies waiting for the group commit
-  std::thread compactor;               // writes a snapshot off the loop (see Compact)
+  asio::ip::tcp::acceptor metrics_acceptor{io};
+  struct {
+    // Acquires not yet answered, by (process id, session): their wait time.
+    std::map<std::pair<std::uint64_t, core::SessionId>, core::Time> waiting_since;
+    // The live tenure of each session: (token, granted at), for hold times.
+    std::map<core::SessionId, std::pair<core::Token, core::Time>> granted_at;
+    Histogram wait_seconds = Histogram::Exponential(100e-6, 2, 18);  // 100 us .. 13 s
+    Histogram hold_seconds = Histogram::Exponential(100e-6, 2, 20);  // 100 us .. 52 s
+    std::map<core::Reason, std::uint64_t> refusals;
+    std::map<core::Reason, std::uint64_t> revocations;
+    std::map<ErrorCode, std::uint64_t> connection_errors;
+    std::array<std::uint64_t, 32> messages_received{};
+    std::array<std::uint64_t, 32> messages_sent{};
+  } metrics;
+  std::thread compactor;  // writes a snapshot off the loop (see Compact)
   bool flush_posted = false;
   bool stopping = false;
   bool failed = false;
 
   // ---- the core ------------------------------------------------------------
 
-  void Apply(core::Effects fx) {
+  void Apply(core::Time now, core::Effects fx) {
     for (core::Record& r : fx.persist) {
       wal->Append(r);
       log_state.Apply(r);
+      Observe(now, r);
     }
-    for (core::Envelope& e : fx.send) outbox.push_back(std::move(e));
+    for (core::Envelope& e : fx.send) {
+      Observe(now, e);
+      outbox.push_back(std::move(e));
+    }
     if (wal->has_pending() || !outbox.empty()) PostFlush();
     Arm(fx.next_deadline);
   }
@@ -197,7 +227,8 @@ struct Server::Impl {
     deadline_timer.async_wait([this, deadline](const asio::error_code& ec) {
       if (ec || deadline != armed_deadline) return;
       armed_deadline = core::kNever;
-      Apply(store.OnTick(NowUs()));
+      core::Time now = NowUs();
+      Apply(now, store.OnTick(now));
     });
   }
 
@@ -210,6 +241,175 @@ struct Server::Impl {
       if (!s.ok()) LogLine("error", "wal_sync_failed", "reason=" + Quote(s.message()));
       ScheduleSync();
     });
+  }
+
+  // ---- metrics (B10) ------------------------------------------------------
+
+  void Observe(core::Time now, const core::Record& r) {
+    if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
+      metrics.granted_at[g->session] = {g->token, now};
+    } else if (const auto* end = std::get_if<core::TenureEndRecord>(&r)) {
+      auto it = metrics.granted_at.find(end->session);
+      if (it != metrics.granted_at.end() && it->second.first == end->token) {
+        metrics.hold_seconds.Observe(static_cast<double>(now - it->second.second) / 1e6);
+        metrics.granted_at.erase(it);
+      }
+    }
+  }
+
+  void Observe(core::Time now, const core::Envelope& e) {
+    const core::Message& m = e.message;
+    auto waited = [&](core::SessionId session, bool granted) {
+      auto it = metrics.waiting_since.find({e.to.id, session});
+      if (it == metrics.waiting_since.end()) return;
+      if (granted) metrics.wait_seconds.Observe(static_cast<double>(now - it->second) / 1e6);
+      metrics.waiting_since.erase(it);
+    };
+    if (const auto* g = std::get_if<core::Granted>(&m)) {
+      waited(g->session, true);
+    } else if (const auto* b = std::get_if<core::Busy>(&m)) {
+      waited(b->session, false);
+      ++metrics.refusals[core::Reason::kBusy];
+    } else if (const auto* c = std::get_if<core::CancelAck>(&m)) {
+      waited(c->session, false);
+    } else if (const auto* r = std::get_if<core::Rejected>(&m)) {
+      if (r->what == static_cast<std::uint8_t>(core::MessageKind::kAcquire)) {
+        waited(r->session, false);
+      }
+      ++metrics.refusals[r->reason];
+    } else if (const auto* v = std::get_if<core::Revoked>(&m)) {
+      ++metrics.revocations[v->reason];
+    }
+    ++metrics.messages_sent[static_cast<std::size_t>(core::KindOf(m))];
+  }
+
+  std::string RenderMetrics() const {
+    std::string out;
+    const core::StoreStats& st = store.stats();
+    RenderCounter("latchkey_grants_total", "Locks granted (R1).", st.grants, &out);
+    RenderCounter("latchkey_queued_total", "Requests buffered behind a holder (R4).", st.queued,
+                  &out);
+    RenderCounter("latchkey_recalls_total", "Recalls sent to holders (R7).", st.recalls, &out);
+    RenderCounter("latchkey_lease_expiries_total", "Process leases that ran out (B1).",
+                  st.lease_expiries, &out);
+    RenderCounter("latchkey_commits_total", "Commits applied (R5).", st.commits, &out);
+    std::vector<std::pair<std::string, double>> by_reason;
+    for (const auto& [reason, n] : metrics.refusals) {
+      by_reason.emplace_back(std::string(core::ReasonName(reason)), static_cast<double>(n));
+    }
+    RenderLabeled("latchkey_rejects_total",
+                  "Requests the store refused (Rejected, and Busy for try-locks), by reason.",
+                  "counter", "reason", by_reason, &out);
+    by_reason.clear();
+    for (const auto& [reason, n] : metrics.revocations) {
+      by_reason.emplace_back(std::string(core::ReasonName(reason)), static_cast<double>(n));
+    }
+    RenderLabeled("latchkey_revocations_total",
+                  "Tenures ended without the holder asking, by reason.", "counter", "reason",
+                  by_reason, &out);
+
+    std::size_t held = 0, queued = 0, longest = 0;
+    for (const auto& [id, session] : store.state().sessions) {
+      held += session.tenure ? 1 : 0;
+      queued += session.queue.size();
+      longest = std::max(longest, session.queue.size());
+    }
+    RenderGauge("latchkey_sessions", "Sessions the store knows.",
+                static_cast<double>(store.state().sessions.size()), &out);
+    RenderGauge("latchkey_sessions_held", "Sessions whose lock a process holds.",
+                static_cast<double>(held), &out);
+    RenderGauge("latchkey_queue_length", "Requests buffered, over all sessions.",
+                static_cast<double>(queued), &out);
+    RenderGauge("latchkey_queue_length_max", "The longest queue of any one session.",
+                static_cast<double>(longest), &out);
+    RenderGauge("latchkey_epoch", "This store life's epoch (bumped by every restart, B7).",
+                static_cast<double>(store.state().epoch), &out);
+    metrics.wait_seconds.Render("latchkey_wait_seconds", "From an Acquire's arrival to its grant.",
+                                &out);
+    metrics.hold_seconds.Render("latchkey_hold_seconds", "From a grant to the end of its tenure.",
+                                &out);
+
+    const WalStats& w = wal->stats();
+    RenderCounter("latchkey_wal_records_total", "Records appended to the log.", w.records, &out);
+    RenderCounter("latchkey_wal_flushes_total", "Group commits written.", w.flushes, &out);
+    RenderCounter("latchkey_wal_fsyncs_total", "fdatasync calls on the log.", w.fsyncs, &out);
+    RenderCounter("latchkey_wal_compactions_total", "Log compactions finished.", w.compactions,
+                  &out);
+    RenderGauge("latchkey_wal_bytes", "Size of the current log generation.",
+                static_cast<double>(wal->file_bytes()), &out);
+    w.fsync_seconds.Render("latchkey_wal_fsync_seconds", "Latency of each fdatasync of the log.",
+                           &out);
+    w.batch_records.Render("latchkey_wal_batch_records",
+                           "Records per group commit (one write, one fsync under always).", &out);
+
+    std::size_t authenticated = 0;
+    for (const auto& [id, c] : connections) authenticated += c->authenticated ? 1 : 0;
+    RenderGauge("latchkey_connections", "Open client connections.",
+                static_cast<double>(connections.size()), &out);
+    RenderGauge("latchkey_connections_authenticated", "Open connections that authenticated.",
+                static_cast<double>(authenticated), &out);
+    RenderCounter("latchkey_connections_total", "Client connections accepted.",
+                  static_cast<double>(next_connection_id - 1), &out);
+    std::vector<std::pair<std::string, double>> by_code;
+    for (const auto& [code, n] : metrics.connection_errors) {
+      by_code.emplace_back(std::string(ErrorCodeName(code)), static_cast<double>(n));
+    }
+    RenderLabeled("latchkey_errors_total", "Error frames sent to clients, by code.", "counter",
+                  "code", by_code, &out);
+    std::vector<std::pair<std::string, double>> received, sent;
+    for (std::size_t k = 0; k < metrics.messages_sent.size(); ++k) {
+      if (metrics.messages_received[k] == 0 && metrics.messages_sent[k] == 0) continue;
+      auto name = std::string(core::MessageKindName(static_cast<core::MessageKind>(k)));
+      if (metrics.messages_received[k] != 0) {
+        received.emplace_back(name, static_cast<double>(metrics.messages_received[k]));
+      }
+      if (metrics.messages_sent[k] != 0) {
+        sent.emplace_back(name, static_cast<double>(metrics.messages_sent[k]));
+      }
+    }
+    RenderLabeled("latchkey_messages_received_total", "Messages from clients, by kind.", "counter",
+                  "kind", received, &out);
+    RenderLabeled("latchkey_messages_sent_total", "Messages the store sent, by kind.", "counter",
+                  "kind", sent, &out);
+    return out;
+  }
+
+  void AcceptMetrics() {
+    metrics_acceptor.async_accept([this](const asio::error_code& ec, asio::ip::tcp::socket socket) {
+      if (ec) {
+        if (ec == asio::error::operation_aborted || stopping) return;
+        AcceptMetrics();
+        return;
+      }
+      auto scrape = std::make_shared<MetricsScrape>(std::move(socket));
+      // A scraper that never finishes its request is dropped.
+      scrape->timer.expires_after(std::chrono::seconds(5));
+      scrape->timer.async_wait([scrape](const asio::error_code& e) {
+        asio::error_code ignored;
+        if (!e) scrape->socket.close(ignored);
+      });
+      ReadScrape(scrape);
+      AcceptMetrics();
+    });
+  }
+
+  void ReadScrape(const std::shared_ptr<MetricsScrape>& scrape) {
+    scrape->socket.async_read_some(
+        asio::buffer(scrape->buffer), [this, scrape](const asio::error_code& ec, std::size_t n) {
+          if (ec) return;
+          scrape->request.append(scrape->buffer.data(), n);
+          bool complete = scrape->request.find("\r\n\r\n") != std::string::npos;
+          if (!complete && scrape->request.size() < 8192) return ReadScrape(scrape);
+          scrape->response = MetricsHttpResponse(scrape->request, RenderMetrics());
+          asio::async_write(scrape->socket, asio::buffer(scrape->response),
+                            [scrape](const asio::error_code&, std::size_t) {
+                              asio::error_code ignored;
+                              scrape->socket.shutdown(asio::ip::tcp::socket::shutdown_both,
+                                                      ignored);
+                              scrape->socket.close(ignored);
+                              scrape->timer.cancel();
+                            });
+        });
   }
 
   // ---- connections -------------------------------------------------------
@@ -295,7 +495,12 @@ struct Server::Impl {
     if (!CheckLimits(c, *message)) return;
     // B9: the sender is the authenticated identity, never a field of the frame.
     core::Envelope env{c->address, store.address(), std::move(*message)};
-    Apply(store.OnMessage(NowUs(), env));
+    core::Time now = NowUs();
+    ++metrics.messages_received[static_cast<std::size_t>(kind)];
+    if (const auto* a = std::get_if<core::Acquire>(&env.message)) {
+      metrics.waiting_since.try_emplace({c->address.id, a->session}, now);
+    }
+    Apply(now, store.OnMessage(now, env));
   }
 
   void OnHello(const std::shared_ptr<Connection>& c, const HelloFrame& hello) {
@@ -380,6 +585,7 @@ struct Server::Impl {
   // A non-fatal refusal: the connection stays.
   void Refuse(const std::shared_ptr<Connection>& c, ErrorCode code, core::MessageKind what,
               core::SessionId session, const std::string& text) {
+    ++metrics.connection_errors[code];
     LogLine("info", "refused",
             "conn=" + std::to_string(c->id) + " code=" + std::string(ErrorCodeName(code)) +
                 " reason=" + Quote(text));
@@ -389,6 +595,7 @@ struct Server::Impl {
   // A fatal error: say why, then close this connection only.
   void Fail(std::shared_ptr<Connection> c, ErrorCode code, const std::string& text) {
     if (c->closing || c->closed) return;
+    ++metrics.connection_errors[code];
     LogLine("warn", "connection_error",
             "conn=" + std::to_string(c->id) + " code=" + std::string(ErrorCodeName(code)) +
                 " reason=" + Quote(text));
@@ -450,6 +657,7 @@ struct Server::Impl {
     LogLine("info", "stopping", "");
     asio::error_code ignored;
     acceptor.close(ignored);
+    metrics_acceptor.close(ignored);
     signals.cancel(ignored);
     // Finish in-flight commits: the records of events already handled are
     // written and synced, and their replies go out before we close.
@@ -507,7 +715,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
               " epoch=" + std::to_string(impl->store.state().epoch) +
               " last_token=" + std::to_string(impl->store.state().last_token) +
               " fsync=" + std::string(FsyncPolicyName(options.fsync)));
-  impl->Apply(std::move(fx));
+  impl->Apply(now, std::move(fx));
   impl->Flush();
   if (impl->failed) return Status::Error("could not write the log");
   Status synced = impl->wal->Sync();
@@ -525,7 +733,27 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
     return Status::Error("cannot listen on " + options.listen_host + ":" +
                          std::to_string(options.listen_port) + ": " + ec.message());
   }
+  if (options.metrics) {
+    auto metrics_address = asio::ip::make_address(options.metrics_host, ec);
+    if (ec) {
+      return Status::Error("bad metrics address '" + options.metrics_host + "': " + ec.message());
+    }
+    asio::ip::tcp::endpoint metrics_endpoint(metrics_address, options.metrics_port);
+    impl->metrics_acceptor.open(metrics_endpoint.protocol(), ec);
+    if (!ec) impl->metrics_acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+    if (!ec) impl->metrics_acceptor.bind(metrics_endpoint, ec);
+    if (!ec) impl->metrics_acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return Status::Error("cannot listen for metrics on " + options.metrics_host + ":" +
+                           std::to_string(options.metrics_port) + ": " + ec.message());
+    }
+  }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+std::uint16_t Server::metrics_port() const {
+  if (!impl_->metrics_acceptor.is_open()) return 0;
+  return impl_->metrics_acceptor.local_endpoint().port();
 }
 
 std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
@@ -541,6 +769,11 @@ void Server::Run() {
   });
   LogLine("info", "listening", "host=" + s.options.listen_host + " port=" + std::to_string(port()));
   s.Accept();
+  if (s.metrics_acceptor.is_open()) {
+    LogLine("info", "metrics_listening",
+            "host=" + s.options.metrics_host + " port=" + std::to_string(metrics_port()));
+    s.AcceptMetrics();
+  }
   s.ScheduleSync();
   s.io.run();
   if (!s.failed) {

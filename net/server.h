@@ -30,6 +30,11 @@ namespace latchkey::net {
 struct ServerOptions {
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 7420;  // 0 picks a free port (see port())
+  // The Prometheus endpoint (GET /metrics over HTTP/1.1, no authentication:
+  // keep it on a loopback or otherwise private address); off unless set.
+  bool metrics = false;
+  std::string metrics_host = "127.0.0.1";
+  std::uint16_t metrics_port = 0;  // 0 picks a free port (see metrics_port())
   std::string data_dir;
   std::string secret;  // the master secret (see net/auth.h)
   FsyncPolicy fsync = FsyncPolicy::kAlways;
@@ -55,6 +60,8 @@ class Server {
   ~Server();
 
   std::uint16_t port() const;
+  // The metrics endpoint's port, or 0 if it is off.
+  std::uint16_t metrics_port() const;
   // Serves until Stop, then finishes in-flight commits and flushes the log.
   void Run();
   // Graceful shutdown; callable from any thread or a signal handler's strand.

@@ -442,6 +442,7 @@ Status Wal::SyncFd() {
   ++stats_.fsyncs;
   stats_.fsync_us_total += us;
   stats_.fsync_us_max = std::max(stats_.fsync_us_max, us);
+  stats_.fsync_seconds.Observe(static_cast<double>(us) / 1e6);
   unsynced_ = false;
   return Status::Ok();
 }
@@ -453,6 +454,7 @@ Status Wal::Flush() {
   if (compacting_) flushed_while_compacting_ += pending_;
   file_bytes_ += pending_.size();
   stats_.last_batch_records = pending_records_;
+  stats_.batch_records.Observe(static_cast<double>(pending_records_));
   ++stats_.flushes;
   pending_.clear();
   pending_records_ = 0;

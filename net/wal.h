@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/effects.h"
+#include "net/metrics.h"
 #include "net/status.h"
 
 namespace latchkey::net {
@@ -103,6 +104,8 @@ struct WalStats {
   std::uint64_t fsync_us_total = 0;
   std::uint64_t fsync_us_max = 0;
   std::uint64_t compactions = 0;
+  Histogram fsync_seconds = Histogram::Exponential(50e-6, 2, 16);  // 50 us .. 1.6 s
+  Histogram batch_records = Histogram::Exponential(1, 2, 14);      // 1 .. 8192 records
 };
 
 class Wal {

@@ -184,6 +184,20 @@ class Client {
     SendRaw(EncodeFrame(Frame(hello)));
     return Recv();
   }
+  // Everything the server sends until it closes the connection.
+  std::string ReadAll(std::chrono::milliseconds timeout = 3000ms) {
+    std::string all;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[65536];
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      all.append(buf, static_cast<std::size_t>(n));
+    }
+    return all;
+  }
   bool connected() const { return connected_; }
   bool closed() const { return closed_; }
 
@@ -536,6 +550,83 @@ TEST_F(LatchkeydTest, DamagedLogRefusesToStartUnlessTruncateIsAsked) {
   auto b = Login(port(), 2);
   b->Send(core::Heartbeat{1});
   EXPECT_TRUE(b->Expect<core::HeartbeatAck>());
+}
+
+// One HTTP request to 127.0.0.1:`port`; returns the whole response.
+std::string HttpRequest(std::uint16_t port, const std::string& request) {
+  Client c(port);
+  if (!c.connected() || !c.SendRaw(request)) return "";
+  return c.ReadAll();
+}
+
+// The value of the sample `line_start` (e.g. `latchkey_grants_total ` or
+// `latchkey_rejects_total{reason="busy"} `) in an exposition, or -1.
+double Sample(const std::string& exposition, const std::string& line_start) {
+  std::size_t at = exposition.find("\n" + line_start);
+  if (at == std::string::npos) return -1;
+  return std::stod(exposition.substr(at + 1 + line_start.size()));
+}
+
+// B10: the Prometheus endpoint counts grants, queueing, recalls, commits,
+// refusals by reason, wait and hold times, fsyncs, batches and connections.
+TEST_F(LatchkeydTest, MetricsEndpointServesPrometheusText) {
+  Start({"--metrics-listen", "127.0.0.1:0"});
+  std::uint16_t metrics_port = 0;
+  {
+    std::ifstream in(dir_.path() + "/port");
+    std::uint16_t p = 0;
+    in >> p >> metrics_port;
+  }
+  ASSERT_NE(metrics_port, 0);
+  auto a = Login(port(), 1);
+  auto b = Login(port(), 2);
+  a->Send(core::Acquire{3, 1, {}, false});
+  auto g = a->Expect<core::Granted>();
+  ASSERT_TRUE(g);
+  a->Send(core::Commit{3, g->token, 1, false, {{"cart", "1", false}}});
+  ASSERT_TRUE(a->Expect<core::CommitAck>());
+  b->Send(core::Acquire{3, 1, {}, true});  // try-lock: busy
+  ASSERT_TRUE(b->Expect<core::Busy>());
+  b->Send(core::Acquire{3, 2, {}, false});  // waits; a is recalled
+  ASSERT_TRUE(b->Expect<core::Queued>());
+  ASSERT_TRUE(a->Expect<core::Recall>());
+  std::this_thread::sleep_for(20ms);
+  a->Send(core::Release{3, g->token});
+  ASSERT_TRUE(a->Expect<core::ReleaseAck>());
+  ASSERT_TRUE(b->Expect<core::Granted>());
+  b->Send(core::Commit{3, g->token, 1, false, {}});  // a's old token
+  auto rejected = b->Expect<core::Rejected>();
+  ASSERT_TRUE(rejected);
+  std::string reason(core::ReasonName(rejected->reason));
+
+  std::string response = HttpRequest(metrics_port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_EQ(response.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << response;
+  EXPECT_NE(response.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
+  std::string body = response.substr(response.find("\r\n\r\n") + 4);
+  EXPECT_EQ(Sample(body, "latchkey_grants_total "), 2);
+  EXPECT_EQ(Sample(body, "latchkey_queued_total "), 1);
+  EXPECT_EQ(Sample(body, "latchkey_recalls_total "), 1);
+  EXPECT_EQ(Sample(body, "latchkey_commits_total "), 1);
+  EXPECT_EQ(Sample(body, "latchkey_rejects_total{reason=\"busy\"} "), 1);
+  EXPECT_EQ(Sample(body, "latchkey_rejects_total{reason=\"" + reason + "\"} "), 1);
+  EXPECT_EQ(Sample(body, "latchkey_sessions_held "), 1);
+  EXPECT_EQ(Sample(body, "latchkey_queue_length "), 0);
+  EXPECT_EQ(Sample(body, "latchkey_wait_seconds_count "), 2);
+  EXPECT_GE(Sample(body, "latchkey_wait_seconds_sum "), 0.02);  // b waited for a's release
+  EXPECT_EQ(Sample(body, "latchkey_hold_seconds_count "), 1);
+  EXPECT_EQ(Sample(body, "latchkey_wait_seconds_bucket{le=\"+Inf\"} "), 2);
+  EXPECT_GE(Sample(body, "latchkey_wal_fsyncs_total "), 3);  // --fsync always
+  EXPECT_EQ(Sample(body, "latchkey_wal_fsync_seconds_count "),
+            Sample(body, "latchkey_wal_fsyncs_total "));
+  EXPECT_GE(Sample(body, "latchkey_wal_batch_records_count "), 3);
+  EXPECT_EQ(Sample(body, "latchkey_connections_authenticated "), 2);
+  EXPECT_EQ(Sample(body, "latchkey_messages_received_total{kind=\"Acquire\"} "), 3);
+  EXPECT_NE(body.find("# TYPE latchkey_wait_seconds histogram"), std::string::npos);
+
+  EXPECT_EQ(HttpRequest(metrics_port, "GET / HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 404", 0), 0u);
+  EXPECT_EQ(HttpRequest(metrics_port, "POST /metrics HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 405", 0),
+            0u);
+  EXPECT_EQ(HttpRequest(metrics_port, "hello\r\n\r\n").rfind("HTTP/1.1 400", 0), 0u);
 }
 
 TEST_F(LatchkeydTest, SigtermFlushesAndExitsCleanly) {
