@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--data-dir", o.data_dir, "directory of the write-ahead log")->required();
   app.add_option("--secret-file", secret_file, "file holding the master secret")->required();
+  app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate chain: serve TLS (with --tls-key)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", o.tls_key_file, "PEM private key of --tls-cert")
+      ->check(CLI::ExistingFile);
   app.add_option("--fsync", fsync, "always | batch | never (see net/PROTOCOL.md)")
       ->capture_default_str();
   app.add_option("--wal-damage", wal_damage,

@@ -1,6 +1,7 @@
 #include "net/server.h"
 
 #include <asio.hpp>
+#include <asio/ssl.hpp>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -53,11 +54,41 @@ void LogLine(const char* level, const char* event, const std::string& fields) {
                fields.empty() ? "" : " ", fields.c_str());
 }
 
+// A client connection: its byte stream (plain TCP, or TLS over it when the
+// server has a certificate) and its protocol state.
 struct Connection : std::enable_shared_from_this<Connection> {
-  Connection(asio::ip::tcp::socket s, std::uint64_t id, std::uint32_t max_frame)
-      : socket(std::move(s)), id(id), decoder(max_frame), auth_timer(socket.get_executor()) {}
+  Connection(asio::ip::tcp::socket s, asio::ssl::context* tls_context, std::uint64_t id,
+             std::uint32_t max_frame)
+      : id(id), decoder(max_frame), auth_timer(s.get_executor()) {
+    if (tls_context != nullptr) {
+      tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(std::move(s), *tls_context);
+    } else {
+      plain.emplace(std::move(s));
+      stream_ready = true;
+    }
+  }
 
-  asio::ip::tcp::socket socket;
+  asio::ip::tcp::socket& socket() { return tls ? tls->next_layer() : *plain; }
+  template <class Handler>
+  void ReadSome(asio::mutable_buffer buffer, Handler&& handler) {
+    if (tls) {
+      tls->async_read_some(buffer, std::forward<Handler>(handler));
+    } else {
+      plain->async_read_some(buffer, std::forward<Handler>(handler));
+    }
+  }
+  template <class Handler>
+  void WriteAll(asio::const_buffer buffer, Handler&& handler) {
+    if (tls) {
+      asio::async_write(*tls, buffer, std::forward<Handler>(handler));
+    } else {
+      asio::async_write(*plain, buffer, std::forward<Handler>(handler));
+    }
+  }
+
+  std::optional<asio::ip::tcp::socket> plain;
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> tls;
+  bool stream_ready = false;  // frames may flow: plain at once, TLS after its handshake
   std::uint64_t id;
   FrameDecoder decoder;
   asio::steady_timer auth_timer;
@@ -106,6 +137,7 @@ struct Server::Impl {
   std::map<std::pair<core::NodeKind, std::uint64_t>, std::shared_ptr<Connection>> routes;
   std::vector<core::Envelope> outbox;  // replies waiting for the group commit
   asio::ip::tcp::acceptor metrics_acceptor{io};
+  std::unique_ptr<asio::ssl::context> tls_context;  // set when serving TLS
   struct {
     // Acquires not yet answered, by (process id, session): their wait time.
     std::map<std::pair<std::uint64_t, core::SessionId>, core::Time> waiting_since;
@@ -422,56 +454,77 @@ struct Server::Impl {
         Accept();
         return;
       }
-      auto c = std::make_shared<Connection>(std::move(socket), next_connection_id++,
-                                            options.max_frame_bytes);
+      auto c = std::make_shared<Connection>(std::move(socket), tls_context.get(),
+                                            next_connection_id++, options.max_frame_bytes);
       asio::error_code ignored;
-      c->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      c->socket().set_option(asio::ip::tcp::no_delay(true), ignored);
       std::string peer = "?";
-      auto ep = c->socket.remote_endpoint(ignored);
+      auto ep = c->socket().remote_endpoint(ignored);
       if (!ignored) peer = ep.address().to_string() + ":" + std::to_string(ep.port());
       connections[c->id] = c;
-      LogLine("info", "connection_opened", "conn=" + std::to_string(c->id) + " peer=" + peer);
-      if (connections.size() > options.max_connections) {
-        Fail(c, ErrorCode::kTooManyConnections,
-             "connection limit " + std::to_string(options.max_connections) + " reached");
+      LogLine("info", "connection_opened",
+              "conn=" + std::to_string(c->id) + " peer=" + peer + (c->tls ? " tls=1" : ""));
+      // The authentication timeout covers the TLS handshake too.
+      c->auth_timer.expires_after(std::chrono::milliseconds(options.auth_timeout_ms));
+      std::weak_ptr<Connection> weak = c;
+      c->auth_timer.async_wait([this, weak](const asio::error_code& e) {
+        auto conn = weak.lock();
+        if (e || !conn || conn->authenticated || conn->closed) return;
+        Fail(conn, ErrorCode::kAuthTimeout, "no Hello within the authentication timeout");
+      });
+      if (c->tls) {
+        c->tls->async_handshake(
+            asio::ssl::stream_base::server, [this, c](const asio::error_code& e) {
+              if (c->closed) return;
+              if (e) {
+                LogLine("warn", "tls_handshake_failed",
+                        "conn=" + std::to_string(c->id) + " reason=" + Quote(e.message()));
+                Close(c, "TLS handshake failed");
+                return;
+              }
+              c->stream_ready = true;
+              Greet(c);
+            });
       } else {
-        c->nonce = RandomNonce();
-        Send(c, Frame(ChallengeFrame{kProtocolVersion, c->nonce, options.store.node_id}));
-        c->auth_timer.expires_after(std::chrono::milliseconds(options.auth_timeout_ms));
-        std::weak_ptr<Connection> weak = c;
-        c->auth_timer.async_wait([this, weak](const asio::error_code& e) {
-          auto conn = weak.lock();
-          if (e || !conn || conn->authenticated || conn->closed) return;
-          Fail(conn, ErrorCode::kAuthTimeout, "no Hello within the authentication timeout");
-        });
-        Read(c);
+        Greet(c);
       }
       Accept();
     });
   }
 
+  // The first frame of a connection: the challenge, or a refusal.
+  void Greet(const std::shared_ptr<Connection>& c) {
+    if (connections.size() > options.max_connections) {
+      Fail(c, ErrorCode::kTooManyConnections,
+           "connection limit " + std::to_string(options.max_connections) + " reached");
+      return;
+    }
+    c->nonce = RandomNonce();
+    Send(c, Frame(ChallengeFrame{kProtocolVersion, c->nonce, options.store.node_id}));
+    Read(c);
+  }
+
   void Read(const std::shared_ptr<Connection>& c) {
-    c->socket.async_read_some(asio::buffer(c->read_buffer),
-                              [this, c](const asio::error_code& ec, std::size_t n) {
-                                if (c->closed) return;
-                                if (ec) {
-                                  Close(c, ec == asio::error::eof ? "peer closed" : ec.message());
-                                  return;
-                                }
-                                if (c->closing) return;  // a refused peer: ignore what else it says
-                                c->decoder.Feed(std::string_view(c->read_buffer.data(), n));
-                                for (;;) {
-                                  auto next = c->decoder.Next();
-                                  if (!next.ok()) {
-                                    Fail(c, c->decoder.error_code(), next.status().message());
-                                    return;
-                                  }
-                                  if (!next.value()) break;
-                                  OnFrame(c, std::move(*next.value()));
-                                  if (c->closing || c->closed) return;
-                                }
-                                Read(c);
-                              });
+    c->ReadSome(asio::buffer(c->read_buffer), [this, c](const asio::error_code& ec, std::size_t n) {
+      if (c->closed) return;
+      if (ec) {
+        Close(c, ec == asio::error::eof ? "peer closed" : ec.message());
+        return;
+      }
+      if (c->closing) return;  // a refused peer: ignore what else it says
+      c->decoder.Feed(std::string_view(c->read_buffer.data(), n));
+      for (;;) {
+        auto next = c->decoder.Next();
+        if (!next.ok()) {
+          Fail(c, c->decoder.error_code(), next.status().message());
+          return;
+        }
+        if (!next.value()) break;
+        OnFrame(c, std::move(*next.value()));
+        if (c->closing || c->closed) return;
+      }
+      Read(c);
+    });
   }
 
   void OnFrame(const std::shared_ptr<Connection>& c, Frame frame) {
@@ -596,6 +649,14 @@ struct Server::Impl {
   void Fail(std::shared_ptr<Connection> c, ErrorCode code, const std::string& text) {
     if (c->closing || c->closed) return;
     ++metrics.connection_errors[code];
+    if (!c->stream_ready) {
+      // TLS not yet set up: no way to send an Error frame.
+      LogLine("warn", "connection_error",
+              "conn=" + std::to_string(c->id) + " code=" + std::string(ErrorCodeName(code)) +
+                  " reason=" + Quote(text));
+      Close(c, text);
+      return;
+    }
     LogLine("warn", "connection_error",
             "conn=" + std::to_string(c->id) + " code=" + std::string(ErrorCodeName(code)) +
                 " reason=" + Quote(text));
@@ -619,22 +680,21 @@ struct Server::Impl {
 
   void Write(const std::shared_ptr<Connection>& c) {
     c->writing = true;
-    asio::async_write(c->socket, asio::buffer(c->out.front()),
-                      [this, c](const asio::error_code& ec, std::size_t) {
-                        c->writing = false;
-                        if (c->closed) return;
-                        if (ec) {
-                          Close(c, "write failed: " + ec.message());
-                          return;
-                        }
-                        c->out_bytes -= c->out.front().size();
-                        c->out.pop_front();
-                        if (!c->out.empty()) {
-                          Write(c);
-                        } else if (c->closing) {
-                          Close(c, "error sent");
-                        }
-                      });
+    c->WriteAll(asio::buffer(c->out.front()), [this, c](const asio::error_code& ec, std::size_t) {
+      c->writing = false;
+      if (c->closed) return;
+      if (ec) {
+        Close(c, "write failed: " + ec.message());
+        return;
+      }
+      c->out_bytes -= c->out.front().size();
+      c->out.pop_front();
+      if (!c->out.empty()) {
+        Write(c);
+      } else if (c->closing) {
+        Close(c, "error sent");
+      }
+    });
   }
 
   // By value: `c` may be the very pointer stored in `routes` or `connections`.
@@ -642,8 +702,8 @@ struct Server::Impl {
     if (c->closed) return;
     c->closed = true;
     asio::error_code ignored;
-    c->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    c->socket.close(ignored);
+    c->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    c->socket().close(ignored);
     c->auth_timer.cancel();
     auto route = routes.find({c->address.kind, c->address.id});
     if (c->authenticated && route != routes.end() && route->second == c) routes.erase(route);
@@ -721,6 +781,28 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
   Status synced = impl->wal->Sync();
   if (!synced.ok()) return synced;
 
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return Status::Error("TLS needs both a certificate (--tls-cert) and its key (--tls-key)");
+  }
+  if (!options.tls_cert_file.empty()) {
+    auto tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    // TLS 1.2 or newer only.
+    tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    asio::error_code tls_ec;
+    tls->use_certificate_chain_file(options.tls_cert_file, tls_ec);
+    if (tls_ec) {
+      return Status::Error("cannot use TLS certificate " + options.tls_cert_file + ": " +
+                           tls_ec.message());
+    }
+    tls->use_private_key_file(options.tls_key_file, asio::ssl::context::pem, tls_ec);
+    if (tls_ec) {
+      return Status::Error("cannot use TLS key " + options.tls_key_file + ": " + tls_ec.message());
+    }
+    impl->tls_context = std::move(tls);
+  }
+
   asio::error_code ec;
   auto address = asio::ip::make_address(options.listen_host, ec);
   if (ec) return Status::Error("bad listen address '" + options.listen_host + "': " + ec.message());
@@ -767,7 +849,9 @@ void Server::Run() {
     LogLine("info", "signal", "signal=" + std::to_string(signal));
     s.BeginStop();
   });
-  LogLine("info", "listening", "host=" + s.options.listen_host + " port=" + std::to_string(port()));
+  LogLine("info", "listening",
+          "host=" + s.options.listen_host + " port=" + std::to_string(port()) +
+              " tls=" + (s.tls_context ? "1" : "0"));
   s.Accept();
   if (s.metrics_acceptor.is_open()) {
     LogLine("info", "metrics_listening",

@@ -37,6 +37,11 @@ struct ServerOptions {
   std::uint16_t metrics_port = 0;  // 0 picks a free port (see metrics_port())
   std::string data_dir;
   std::string secret;  // the master secret (see net/auth.h)
+  // TLS (1.2+) for every client connection when both are set: a PEM
+  // certificate chain and its PEM private key. Authentication stays the
+  // HMAC challenge-response, inside the encrypted channel.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   FsyncPolicy fsync = FsyncPolicy::kAlways;
   DamagePolicy wal_damage = DamagePolicy::kRefuse;
   std::uint32_t fsync_interval_ms = 10;  // --fsync batch

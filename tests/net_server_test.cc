@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -112,11 +115,29 @@ class Client {
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   }
-  ~Client() { ::close(fd_); }
+  ~Client() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
+    if (ssl_context_ != nullptr) SSL_CTX_free(ssl_context_);
+    ::close(fd_);
+  }
+
+  // Switches the connection to TLS, trusting only `ca_file` and checking
+  // that the server's certificate names `host`. False if the handshake or
+  // the verification fails.
+  bool StartTls(const std::string& ca_file, const std::string& host = "localhost") {
+    ssl_context_ = SSL_CTX_new(TLS_client_method());
+    if (SSL_CTX_load_verify_locations(ssl_context_, ca_file.c_str(), nullptr) != 1) return false;
+    SSL_CTX_set_verify(ssl_context_, SSL_VERIFY_PEER, nullptr);
+    ssl_ = SSL_new(ssl_context_);
+    SSL_set1_host(ssl_, host.c_str());
+    SSL_set_fd(ssl_, fd_);
+    return SSL_connect(ssl_) == 1;
+  }
 
   bool SendRaw(std::string_view bytes) {
     while (!bytes.empty()) {
-      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      ssize_t n = ssl_ != nullptr ? SSL_write(ssl_, bytes.data(), static_cast<int>(bytes.size()))
+                                  : ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
       if (n <= 0) return false;
       bytes.remove_prefix(static_cast<std::size_t>(n));
     }
@@ -136,9 +157,11 @@ class Client {
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return std::nullopt;
       pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
+      bool buffered = ssl_ != nullptr && SSL_pending(ssl_) > 0;
+      if (!buffered && ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
       char buf[65536];
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      ssize_t n =
+          ssl_ != nullptr ? SSL_read(ssl_, buf, sizeof buf) : ::recv(fd_, buf, sizeof buf, 0);
       if (n <= 0) {
         closed_ = true;
         return std::nullopt;
@@ -203,6 +226,8 @@ class Client {
 
  private:
   int fd_ = -1;
+  SSL_CTX* ssl_context_ = nullptr;
+  SSL* ssl_ = nullptr;
   bool connected_ = false;
   bool closed_ = false;
   FrameDecoder decoder_{64u << 20};
@@ -627,6 +652,87 @@ TEST_F(LatchkeydTest, MetricsEndpointServesPrometheusText) {
   EXPECT_EQ(HttpRequest(metrics_port, "POST /metrics HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 405", 0),
             0u);
   EXPECT_EQ(HttpRequest(metrics_port, "hello\r\n\r\n").rfind("HTTP/1.1 400", 0), 0u);
+}
+
+// Writes a self-signed certificate for localhost / 127.0.0.1 and its key
+// (EC P-256) as PEM files.
+bool WriteSelfSignedCertificate(const std::string& cert_file, const std::string& key_file) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* cert = X509_new();
+  bool ok = key != nullptr && cert != nullptr;
+  if (ok) {
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -60);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME* name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
+    X509_EXTENSION* san =
+        X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+    ok = san != nullptr && X509_add_ext(cert, san, -1) == 1;
+    X509_EXTENSION_free(san);
+    ok = ok && X509_sign(cert, key, EVP_sha256()) > 0;
+  }
+  FILE* c = ok ? std::fopen(cert_file.c_str(), "w") : nullptr;
+  FILE* k = ok ? std::fopen(key_file.c_str(), "w") : nullptr;
+  ok = c != nullptr && k != nullptr && PEM_write_X509(c, cert) == 1 &&
+       PEM_write_PrivateKey(k, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
+  if (c != nullptr) std::fclose(c);
+  if (k != nullptr) std::fclose(k);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  return ok;
+}
+
+// --tls-cert/--tls-key: every connection is TLS; a client that verifies the
+// certificate speaks the protocol as usual; a plain-TCP client gets nothing
+// and is closed; the HMAC authentication still applies inside TLS.
+TEST_F(LatchkeydTest, TlsConnectionsWorkAndPlainOnesAreRefused) {
+  std::string cert = dir_.path() + "/cert.pem", key = dir_.path() + "/key.pem";
+  ASSERT_TRUE(WriteSelfSignedCertificate(cert, key));
+  Start({"--tls-cert", cert, "--tls-key", key});
+  EXPECT_NE(daemon_->Log().find("tls=1"), std::string::npos);
+  {
+    Client c(port());
+    ASSERT_TRUE(c.StartTls(cert));
+    auto welcome = c.Authenticate(1);
+    ASSERT_TRUE(welcome && std::holds_alternative<WelcomeFrame>(*welcome));
+    c.Send(core::Acquire{4, 1, {}, false});
+    auto g = c.Expect<core::Granted>();
+    ASSERT_TRUE(g);
+    c.Send(core::Commit{4, g->token, 1, false, {{"over", "tls", false}}});
+    ASSERT_TRUE(c.Expect<core::CommitAck>());
+  }
+  {
+    Client c(port());
+    ASSERT_TRUE(c.StartTls(cert));
+    auto answer = c.Authenticate(2, 1, Role::kProcess, "not-the-secret");
+    ASSERT_TRUE(answer && std::holds_alternative<ErrorFrame>(*answer));
+    EXPECT_EQ(std::get<ErrorFrame>(*answer).code, ErrorCode::kAuthFailed);
+  }
+  {
+    Client c(port());
+    EXPECT_FALSE(c.StartTls(cert, "some-other-host"));  // the name is checked
+  }
+  {
+    Client c(port());  // plain TCP to a TLS server
+    c.SendRaw(EncodeFrame(Frame(core::Message(core::Heartbeat{1}))));
+    EXPECT_FALSE(c.Recv(1000ms).has_value());
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  EXPECT_NE(daemon_->Log().find("event=tls_handshake_failed"), std::string::npos);
+
+  std::string output;
+  std::string args = "--data-dir " + dir_.path() + "/data2 --secret-file " + dir_.path() +
+                     "/secret --tls-cert " + cert + " --tls-key " + cert;  // not a key
+  EXPECT_NE(RunLatchkeyd(args, &output), 0);
+  EXPECT_NE(output.find("cannot use TLS key " + cert), std::string::npos) << output;
 }
 
 TEST_F(LatchkeydTest, SigtermFlushesAndExitsCleanly) {
