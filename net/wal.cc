@@ -139,7 +139,7 @@ Status WriteGeneration(const std::string& dir, std::uint64_t generation, std::st
 }
 
 // Whether a whole, valid record starts at `pos` of `d`.
-bool ValidRecordAt(const std::string& d, std::size_t pos) {
+bool ValidRecordAt(std::string_view d, std::size_t pos) {
   if (d.size() - pos < kRecordHeaderBytes) return false;
   std::uint32_t length = static_cast<std::uint32_t>(GetLe(d.data() + pos, 4));
   if (length == 0 || length > kMaxRecordBytes || d.size() - pos - kRecordHeaderBytes < length) {
@@ -287,9 +287,12 @@ std::string Wal::FileName(std::uint64_t generation) {
 Result<RecoveredLog> Wal::Read(const std::string& path) {
   Result<std::string> data = ReadFile(path);
   if (!data.ok()) return data.status();
-  const std::string& d = data.value();
+  return Parse(data.value(), path);
+}
+
+Result<RecoveredLog> Wal::Parse(std::string_view d, const std::string& name) {
   if (d.size() < kWalHeaderBytes || std::memcmp(d.data(), kMagic, sizeof kMagic) != 0) {
-    return Status::Error(path + ": not a latchkey log (bad or missing header)");
+    return Status::Error(name + ": not a latchkey log (bad or missing header)");
   }
   RecoveredLog log;
   log.generation = GetLe(d.data() + 8, 8);

@@ -159,6 +159,8 @@ class Wal {
 
   // For tests and tools: reads one log file without changing it.
   static Result<RecoveredLog> Read(const std::string& path);
+  // The same over the bytes of a log file; `name` is used in errors.
+  static Result<RecoveredLog> Parse(std::string_view bytes, const std::string& name);
   static std::string FileName(std::uint64_t generation);
 
  private:
