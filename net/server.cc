@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "net/auth.h"
+#include "net/clock.h"
 #include "net/codec.h"
 #include "net/metrics.h"
 
@@ -18,13 +19,7 @@ namespace latchkey::net {
 
 namespace {
 
-core::Time NowUs() {
-  // Monotonic: leases and recalls must not jump with the wall clock.
-  return static_cast<core::Time>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                     std::chrono::steady_clock::now().time_since_epoch())
-                                     .count()) +
-         1;
-}
+core::Time NowUs() { return MonotonicMicros(); }
 
 bool ProcessMaySend(core::MessageKind k) {
   using K = core::MessageKind;

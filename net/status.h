@@ -16,8 +16,15 @@ class Status {
   Status() = default;
   static Status Ok() { return Status(); }
   static Status Error(std::string message) { return Status(std::move(message)); }
+  // With a machine-readable code (the client library: a core::Reason).
+  static Status Error(std::string message, int code) {
+    Status s(std::move(message));
+    s.code_ = code;
+    return s;
+  }
 
   bool ok() const { return !message_.has_value(); }
+  int code() const { return code_; }
   const std::string& message() const {
     static const std::string kOk = "ok";
     return message_ ? *message_ : kOk;
@@ -26,6 +33,7 @@ class Status {
  private:
   explicit Status(std::string message) : message_(std::move(message)) {}
   std::optional<std::string> message_;
+  int code_ = 0;
 };
 
 // A value or the Status that explains why there is none.

@@ -25,80 +25,13 @@
 
 #include "net/auth.h"
 #include "net/codec.h"
+#include "tests/latchkeyd_harness.h"
 
 namespace latchkey::net {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-const char kSecret[] = "test-master-secret";
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "latchkeyd-test-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// A latchkeyd child process on 127.0.0.1 with a free port.
-class Daemon {
- public:
-  Daemon(const std::string& dir, std::vector<std::string> extra = {}) : dir_(dir) {
-    { std::ofstream(dir_ + "/secret") << kSecret << "\n"; }
-    std::string port_file = dir_ + "/port";
-    fs::remove(port_file);
-    std::vector<std::string> args = {LATCHKEYD_PATH,   "--listen",     "127.0.0.1:0",
-                                     "--data-dir",     dir_ + "/data", "--secret-file",
-                                     dir_ + "/secret", "--port-file",  port_file};
-    for (auto& a : extra) args.push_back(a);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int log = ::open((dir_ + "/log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(log, 2);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    for (int i = 0; i < 500 && port_ == 0; ++i) {
-      std::ifstream in(port_file);
-      if (!(in >> port_)) std::this_thread::sleep_for(10ms);
-    }
-  }
-  ~Daemon() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  std::uint16_t port() const { return port_; }
-  pid_t pid() const { return pid_; }
-  // Sends `signal` and returns the exit status.
-  int Signal(int signal) {
-    ::kill(pid_, signal);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-  std::string Log() const {
-    std::ifstream in(dir_ + "/log");
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-
- private:
-  std::string dir_;
-  pid_t pid_ = -1;
-  std::uint16_t port_ = 0;
-};
 
 // A blocking test client speaking the protocol.
 class Client {

@@ -1,0 +1,687 @@
+#include "net/client.h"
+
+#include <algorithm>
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "core/agent.h"
+#include "net/auth.h"
+#include "net/clock.h"
+#include "net/codec.h"
+
+namespace latchkey::net {
+
+namespace {
+
+constexpr int kClosedCode = 1000;  // Status code of kUnavailable (not a core::Reason)
+
+Status Failure(core::Reason reason, std::string_view what) {
+  return Status::Error(std::string(what) + ": " + std::string(core::ReasonName(reason)),
+                       static_cast<int>(reason));
+}
+Status Closed() { return Status::Error("the client is closed", kClosedCode); }
+
+bool ParseHex(std::string_view hex, Mac* out) {
+  if (hex.size() != out->size() * 2) return false;
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < out->size(); ++i) {
+    int hi = digit(hex[2 * i]), lo = digit(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    (*out)[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view LockErrorName(LockError error) {
+  switch (error) {
+    case LockError::kNone:
+      return "none";
+    case LockError::kLockLost:
+      return "lock_lost";
+    case LockError::kUnknownOutcome:
+      return "unknown_outcome";
+    case LockError::kTimeout:
+      return "timeout";
+    case LockError::kRejected:
+      return "rejected";
+    case LockError::kUnavailable:
+      return "unavailable";
+  }
+  return "?";
+}
+
+LockError LockErrorOf(const Status& status) {
+  if (status.ok()) return LockError::kNone;
+  if (status.code() == kClosedCode) return LockError::kUnavailable;
+  switch (static_cast<core::Reason>(status.code())) {
+    case core::Reason::kLockLost:
+    case core::Reason::kLeaseExpired:
+    case core::Reason::kForceReleased:
+    case core::Reason::kInvalidated:
+    case core::Reason::kProcessRestarted:
+      return LockError::kLockLost;
+    case core::Reason::kCommitOutcomeUnknown:
+      return LockError::kUnknownOutcome;
+    case core::Reason::kTimeout:
+      return LockError::kTimeout;
+    default:
+      return LockError::kRejected;
+  }
+}
+
+struct StoreConnection;
+
+// Everything a Client and its Locks share. The I/O thread owns the sockets
+// and the timer; `mu` guards the agent and the threads' wake-up slots, so a
+// request thread calls the agent directly and the I/O thread does the same
+// for messages and ticks: one agent, driven by one input at a time.
+struct Lock::Shared : std::enable_shared_from_this<Lock::Shared> {
+  explicit Shared(const ClientOptions& o) : options(o) {}
+
+  ClientOptions options;
+  Mac key{};
+  std::uint64_t incarnation = 0;
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  std::unique_ptr<asio::ssl::context> tls;
+  std::vector<std::shared_ptr<StoreConnection>> stores;
+  asio::steady_timer timer{io};
+  std::thread io_thread;
+
+  // Guarded by mu.
+  std::mutex mu;
+  std::optional<core::ProcessAgent> agent;  // built once every node's lease is known
+  struct Slot {
+    std::condition_variable cv;
+    std::optional<core::ThreadEvent> event;
+  };
+  std::map<core::ThreadId, Slot> slots;
+  core::ThreadId next_thread = 1;
+  core::Time armed = core::kNever;
+  bool closed = false;
+  ClientStats stats;
+  std::condition_variable connected_cv;  // Connect waits on it
+  std::size_t ready = 0;                 // nodes that answered Welcome at least once
+  std::string fatal;                     // why Connect cannot succeed (a misconfiguration), if so
+
+  void ApplyLocked(core::Effects fx);
+  void Deliver(std::uint32_t store, std::uint64_t epoch, core::Message message);
+  void Arm(core::Time deadline);
+  void Shutdown();
+};
+
+// One store node's connection. Owned by the I/O thread: every member is
+// touched only there (through handlers), except `index`.
+struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
+  StoreConnection(Lock::Shared* owner, std::uint32_t index, std::string host, std::string port)
+      : owner(owner),
+        index(index),
+        host(std::move(host)),
+        port(std::move(port)),
+        resolver(owner->io),
+        retry_timer(owner->io) {}
+
+  Lock::Shared* owner;
+  const std::uint32_t index;
+  const std::string host, port;
+  asio::ip::tcp::resolver resolver;
+  asio::steady_timer retry_timer;
+  std::unique_ptr<asio::ip::tcp::socket> plain;
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> tls;
+  std::uint64_t attempt = 0;  // handlers of an earlier socket see a different value
+  FrameDecoder decoder{64u << 20};
+  std::array<char, 64 * 1024> buffer;
+  std::deque<std::string> out;
+  bool writing = false;
+  bool ready = false;  // authenticated: messages may flow
+  bool stopped = false;
+  std::uint64_t epoch = 0;
+  std::uint64_t lease_us = 0;
+  int backoff_ms = 50;
+  std::string last_error = "not connected yet";
+
+  asio::ip::tcp::socket& socket() { return tls ? tls->next_layer() : *plain; }
+
+  void Start() {
+    if (stopped) return;
+    std::uint64_t my = ++attempt;
+    decoder = FrameDecoder(64u << 20);
+    out.clear();
+    writing = false;
+    if (owner->tls) {
+      tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(owner->io, *owner->tls);
+      std::string name =
+          owner->options.tls_server_name.empty() ? host : owner->options.tls_server_name;
+      tls->set_verify_mode(asio::ssl::verify_peer);
+      tls->set_verify_callback(asio::ssl::host_name_verification(name));
+      SSL_set_tlsext_host_name(tls->native_handle(), name.c_str());
+      plain.reset();
+    } else {
+      plain = std::make_unique<asio::ip::tcp::socket>(owner->io);
+      tls.reset();
+    }
+    auto self = shared_from_this();
+    resolver.async_resolve(host, port, [self, my](const asio::error_code& ec, auto endpoints) {
+      if (my != self->attempt) return;
+      if (ec) return self->Fail("resolve " + self->host + ": " + ec.message());
+      asio::async_connect(self->socket(), endpoints,
+                          [self, my](const asio::error_code& e, const asio::ip::tcp::endpoint&) {
+                            if (my != self->attempt) return;
+                            if (e) return self->Fail("connect: " + e.message());
+                            asio::error_code ignored;
+                            self->socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+                            if (!self->tls) return self->Read(my);
+                            self->tls->async_handshake(
+                                asio::ssl::stream_base::client,
+                                [self, my](const asio::error_code& h) {
+                                  if (my != self->attempt) return;
+                                  if (h) {
+                                    return self->Fail("TLS handshake: " + h.message());
+                                  }
+                                  self->Read(my);
+                                });
+                          });
+    });
+  }
+
+  void Read(std::uint64_t my) {
+    auto self = shared_from_this();
+    auto handler = [self, my](const asio::error_code& ec, std::size_t n) {
+      if (my != self->attempt) return;
+      if (ec) return self->Fail(ec == asio::error::eof ? "closed by the server" : ec.message());
+      self->decoder.Feed(std::string_view(self->buffer.data(), n));
+      for (;;) {
+        auto next = self->decoder.Next();
+        if (!next.ok()) return self->Fail("bad frame from the server: " + next.status().message());
+        if (!next.value()) break;
+        self->OnFrame(std::move(*next.value()));
+        if (my != self->attempt) return;
+      }
+      self->Read(my);
+    };
+    if (tls) {
+      tls->async_read_some(asio::buffer(buffer), handler);
+    } else {
+      plain->async_read_some(asio::buffer(buffer), handler);
+    }
+  }
+
+  void OnFrame(Frame frame) {
+    if (auto* challenge = std::get_if<ChallengeFrame>(&frame)) {
+      Mac mac = AuthAnswer(owner->key, challenge->nonce, Role::kProcess, owner->options.process_id,
+                           owner->incarnation);
+      Write(EncodeFrame(
+          Frame(HelloFrame{Role::kProcess, owner->options.process_id, owner->incarnation, mac})));
+      return;
+    }
+    if (auto* welcome = std::get_if<WelcomeFrame>(&frame)) {
+      if (welcome->node_id != index) {
+        stopped = true;  // a misconfigured node list: retrying cannot help
+        return Fail("the server at " + host + ":" + port + " is node " +
+                    std::to_string(welcome->node_id) + ", but it is listed as node " +
+                    std::to_string(index));
+      }
+      if (welcome->lease_us == 0) {
+        stopped = true;
+        return Fail("the server at " + host + ":" + port + " announced a zero lease");
+      }
+      bool first = epoch == 0;
+      ready = true;
+      epoch = welcome->epoch;
+      lease_us = welcome->lease_us;
+      backoff_ms = 50;
+      std::lock_guard lock(owner->mu);
+      if (first) {
+        ++owner->ready;
+        owner->connected_cv.notify_all();
+      } else {
+        ++owner->stats.reconnects;
+      }
+      return;
+    }
+    if (auto* error = std::get_if<ErrorFrame>(&frame)) {
+      {
+        std::lock_guard lock(owner->mu);
+        ++owner->stats.server_errors;
+      }
+      // Non-fatal refusals leave the agent to retry or the thread to time out.
+      // A refused login before the first welcome is a misconfiguration.
+      if (error->fatal && epoch == 0 && error->code == ErrorCode::kAuthFailed) stopped = true;
+      if (error->fatal) {
+        Fail("server error " + std::string(ErrorCodeName(error->code)) + ": " + error->text);
+      }
+      return;
+    }
+    if (auto* message = std::get_if<core::Message>(&frame)) {
+      owner->Deliver(index, epoch, std::move(*message));
+    }
+  }
+
+  // Sends a protocol message if connected; the agent resends what is lost.
+  void Send(const core::Message& m) {
+    if (!ready) return;
+    Write(EncodeFrame(Frame(m)));
+  }
+
+  void Write(std::string bytes) {
+    out.push_back(std::move(bytes));
+    if (!writing) WriteNext(attempt);
+  }
+
+  void WriteNext(std::uint64_t my) {
+    writing = true;
+    auto self = shared_from_this();
+    auto handler = [self, my](const asio::error_code& ec, std::size_t) {
+      if (my != self->attempt) return;
+      self->writing = false;
+      if (ec) return self->Fail("write: " + ec.message());
+      self->out.pop_front();
+      if (!self->out.empty()) self->WriteNext(my);
+    };
+    if (tls) {
+      asio::async_write(*tls, asio::buffer(out.front()), handler);
+    } else {
+      asio::async_write(*plain, asio::buffer(out.front()), handler);
+    }
+  }
+
+  void Close() {
+    ++attempt;
+    ready = false;
+    asio::error_code ignored;
+    if (plain || tls) {
+      socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+      socket().close(ignored);
+    }
+    resolver.cancel();
+    retry_timer.cancel();
+  }
+
+  // Drops the connection and tries again after a backoff (50 ms doubling to
+  // 1 s); the agent resends whatever was in flight.
+  void Fail(const std::string& why) {
+    last_error = why;
+    Close();
+    if (stopped) {
+      std::lock_guard lock(owner->mu);
+      if (owner->fatal.empty()) {
+        owner->fatal = "node " + std::to_string(index) + " (" + host + ":" + port + "): " + why;
+      }
+      owner->connected_cv.notify_all();
+      return;
+    }
+    retry_timer.expires_after(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min(backoff_ms * 2, 1000);
+    auto self = shared_from_this();
+    retry_timer.async_wait([self](const asio::error_code& ec) {
+      if (!ec && !self->stopped) self->Start();
+    });
+  }
+};
+
+void Lock::Shared::ApplyLocked(core::Effects fx) {
+  if (!fx.send.empty()) {
+    // Messages go out from the I/O thread, in order.
+    asio::dispatch(io, [self = shared_from_this(), send = std::move(fx.send)] {
+      for (const core::Envelope& e : send) {
+        if (e.to.id < self->stores.size()) self->stores[e.to.id]->Send(e.message);
+      }
+    });
+  }
+  for (const core::ThreadEvent& w : fx.wake) {
+    auto it = slots.find(w.thread);
+    if (it == slots.end()) continue;
+    it->second.event = w;
+    it->second.cv.notify_all();
+  }
+  if (fx.next_deadline != armed) {
+    armed = fx.next_deadline;
+    asio::dispatch(io, [self = shared_from_this(), deadline = armed] { self->Arm(deadline); });
+  }
+}
+
+void Lock::Shared::Arm(core::Time deadline) {
+  if (deadline == core::kNever) {
+    timer.cancel();
+    return;
+  }
+  timer.expires_at(SteadyTimeOf(deadline));
+  timer.async_wait([self = shared_from_this(), deadline](const asio::error_code& ec) {
+    if (ec) return;
+    std::lock_guard lock(self->mu);
+    if (self->closed || !self->agent || self->armed != deadline) return;
+    self->armed = core::kNever;
+    self->ApplyLocked(self->agent->OnTick(MonotonicMicros()));
+  });
+}
+
+void Lock::Shared::Deliver(std::uint32_t store, std::uint64_t epoch, core::Message message) {
+  std::lock_guard lock(mu);
+  if (closed || !agent) return;
+  core::Envelope env{core::StoreAddress(store, epoch), agent->address(), std::move(message)};
+  ApplyLocked(agent->OnMessage(MonotonicMicros(), env));
+}
+
+void Lock::Shared::Shutdown() {
+  std::vector<std::pair<std::uint32_t, core::Message>> releases;
+  {
+    std::lock_guard lock(mu);
+    if (closed) return;
+    closed = true;
+    for (auto& [id, slot] : slots) slot.cv.notify_all();
+    if (agent) {
+      // Give back what this process holds, so others need not wait for the lease.
+      for (const auto& [session, s] : agent->state().sessions) {
+        if (s.state == core::LockState::kHeld || s.state == core::LockState::kReleasing) {
+          releases.emplace_back(core::StoreForSession(session, agent->config().store_count),
+                                core::Release{session, s.token});
+        }
+      }
+    }
+  }
+  auto self = shared_from_this();
+  asio::post(io, [self, releases = std::move(releases)] {
+    for (const auto& [store, m] : releases) {
+      if (store < self->stores.size()) self->stores[store]->Send(m);
+    }
+    // Let the releases leave (bounded), then stop.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    auto drain = std::make_shared<std::function<void()>>();
+    auto wait = std::make_shared<asio::steady_timer>(self->io);
+    *drain = [self, deadline, drain, wait] {
+      bool busy = std::any_of(self->stores.begin(), self->stores.end(),
+                              [](const auto& c) { return c->ready && !c->out.empty(); });
+      if (busy && std::chrono::steady_clock::now() < deadline) {
+        wait->expires_after(std::chrono::milliseconds(2));
+        wait->async_wait([drain](const asio::error_code&) { (*drain)(); });
+        return;
+      }
+      for (auto& c : self->stores) {
+        c->stopped = true;
+        c->Close();
+      }
+      self->timer.cancel();
+      self->work.reset();
+      self->io.stop();
+      *drain = nullptr;  // breaks the self-reference
+    };
+    (*drain)();
+  });
+  if (io_thread.joinable()) io_thread.join();
+}
+
+// ---- Lock ------------------------------------------------------------------
+
+Lock::Lock(Lock&& other) noexcept
+    : shared_(std::move(other.shared_)),
+      thread_(other.thread_),
+      session_(other.session_),
+      held_(other.held_),
+      status_(std::move(other.status_)) {
+  other.held_ = false;
+}
+
+Lock& Lock::operator=(Lock&& other) noexcept {
+  if (this != &other) {
+    if (held_) Rollback();
+    shared_ = std::move(other.shared_);
+    thread_ = other.thread_;
+    session_ = other.session_;
+    held_ = other.held_;
+    status_ = std::move(other.status_);
+    other.held_ = false;
+  }
+  return *this;
+}
+
+Lock::~Lock() {
+  if (held_) Rollback();
+}
+
+namespace {
+
+// A holder's asynchronous news (the lock was lost under it), if any.
+std::optional<Status> HolderNews(Lock::Shared& s, core::ThreadId thread) {
+  auto it = s.slots.find(thread);
+  if (it == s.slots.end() || !it->second.event) return std::nullopt;
+  return Failure(it->second.event->reason, "lock lost");
+}
+
+}  // namespace
+
+Result<std::optional<std::string>> Lock::Get(const std::string& attribute) {
+  if (!held_) return status_;
+  std::lock_guard lock(shared_->mu);
+  if (shared_->closed) return Closed();
+  if (auto news = HolderNews(*shared_, thread_)) return *news;
+  core::ReadResult r = shared_->agent->Read(thread_, session_, attribute);
+  if (r.reason != core::Reason::kNone) return Failure(r.reason, "get " + attribute);
+  return r.value;
+}
+
+Status Lock::Set(const std::string& attribute, std::string value) {
+  if (!held_) return status_;
+  std::lock_guard lock(shared_->mu);
+  if (shared_->closed) return Closed();
+  if (auto news = HolderNews(*shared_, thread_)) return *news;
+  core::Reason r = shared_->agent->Write(thread_, session_, attribute, std::move(value));
+  return r == core::Reason::kNone ? Status::Ok() : Failure(r, "set " + attribute);
+}
+
+Status Lock::Erase(const std::string& attribute) {
+  if (!held_) return status_;
+  std::lock_guard lock(shared_->mu);
+  if (shared_->closed) return Closed();
+  if (auto news = HolderNews(*shared_, thread_)) return *news;
+  core::Reason r = shared_->agent->Erase(thread_, session_, attribute);
+  return r == core::Reason::kNone ? Status::Ok() : Failure(r, "erase " + attribute);
+}
+
+Status Lock::Clear() {
+  if (!held_) return status_;
+  std::lock_guard lock(shared_->mu);
+  if (shared_->closed) return Closed();
+  if (auto news = HolderNews(*shared_, thread_)) return *news;
+  core::Reason r = shared_->agent->Clear(thread_, session_);
+  return r == core::Reason::kNone ? Status::Ok() : Failure(r, "clear");
+}
+
+Status Lock::Commit() { return Finish(true); }
+Status Lock::Rollback() { return Finish(false); }
+
+Status Lock::Finish(bool commit) {
+  if (!held_) return status_;
+  held_ = false;
+  Shared& s = *shared_;
+  std::unique_lock lock(s.mu);
+  auto slot = s.slots.find(thread_);
+  if (s.closed) {
+    if (slot != s.slots.end()) s.slots.erase(slot);
+    return status_ = Closed();
+  }
+  if (slot->second.event) {
+    // The lock was lost before the thread finished: nothing was sent.
+    status_ = Failure(slot->second.event->reason, commit ? "commit" : "rollback");
+    s.slots.erase(slot);
+    return status_;
+  }
+  s.ApplyLocked(s.agent->OnThreadFinish(MonotonicMicros(), thread_, session_, commit));
+  slot->second.cv.wait(lock, [&] { return slot->second.event.has_value() || s.closed; });
+  if (!slot->second.event) {
+    status_ = Closed();
+  } else if (slot->second.event->kind == core::ThreadEventKind::kFailed) {
+    status_ = Failure(slot->second.event->reason, commit ? "commit" : "rollback");
+  } else {
+    status_ = Status::Error(commit ? "committed" : "rolled back", 0);
+  }
+  bool ok = slot->second.event && slot->second.event->kind != core::ThreadEventKind::kFailed;
+  s.slots.erase(slot);
+  return ok ? Status::Ok() : status_;
+}
+
+// ---- Client ----------------------------------------------------------------
+
+Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  if (options.stores.empty()) return Status::Error("no store nodes given");
+  if (options.process_id == 0) return Status::Error("process id 0 is reserved; give a nonzero id");
+  auto shared = std::make_shared<Lock::Shared>(options);
+  if (!options.identity_key_hex.empty()) {
+    if (!ParseHex(options.identity_key_hex, &shared->key)) {
+      return Status::Error("the identity key must be 64 hex digits");
+    }
+  } else if (!options.secret.empty()) {
+    shared->key = IdentityKey(options.secret, Role::kProcess, options.process_id);
+  } else {
+    return Status::Error("no secret or identity key given");
+  }
+  shared->incarnation =
+      options.incarnation != 0
+          ? options.incarnation
+          : static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                           std::chrono::system_clock::now().time_since_epoch())
+                                           .count());
+  if (!options.tls_ca_file.empty()) {
+    shared->tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    asio::error_code ec;
+    shared->tls->load_verify_file(options.tls_ca_file, ec);
+    if (ec) return Status::Error("cannot load TLS CA " + options.tls_ca_file + ": " + ec.message());
+  }
+  for (std::size_t i = 0; i < options.stores.size(); ++i) {
+    const std::string& hp = options.stores[i];
+    auto colon = hp.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == hp.size()) {
+      return Status::Error("store " + std::to_string(i) + ": expected host:port, got '" + hp + "'");
+    }
+    shared->stores.push_back(std::make_shared<StoreConnection>(
+        shared.get(), static_cast<std::uint32_t>(i), hp.substr(0, colon), hp.substr(colon + 1)));
+  }
+  shared->io_thread = std::thread([s = shared.get()] { s->io.run(); });
+  asio::post(shared->io, [s = shared.get()] {
+    for (auto& c : s->stores) c->Start();
+  });
+
+  std::unique_lock lock(shared->mu);
+  bool all = shared->connected_cv.wait_for(lock, options.connect_timeout, [&] {
+    return shared->ready == shared->stores.size() || !shared->fatal.empty();
+  });
+  if (!shared->fatal.empty()) {
+    std::string why = shared->fatal;
+    lock.unlock();
+    shared->Shutdown();
+    return Status::Error("cannot use the store nodes: " + why);
+  }
+  if (!all) {
+    lock.unlock();
+    // Ask the I/O thread which nodes are missing, and why.
+    std::promise<std::string> why;
+    asio::post(shared->io, [s = shared.get(), &why] {
+      std::string text;
+      for (auto& c : s->stores) {
+        if (c->epoch != 0) continue;
+        text += (text.empty() ? "" : "; ") + std::string("node ") + std::to_string(c->index) +
+                " (" + c->host + ":" + c->port + "): " + c->last_error;
+      }
+      why.set_value(text);
+    });
+    std::string text = why.get_future().get();
+    shared->Shutdown();
+    return Status::Error("could not reach every store node within " +
+                         std::to_string(options.connect_timeout.count()) + " ms: " + text);
+  }
+  lock.unlock();
+  // Every node's lease must agree: the agent trusts one lease length.
+  std::promise<std::vector<std::uint64_t>> leases;
+  asio::post(shared->io, [s = shared.get(), &leases] {
+    std::vector<std::uint64_t> out;
+    for (auto& c : s->stores) out.push_back(c->lease_us);
+    leases.set_value(out);
+  });
+  std::vector<std::uint64_t> lease = leases.get_future().get();
+  if (std::any_of(lease.begin(), lease.end(), [&](auto l) { return l != lease[0]; })) {
+    shared->Shutdown();
+    return Status::Error("the store nodes disagree on the lease length");
+  }
+  core::AgentConfig config;
+  config.self = {options.process_id, shared->incarnation};
+  config.store_count = static_cast<std::uint32_t>(options.stores.size());
+  config.lease_us = lease[0];
+  config.retry_us = static_cast<core::Time>(options.retry.count());
+  if (options.idle_release)
+    config.idle_release_us = static_cast<core::Time>(options.idle_release->count());
+  lock.lock();
+  shared->agent.emplace(config);
+  return std::unique_ptr<Client>(new Client(std::move(shared)));
+}
+
+Client::~Client() { shared_->Shutdown(); }
+
+Lock Client::Acquire(core::SessionId session, const core::Portion& portion,
+                     std::chrono::microseconds timeout) {
+  return Ask(session, portion, static_cast<core::Time>(std::max<std::int64_t>(0, timeout.count())),
+             false);
+}
+
+Lock Client::TryAcquire(core::SessionId session, const core::Portion& portion) {
+  return Ask(session, portion, core::kNever, true);
+}
+
+Lock Client::Ask(core::SessionId session, const core::Portion& portion, core::Time timeout_us,
+                 bool try_only) {
+  Lock::Shared& s = *shared_;
+  Lock failed;
+  failed.session_ = session;
+  std::unique_lock lock(s.mu);
+  if (s.closed) {
+    failed.status_ = Closed();
+    return failed;
+  }
+  core::ThreadId thread = s.next_thread++;
+  auto slot = s.slots.try_emplace(thread).first;
+  core::Time now = MonotonicMicros();
+  core::Time deadline = timeout_us == core::kNever ? core::kNever : now + timeout_us;
+  s.ApplyLocked(s.agent->OnThreadAsk(now, thread, session, portion, deadline, try_only));
+  slot->second.cv.wait(lock, [&] { return slot->second.event.has_value() || s.closed; });
+  if (!slot->second.event) {
+    s.slots.erase(slot);
+    failed.status_ = Closed();
+    return failed;
+  }
+  core::ThreadEvent event = *slot->second.event;
+  slot->second.event.reset();
+  if (event.kind == core::ThreadEventKind::kGranted) return Lock(shared_, thread, session);
+  s.slots.erase(slot);
+  failed.status_ = Failure(event.reason, "acquire session " + std::to_string(session));
+  return failed;
+}
+
+ClientStats Client::stats() const {
+  std::lock_guard lock(shared_->mu);
+  ClientStats out = shared_->stats;
+  if (shared_->agent) {
+    const core::AgentStats& a = shared_->agent->stats();
+    out.acquires = a.acquires;
+    out.grants = a.grants;
+    out.recalls = a.recalls;
+    out.commits = a.commits;
+  }
+  return out;
+}
+
+std::uint64_t Client::process_id() const { return shared_->options.process_id; }
+std::uint64_t Client::incarnation() const { return shared_->incarnation; }
+
+}  // namespace latchkey::net
