@@ -1,14 +1,18 @@
 #include "net/client.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <asio.hpp>
 #include <asio/ssl.hpp>
+#include <cerrno>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "core/agent.h"
@@ -117,6 +121,7 @@ struct Lock::Shared : std::enable_shared_from_this<Lock::Shared> {
   std::condition_variable connected_cv;  // Connect waits on it
   std::size_t ready = 0;                 // nodes that answered Welcome at least once
   std::string fatal;                     // why Connect cannot succeed (a misconfiguration), if so
+  std::set<core::SessionId> awaiting_release;  // while shutting down
 
   void ApplyLocked(core::Effects fx);
   void Deliver(std::uint32_t store, std::uint64_t epoch, core::Message message);
@@ -145,9 +150,16 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
   std::uint64_t attempt = 0;  // handlers of an earlier socket see a different value
   FrameDecoder decoder{64u << 20};
   std::array<char, 64 * 1024> buffer;
-  std::deque<std::string> out;
-  bool writing = false;
-  bool ready = false;  // authenticated: messages may flow
+  // Sending, from any thread (guarded by send_mu). A request thread writes
+  // its frame to a plain socket itself when nothing is queued, which spares a
+  // wake-up of the I/O thread per request; otherwise (TLS, a full socket
+  // buffer, a write in progress) the bytes queue for the I/O thread.
+  std::mutex send_mu;
+  bool ready = false;       // authenticated: messages may flow
+  int direct_fd = -1;       // the plain socket while ready; -1: queue everything
+  std::string pending;      // bytes for the I/O thread to write
+  bool io_writing = false;  // the I/O thread writes (or is about to)
+  std::string in_flight;    // I/O thread only: the bytes of its current write
   bool stopped = false;
   std::uint64_t epoch = 0;
   std::uint64_t lease_us = 0;
@@ -160,8 +172,11 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
     if (stopped) return;
     std::uint64_t my = ++attempt;
     decoder = FrameDecoder(64u << 20);
-    out.clear();
-    writing = false;
+    {
+      std::lock_guard lock(send_mu);
+      pending.clear();
+      io_writing = false;
+    }
     if (owner->tls) {
       tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(owner->io, *owner->tls);
       std::string name =
@@ -224,7 +239,7 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
     if (auto* challenge = std::get_if<ChallengeFrame>(&frame)) {
       Mac mac = AuthAnswer(owner->key, challenge->nonce, Role::kProcess, owner->options.process_id,
                            owner->incarnation);
-      Write(EncodeFrame(
+      Enqueue(EncodeFrame(
           Frame(HelloFrame{Role::kProcess, owner->options.process_id, owner->incarnation, mac})));
       return;
     }
@@ -240,7 +255,11 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
         return Fail("the server at " + host + ":" + port + " announced a zero lease");
       }
       bool first = epoch == 0;
-      ready = true;
+      {
+        std::lock_guard lock(send_mu);
+        ready = true;
+        direct_fd = tls ? -1 : plain->native_handle();
+      }
       epoch = welcome->epoch;
       lease_us = welcome->lease_us;
       backoff_ms = 50;
@@ -272,36 +291,72 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
   }
 
   // Sends a protocol message if connected; the agent resends what is lost.
+  // Any thread.
   void Send(const core::Message& m) {
+    std::string bytes = EncodeFrame(Frame(m));
+    std::lock_guard lock(send_mu);
     if (!ready) return;
-    Write(EncodeFrame(Frame(m)));
+    if (direct_fd >= 0 && !io_writing && pending.empty()) {
+      ssize_t n = ::send(direct_fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n == static_cast<ssize_t>(bytes.size())) return;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return;  // the reader sees the error
+      bytes.erase(0, n > 0 ? static_cast<std::size_t>(n) : 0);
+    }
+    QueueLocked(std::move(bytes));
   }
 
-  void Write(std::string bytes) {
-    out.push_back(std::move(bytes));
-    if (!writing) WriteNext(attempt);
+  // Before authentication (the Hello) or from the I/O thread: always queued.
+  void Enqueue(std::string bytes) {
+    std::lock_guard lock(send_mu);
+    QueueLocked(std::move(bytes));
   }
 
-  void WriteNext(std::uint64_t my) {
-    writing = true;
+  void QueueLocked(std::string bytes) {
+    pending += bytes;
+    if (io_writing) return;
+    io_writing = true;
+    asio::post(owner->io, [self = shared_from_this(), my = attempt] { self->WriteQueued(my); });
+  }
+
+  // I/O thread: writes what is queued, until nothing is.
+  void WriteQueued(std::uint64_t my) {
+    if (my != attempt) return;
+    {
+      std::lock_guard lock(send_mu);
+      if (pending.empty()) {
+        io_writing = false;
+        return;
+      }
+      in_flight.clear();
+      in_flight.swap(pending);
+    }
     auto self = shared_from_this();
     auto handler = [self, my](const asio::error_code& ec, std::size_t) {
       if (my != self->attempt) return;
-      self->writing = false;
       if (ec) return self->Fail("write: " + ec.message());
-      self->out.pop_front();
-      if (!self->out.empty()) self->WriteNext(my);
+      self->WriteQueued(my);
     };
     if (tls) {
-      asio::async_write(*tls, asio::buffer(out.front()), handler);
+      asio::async_write(*tls, asio::buffer(in_flight), handler);
     } else {
-      asio::async_write(*plain, asio::buffer(out.front()), handler);
+      asio::async_write(*plain, asio::buffer(in_flight), handler);
     }
+  }
+
+  bool Draining() {
+    std::lock_guard lock(send_mu);
+    return ready && (io_writing || !pending.empty());
   }
 
   void Close() {
     ++attempt;
-    ready = false;
+    {
+      std::lock_guard lock(send_mu);
+      ready = false;
+      direct_fd = -1;
+      pending.clear();
+      io_writing = false;
+    }
     asio::error_code ignored;
     if (plain || tls) {
       socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
@@ -334,13 +389,10 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
 };
 
 void Lock::Shared::ApplyLocked(core::Effects fx) {
-  if (!fx.send.empty()) {
-    // Messages go out from the I/O thread, in order.
-    asio::dispatch(io, [self = shared_from_this(), send = std::move(fx.send)] {
-      for (const core::Envelope& e : send) {
-        if (e.to.id < self->stores.size()) self->stores[e.to.id]->Send(e.message);
-      }
-    });
+  // In order, from this thread (see StoreConnection::Send); mu keeps the
+  // order between threads.
+  for (const core::Envelope& e : fx.send) {
+    if (e.to.id < stores.size()) stores[e.to.id]->Send(e.message);
   }
   for (const core::ThreadEvent& w : fx.wake) {
     auto it = slots.find(w.thread);
@@ -371,7 +423,14 @@ void Lock::Shared::Arm(core::Time deadline) {
 
 void Lock::Shared::Deliver(std::uint32_t store, std::uint64_t epoch, core::Message message) {
   std::lock_guard lock(mu);
-  if (closed || !agent) return;
+  if (!agent) return;
+  if (closed) {
+    // Shutting down: only the acknowledgements of the final releases matter.
+    if (const auto* ack = std::get_if<core::ReleaseAck>(&message)) {
+      awaiting_release.erase(ack->session);
+    }
+    return;
+  }
   core::Envelope env{core::StoreAddress(store, epoch), agent->address(), std::move(message)};
   ApplyLocked(agent->OnMessage(MonotonicMicros(), env));
 }
@@ -389,6 +448,7 @@ void Lock::Shared::Shutdown() {
         if (s.state == core::LockState::kHeld || s.state == core::LockState::kReleasing) {
           releases.emplace_back(core::StoreForSession(session, agent->config().store_count),
                                 core::Release{session, s.token});
+          awaiting_release.insert(session);
         }
       }
     }
@@ -398,13 +458,18 @@ void Lock::Shared::Shutdown() {
     for (const auto& [store, m] : releases) {
       if (store < self->stores.size()) self->stores[store]->Send(m);
     }
-    // Let the releases leave (bounded), then stop.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    // Wait (bounded) until the store has acknowledged every release, so none
+    // is lost to a close with unread data (a reset), then stop.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1000);
     auto drain = std::make_shared<std::function<void()>>();
     auto wait = std::make_shared<asio::steady_timer>(self->io);
     *drain = [self, deadline, drain, wait] {
       bool busy = std::any_of(self->stores.begin(), self->stores.end(),
-                              [](const auto& c) { return c->ready && !c->out.empty(); });
+                              [](const auto& c) { return c->Draining(); });
+      {
+        std::lock_guard lock(self->mu);
+        busy = busy || !self->awaiting_release.empty();
+      }
       if (busy && std::chrono::steady_clock::now() < deadline) {
         wait->expires_after(std::chrono::milliseconds(2));
         wait->async_wait([drain](const asio::error_code&) { (*drain)(); });

@@ -675,6 +675,13 @@ struct Server::Impl {
 
   void Write(const std::shared_ptr<Connection>& c) {
     c->writing = true;
+    // Frames queued meanwhile leave together: one write for many replies.
+    if (c->out.size() > 1) {
+      std::string all;
+      for (std::string& f : c->out) all += f;
+      c->out.clear();
+      c->out.push_back(std::move(all));
+    }
     c->WriteAll(asio::buffer(c->out.front()), [this, c](const asio::error_code& ec, std::size_t) {
       c->writing = false;
       if (c->closed) return;
