@@ -115,7 +115,8 @@ struct Lock::Shared : std::enable_shared_from_this<Lock::Shared> {
   };
   std::map<core::ThreadId, Slot> slots;
   core::ThreadId next_thread = 1;
-  core::Time armed = core::kNever;
+  core::Time armed =
+      core::kNever;  // when the I/O thread's timer fires (at or before the agent's deadline)
   bool closed = false;
   ClientStats stats;
   std::condition_variable connected_cv;  // Connect waits on it
@@ -126,6 +127,8 @@ struct Lock::Shared : std::enable_shared_from_this<Lock::Shared> {
   void ApplyLocked(core::Effects fx);
   void Deliver(std::uint32_t store, std::uint64_t epoch, core::Message message);
   void Arm(core::Time deadline);
+  // Writes what ApplyLocked queued; call without mu.
+  void FlushAll();
   void Shutdown();
 };
 
@@ -150,11 +153,16 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
   std::uint64_t attempt = 0;  // handlers of an earlier socket see a different value
   FrameDecoder decoder{64u << 20};
   std::array<char, 64 * 1024> buffer;
-  // Sending, from any thread (guarded by send_mu). A request thread writes
-  // its frame to a plain socket itself when nothing is queued, which spares a
-  // wake-up of the I/O thread per request; otherwise (TLS, a full socket
-  // buffer, a write in progress) the bytes queue for the I/O thread.
+  // Sending, from any thread (guarded by send_mu). Frames are appended in
+  // the agent's order (under the client's mu) and written after mu is let
+  // go, by whichever thread comes first (Flush): on a plain socket the
+  // request thread writes them itself, which spares a wake-up of the I/O
+  // thread per request and keeps the system call out of mu; frames appended
+  // meanwhile by other threads leave in the same write. With TLS, or a full
+  // socket buffer, the I/O thread writes them.
   std::mutex send_mu;
+  std::condition_variable flush_done;
+  bool flushing = false;    // a thread is in ::send with bytes taken from `pending`
   bool ready = false;       // authenticated: messages may flow
   int direct_fd = -1;       // the plain socket while ready; -1: queue everything
   std::string pending;      // bytes for the I/O thread to write
@@ -290,19 +298,45 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
     }
   }
 
-  // Sends a protocol message if connected; the agent resends what is lost.
-  // Any thread.
-  void Send(const core::Message& m) {
+  // Queues a protocol message if connected (the agent resends what is
+  // lost); Flush sends it. Any thread, in the agent's order.
+  void Append(const core::Message& m) {
     std::string bytes = EncodeFrame(Frame(m));
     std::lock_guard lock(send_mu);
-    if (!ready) return;
-    if (direct_fd >= 0 && !io_writing && pending.empty()) {
-      ssize_t n = ::send(direct_fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n == static_cast<ssize_t>(bytes.size())) return;
+    if (ready) pending += bytes;
+  }
+
+  // Writes what is queued: on a plain socket from this thread, one writer
+  // at a time; otherwise by the I/O thread. Any thread, without the client's mu.
+  void Flush() {
+    std::unique_lock lock(send_mu);
+    while (ready && !flushing && !io_writing && !pending.empty()) {
+      if (direct_fd < 0) {
+        io_writing = true;
+        asio::post(owner->io, [self = shared_from_this(), my = attempt] { self->WriteQueued(my); });
+        return;
+      }
+      int fd = direct_fd;
+      std::string bytes;
+      bytes.swap(pending);
+      flushing = true;
+      lock.unlock();
+      ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      lock.lock();
+      flushing = false;
+      flush_done.notify_all();
+      if (n == static_cast<ssize_t>(bytes.size())) continue;         // more may have come meanwhile
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return;  // the reader sees the error
-      bytes.erase(0, n > 0 ? static_cast<std::size_t>(n) : 0);
+      // A full socket buffer: the I/O thread writes the rest when it can.
+      pending.insert(0, bytes, n > 0 ? static_cast<std::size_t>(n) : 0, std::string::npos);
+      if (!ready) {
+        pending.clear();
+        return;
+      }
+      io_writing = true;
+      asio::post(owner->io, [self = shared_from_this(), my = attempt] { self->WriteQueued(my); });
+      return;
     }
-    QueueLocked(std::move(bytes));
   }
 
   // Before authentication (the Hello) or from the I/O thread: always queued.
@@ -345,13 +379,16 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
 
   bool Draining() {
     std::lock_guard lock(send_mu);
-    return ready && (io_writing || !pending.empty());
+    return ready && (io_writing || flushing || !pending.empty());
   }
 
   void Close() {
     ++attempt;
     {
-      std::lock_guard lock(send_mu);
+      std::unique_lock lock(send_mu);
+      // A thread may be writing to the socket: the descriptor must not be
+      // closed (and perhaps reused) under it.
+      flush_done.wait(lock, [&] { return !flushing; });
       ready = false;
       direct_fd = -1;
       pending.clear();
@@ -392,15 +429,18 @@ void Lock::Shared::ApplyLocked(core::Effects fx) {
   // In order, from this thread (see StoreConnection::Send); mu keeps the
   // order between threads.
   for (const core::Envelope& e : fx.send) {
-    if (e.to.id < stores.size()) stores[e.to.id]->Send(e.message);
+    if (e.to.id < stores.size()) stores[e.to.id]->Append(e.message);
   }
   for (const core::ThreadEvent& w : fx.wake) {
     auto it = slots.find(w.thread);
     if (it == slots.end()) continue;
     it->second.event = w;
-    it->second.cv.notify_all();
+    it->second.cv.notify_one();
   }
-  if (fx.next_deadline != armed) {
+  // The timer is re-armed only for an earlier deadline: a later one (the
+  // usual case: a retry timer pushed back by an answer) is served by an
+  // early tick, which costs less than waking the I/O thread on every request.
+  if (fx.next_deadline < armed) {
     armed = fx.next_deadline;
     asio::dispatch(io, [self = shared_from_this(), deadline = armed] { self->Arm(deadline); });
   }
@@ -414,25 +454,35 @@ void Lock::Shared::Arm(core::Time deadline) {
   timer.expires_at(SteadyTimeOf(deadline));
   timer.async_wait([self = shared_from_this(), deadline](const asio::error_code& ec) {
     if (ec) return;
-    std::lock_guard lock(self->mu);
-    if (self->closed || !self->agent || self->armed != deadline) return;
-    self->armed = core::kNever;
-    self->ApplyLocked(self->agent->OnTick(MonotonicMicros()));
+    {
+      std::lock_guard lock(self->mu);
+      if (self->closed || !self->agent || self->armed != deadline) return;
+      self->armed = core::kNever;
+      self->ApplyLocked(self->agent->OnTick(MonotonicMicros()));
+    }
+    self->FlushAll();
   });
 }
 
 void Lock::Shared::Deliver(std::uint32_t store, std::uint64_t epoch, core::Message message) {
-  std::lock_guard lock(mu);
-  if (!agent) return;
-  if (closed) {
-    // Shutting down: only the acknowledgements of the final releases matter.
-    if (const auto* ack = std::get_if<core::ReleaseAck>(&message)) {
-      awaiting_release.erase(ack->session);
+  {
+    std::lock_guard lock(mu);
+    if (!agent) return;
+    if (closed) {
+      // Shutting down: only the acknowledgements of the final releases matter.
+      if (const auto* ack = std::get_if<core::ReleaseAck>(&message)) {
+        awaiting_release.erase(ack->session);
+      }
+      return;
     }
-    return;
+    core::Envelope env{core::StoreAddress(store, epoch), agent->address(), std::move(message)};
+    ApplyLocked(agent->OnMessage(MonotonicMicros(), env));
   }
-  core::Envelope env{core::StoreAddress(store, epoch), agent->address(), std::move(message)};
-  ApplyLocked(agent->OnMessage(MonotonicMicros(), env));
+  FlushAll();
+}
+
+void Lock::Shared::FlushAll() {
+  for (auto& c : stores) c->Flush();
 }
 
 void Lock::Shared::Shutdown() {
@@ -456,8 +506,9 @@ void Lock::Shared::Shutdown() {
   auto self = shared_from_this();
   asio::post(io, [self, releases = std::move(releases)] {
     for (const auto& [store, m] : releases) {
-      if (store < self->stores.size()) self->stores[store]->Send(m);
+      if (store < self->stores.size()) self->stores[store]->Append(m);
     }
+    self->FlushAll();
     // Wait (bounded) until the store has acknowledged every release, so none
     // is lost to a close with unread data (a reset), then stop.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1000);
@@ -585,6 +636,9 @@ Status Lock::Finish(bool commit) {
     return status_;
   }
   s.ApplyLocked(s.agent->OnThreadFinish(MonotonicMicros(), thread_, session_, commit));
+  lock.unlock();
+  s.FlushAll();
+  lock.lock();
   slot->second.cv.wait(lock, [&] { return slot->second.event.has_value() || s.closed; });
   if (!slot->second.event) {
     status_ = Closed();
@@ -719,6 +773,9 @@ Lock Client::Ask(core::SessionId session, const core::Portion& portion, core::Ti
   core::Time now = MonotonicMicros();
   core::Time deadline = timeout_us == core::kNever ? core::kNever : now + timeout_us;
   s.ApplyLocked(s.agent->OnThreadAsk(now, thread, session, portion, deadline, try_only));
+  lock.unlock();
+  s.FlushAll();
+  lock.lock();
   slot->second.cv.wait(lock, [&] { return slot->second.event.has_value() || s.closed; });
   if (!slot->second.event) {
     s.slots.erase(slot);
