@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "core/types.h"
+#include "net/auth.h"
 #include "net/client.h"
 
 namespace {
@@ -344,19 +345,12 @@ int main(int argc, char** argv) {
   app.add_option("--persistence", o.persistence, "label for the JSON (e.g. the --fsync policy)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  {
-    std::ifstream in(o.secret_file, std::ios::binary);
-    if (!in) {
-      std::fprintf(stderr, "error: cannot read --secret-file %s\n", o.secret_file.c_str());
-      return 2;
-    }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    o.secret = ss.str();
-    while (!o.secret.empty() && (o.secret.back() == '\n' || o.secret.back() == '\r')) {
-      o.secret.pop_back();
-    }
+  auto secret = net::ReadSecretFile(o.secret_file);
+  if (!secret.ok()) {
+    std::fprintf(stderr, "error: %s\n", secret.status().message().c_str());
+    return 2;
   }
+  o.secret = secret.value();
   if (!Preload(o)) return 1;
 
   char dir_pattern[] = "/tmp/session-bench-XXXXXX";

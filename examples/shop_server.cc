@@ -38,6 +38,7 @@
 #include <variant>
 #include <vector>
 
+#include "net/auth.h"
 #include "net/client.h"
 
 namespace {
@@ -46,7 +47,6 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 using latchkey::core::Mode;
 using latchkey::core::Portion;
-using latchkey::core::Reason;
 using latchkey::core::SessionId;
 using latchkey::net::Client;
 using latchkey::net::ClientOptions;
@@ -313,15 +313,14 @@ HttpResponse LockFailure(const Status& status, SessionId user) {
     case LockError::kUnknownOutcome:  // it may have applied: a blind retry could apply it twice
       http = 409;
       break;
-    case LockError::kRejected: {
-      // Transient refusals are worth a retry; the rest (a bad portion, an
-      // attribute outside the portion) are this server's bugs.
-      auto reason = static_cast<Reason>(status.code());
-      bool transient =
-          reason == Reason::kBusy || reason == Reason::kQueueFull || reason == Reason::kGracePeriod;
-      http = transient ? 503 : 500;
+    case LockError::kBusy:  // refused for now (busy, queue full, store restarting)
+      http = 503;
       break;
-    }
+    case LockError::kRejected:
+      // A latchkeyd limit (say, a value too large) or this server's bug (a
+      // bad portion, an attribute outside it): retrying the same will not help.
+      http = status.message().find("refused by latchkeyd") != std::string::npos ? 413 : 500;
+      break;
     case LockError::kNone:
       break;
   }
@@ -663,18 +662,6 @@ bool SplitHostPort(const std::string& text, std::string* host, std::string* port
   return ParseDecimal(*port, &number) && number <= 65535;
 }
 
-std::optional<std::string> ReadSecret(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::stringstream contents;
-  contents << in.rdbuf();
-  std::string secret = contents.str();
-  // latchkeyd drops trailing line breaks from its copy; so must we, or the
-  // keys differ.
-  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-  return secret;
-}
-
 bool WritePortFile(const std::string& path, unsigned short port) {
   // Written whole, then renamed: a reader never sees half a number.
   std::string tmp = path + ".tmp";
@@ -724,16 +711,16 @@ int main(int argc, char** argv) {
     std::cerr << "error: --listen: expected host:port, got '" << listen << "'\n";
     return 2;
   }
-  std::optional<std::string> secret = ReadSecret(secret_file);
-  if (!secret || secret->empty()) {
-    std::cerr << "error: --secret-file " << secret_file << " is unreadable or empty\n";
+  Result<std::string> secret = latchkey::net::ReadSecretFile(secret_file);
+  if (!secret.ok()) {
+    std::cerr << "error: " << secret.status().message() << "\n";
     return 2;
   }
 
   ClientOptions options;
   options.stores = stores;
   options.process_id = process_id;
-  options.secret = *secret;
+  options.secret = secret.value();
   // Left to the default, the process keeps every session it ever touched until
   // another process asks for it, and latchkeyd refuses new ones past
   // --max-sessions-per-process (4096): new users would then only time out.

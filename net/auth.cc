@@ -6,6 +6,8 @@
 #include <openssl/rand.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace latchkey::net {
@@ -53,6 +55,17 @@ Nonce RandomNonce() {
   Nonce n{};
   if (RAND_bytes(n.data(), static_cast<int>(n.size())) != 1) std::abort();
   return n;
+}
+
+Result<std::string> ReadSecretFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::Error("cannot read the secret file " + path);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  std::string secret = bytes.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) return Status::Error("the secret file " + path + " is empty");
+  return secret;
 }
 
 }  // namespace latchkey::net

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "net/codec.h"
@@ -23,5 +24,9 @@ Mac AuthAnswer(const Mac& key, const Nonce& nonce, Role role, std::uint64_t id,
 bool MacEqual(const Mac& a, const Mac& b);
 // From OpenSSL's CSPRNG.
 Nonce RandomNonce();
+
+// The master secret from a file, as latchkeyd reads it: the whole file less
+// trailing newlines (so `echo secret > file` works). Empty files are refused.
+Result<std::string> ReadSecretFile(const std::string& path);
 
 }  // namespace latchkey::net

@@ -24,7 +24,10 @@ namespace latchkey::net {
 
 namespace {
 
-constexpr int kClosedCode = 1000;  // Status code of kUnavailable (not a core::Reason)
+// Status codes of the library's own (beyond core::Reason's values).
+constexpr int kClosedCode = 1000;         // kUnavailable
+constexpr int kServerRefusedCode = 1001;  // a latchkeyd limit refused the request: kRejected
+constexpr int kNotHeldCode = 1002;        // the Lock is not (or no longer) held: kRejected
 
 Status Failure(core::Reason reason, std::string_view what) {
   return Status::Error(std::string(what) + ": " + std::string(core::ReasonName(reason)),
@@ -60,6 +63,8 @@ std::string_view LockErrorName(LockError error) {
       return "unknown_outcome";
     case LockError::kTimeout:
       return "timeout";
+    case LockError::kBusy:
+      return "busy";
     case LockError::kRejected:
       return "rejected";
     case LockError::kUnavailable:
@@ -71,6 +76,9 @@ std::string_view LockErrorName(LockError error) {
 LockError LockErrorOf(const Status& status) {
   if (status.ok()) return LockError::kNone;
   if (status.code() == kClosedCode) return LockError::kUnavailable;
+  if (status.code() == kServerRefusedCode || status.code() == kNotHeldCode) {
+    return LockError::kRejected;
+  }
   switch (static_cast<core::Reason>(status.code())) {
     case core::Reason::kLockLost:
     case core::Reason::kLeaseExpired:
@@ -82,6 +90,10 @@ LockError LockErrorOf(const Status& status) {
       return LockError::kUnknownOutcome;
     case core::Reason::kTimeout:
       return LockError::kTimeout;
+    case core::Reason::kBusy:
+    case core::Reason::kQueueFull:
+    case core::Reason::kGracePeriod:
+      return LockError::kBusy;
     default:
       return LockError::kRejected;
   }
@@ -123,12 +135,18 @@ struct Lock::Shared : std::enable_shared_from_this<Lock::Shared> {
   std::size_t ready = 0;                 // nodes that answered Welcome at least once
   std::string fatal;                     // why Connect cannot succeed (a misconfiguration), if so
   std::set<core::SessionId> awaiting_release;  // while shutting down
+  // Why latchkeyd refused a thread's request (a limit), for its status.
+  std::map<core::ThreadId, std::string> refusals;
 
   void ApplyLocked(core::Effects fx);
   void Deliver(std::uint32_t store, std::uint64_t epoch, core::Message message);
   void Arm(core::Time deadline);
   // Writes what ApplyLocked queued; call without mu.
   void FlushAll();
+  // latchkeyd refused a request with a non-fatal Error frame (a limit).
+  void Refused(std::uint32_t store, std::uint64_t epoch, const ErrorFrame& error);
+  // The status for a thread's failure event (the server's words, if any).
+  Status FailureFor(const core::ThreadEvent& event, std::string_view what);
   void Shutdown();
 };
 
@@ -285,11 +303,12 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
         std::lock_guard lock(owner->mu);
         ++owner->stats.server_errors;
       }
-      // Non-fatal refusals leave the agent to retry or the thread to time out.
       // A refused login before the first welcome is a misconfiguration.
       if (error->fatal && epoch == 0 && error->code == ErrorCode::kAuthFailed) stopped = true;
       if (error->fatal) {
         Fail("server error " + std::string(ErrorCodeName(error->code)) + ": " + error->text);
+      } else {
+        owner->Refused(index, epoch, *error);
       }
       return;
     }
@@ -485,6 +504,47 @@ void Lock::Shared::FlushAll() {
   for (auto& c : stores) c->Flush();
 }
 
+// Left alone, the agent would resend a refused request forever. The refusal
+// is handed to it as the store's Rejected of that request, so the waiting or
+// committing thread fails at once (a refused commit did not apply) and the
+// agent gives the session up; the thread's status carries the server's text.
+void Lock::Shared::Refused(std::uint32_t store, std::uint64_t epoch, const ErrorFrame& error) {
+  {
+    std::lock_guard lock(mu);
+    if (closed || !agent) return;
+    auto it = agent->state().sessions.find(error.session);
+    if (it == agent->state().sessions.end()) return;
+    const core::AgentSession& s = it->second;
+    std::string text = std::string(ErrorCodeName(error.code)) + ": " + error.text;
+    core::Message refusal;
+    if (error.what == static_cast<std::uint8_t>(core::MessageKind::kCommit) &&
+        s.state == core::LockState::kHeld && !s.commits.empty()) {
+      refusals[s.commits.front().thread] = text;
+      refusal = core::Rejected{error.session, s.token, s.commits.front().seq, error.what,
+                               core::Reason::kNotHolder};
+    } else if (error.what == static_cast<std::uint8_t>(core::MessageKind::kAcquire) &&
+               s.state == core::LockState::kRequested) {
+      for (const core::ThreadWait& w : s.waiters) refusals[w.thread] = text;
+      refusal = core::Rejected{error.session, core::kNoToken, s.request_id, error.what,
+                               core::Reason::kQueueFull};
+    } else {
+      return;
+    }
+    core::Envelope env{core::StoreAddress(store, epoch), agent->address(), std::move(refusal)};
+    ApplyLocked(agent->OnMessage(MonotonicMicros(), env));
+  }
+  FlushAll();
+}
+
+Status Lock::Shared::FailureFor(const core::ThreadEvent& event, std::string_view what) {
+  auto it = refusals.find(event.thread);
+  if (it == refusals.end()) return Failure(event.reason, what);
+  Status s =
+      Status::Error(std::string(what) + " refused by latchkeyd: " + it->second, kServerRefusedCode);
+  refusals.erase(it);
+  return s;
+}
+
 void Lock::Shared::Shutdown() {
   std::vector<std::pair<std::uint32_t, core::Message>> releases;
   {
@@ -620,7 +680,7 @@ Status Lock::Commit() { return Finish(true); }
 Status Lock::Rollback() { return Finish(false); }
 
 Status Lock::Finish(bool commit) {
-  if (!held_) return status_;
+  if (!held_) return Status::Error("the lock is not held", kNotHeldCode);
   held_ = false;
   Shared& s = *shared_;
   std::unique_lock lock(s.mu);
@@ -631,7 +691,7 @@ Status Lock::Finish(bool commit) {
   }
   if (slot->second.event) {
     // The lock was lost before the thread finished: nothing was sent.
-    status_ = Failure(slot->second.event->reason, commit ? "commit" : "rollback");
+    status_ = s.FailureFor(*slot->second.event, commit ? "commit" : "rollback");
     s.slots.erase(slot);
     return status_;
   }
@@ -643,9 +703,9 @@ Status Lock::Finish(bool commit) {
   if (!slot->second.event) {
     status_ = Closed();
   } else if (slot->second.event->kind == core::ThreadEventKind::kFailed) {
-    status_ = Failure(slot->second.event->reason, commit ? "commit" : "rollback");
+    status_ = s.FailureFor(*slot->second.event, commit ? "commit" : "rollback");
   } else {
-    status_ = Status::Error(commit ? "committed" : "rolled back", 0);
+    status_ = Status::Ok();  // done; held() is false from now on
   }
   bool ok = slot->second.event && slot->second.event->kind != core::ThreadEventKind::kFailed;
   s.slots.erase(slot);
@@ -760,7 +820,8 @@ Lock Client::TryAcquire(core::SessionId session, const core::Portion& portion) {
 
 Lock Client::Ask(core::SessionId session, const core::Portion& portion, core::Time timeout_us,
                  bool try_only) {
-  Lock::Shared& s = *shared_;
+  std::shared_ptr<Lock::Shared> keep = shared_;  // see ~Client
+  Lock::Shared& s = *keep;
   Lock failed;
   failed.session_ = session;
   std::unique_lock lock(s.mu);
@@ -786,7 +847,7 @@ Lock Client::Ask(core::SessionId session, const core::Portion& portion, core::Ti
   slot->second.event.reset();
   if (event.kind == core::ThreadEventKind::kGranted) return Lock(shared_, thread, session);
   s.slots.erase(slot);
-  failed.status_ = Failure(event.reason, "acquire session " + std::to_string(session));
+  failed.status_ = s.FailureFor(event, "acquire session " + std::to_string(session));
   return failed;
 }
 

@@ -55,8 +55,11 @@ struct ClientOptions {
   std::string tls_server_name;   // the name their certificates must carry; default: the host
   std::chrono::milliseconds connect_timeout{5000};
   // R6/R8: how long the process keeps a session's lock with no thread using
-  // it; never by default (kept until recalled). 0 releases after every request.
-  std::optional<std::chrono::microseconds> idle_release;
+  // it (until then, or until recalled, requests on it need no lock round
+  // trip); nullopt: until recalled; 0: release after every request. Keep it
+  // finite in long-running servers: latchkeyd caps the sessions a process
+  // may hold (--max-sessions-per-process) and refuses Acquires past it.
+  std::optional<std::chrono::microseconds> idle_release = std::chrono::seconds(60);
   std::chrono::microseconds retry{100'000};  // resend an unanswered request (B4)
 };
 
@@ -66,7 +69,9 @@ enum class LockError : std::uint8_t {
   kLockLost,        // the lock went away under the thread; its writes are discarded
   kUnknownOutcome,  // lost after the commit was sent: it may or may not have applied
   kTimeout,         // the wait ran past its deadline
-  kRejected,        // refused: try-lock busy, bad portion, attribute outside the portion, ...
+  kBusy,            // refused for now (try-lock busy, queue full, store restarting): retry later
+  kRejected,        // refused: a latchkeyd limit, a bad portion, an attribute outside the
+                    // portion, the lock no longer held: retrying the same will not help
   kUnavailable,     // the client is closed
 };
 std::string_view LockErrorName(LockError error);
@@ -96,7 +101,9 @@ class Lock {
 
   bool held() const { return held_; }
   explicit operator bool() const { return held_; }
-  // Why the lock is not held (after a failed Acquire, a lost lock, a Commit).
+  // Why the lock is not held: after a failed Acquire, a lost lock or a
+  // failed Commit, the reason (see LockErrorOf); ok after a Commit or
+  // Rollback that succeeded.
   const Status& status() const { return status_; }
   core::SessionId session() const { return session_; }
 
@@ -118,14 +125,18 @@ class Lock {
  private:
   friend class Client;
   Lock(std::shared_ptr<Shared> shared, core::ThreadId thread, core::SessionId session)
-      : shared_(std::move(shared)), thread_(thread), session_(session), held_(true) {}
+      : shared_(std::move(shared)),
+        thread_(thread),
+        session_(session),
+        held_(true),
+        status_(Status::Ok()) {}
   Status Finish(bool commit);
 
   std::shared_ptr<Shared> shared_;
   core::ThreadId thread_ = 0;
   core::SessionId session_ = 0;
   bool held_ = false;
-  Status status_ = Status::Error("no lock", 0);
+  Status status_ = Status::Error("no lock was taken", 1002);
 };
 
 class Client {
@@ -134,7 +145,9 @@ class Client {
   // message naming the node if one does not answer in time.
   static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
   // Gives back the process-level locks it holds and closes the connections;
-  // Locks still alive fail with kUnavailable from then on.
+  // Locks still alive fail with kUnavailable from then on. Destroy a Client
+  // only once no thread is inside one of its methods (stop the request
+  // threads first); Locks may outlive it.
   ~Client();
 
   // Waits up to `timeout` for `portion` of `session` (R9, B5).

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "net/auth.h"
 #include "net/server.h"
 
 using latchkey::net::FsyncPolicy;
@@ -115,17 +116,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.wal_damage = damage.value();
-  std::ifstream in(secret_file, std::ios::binary);
-  if (!in) {
-    std::cerr << "error: cannot read --secret-file " << secret_file << "\n";
+  auto secret = latchkey::net::ReadSecretFile(secret_file);
+  if (!secret.ok()) {
+    std::cerr << "error: " << secret.status().message() << "\n";
     return 2;
   }
-  std::stringstream secret;
-  secret << in.rdbuf();
-  o.secret = secret.str();
-  while (!o.secret.empty() && (o.secret.back() == '\n' || o.secret.back() == '\r')) {
-    o.secret.pop_back();
-  }
+  o.secret = secret.value();
   if (lease_ms == 0 || recall_retry_ms == 0) {
     std::cerr << "error: --lease-ms and --recall-retry-ms must be positive\n";
     return 2;

@@ -166,7 +166,7 @@ TEST_F(ClientTest, TimeoutAndTryLockWhileAnotherThreadHolds) {
   EXPECT_LT(took, 1500ms);
   Lock tried = b->TryAcquire(5, Portion::Whole(Mode::kExclusive));
   EXPECT_FALSE(tried.held());
-  EXPECT_EQ(LockErrorOf(tried.status()), LockError::kRejected) << tried.status().message();
+  EXPECT_EQ(LockErrorOf(tried.status()), LockError::kBusy) << tried.status().message();
   // Within one process, a non-overlapping portion is granted alongside (R9).
   Lock other = a->Acquire(5, Portion::Of({"z"}, Mode::kExclusive), 100ms);
   EXPECT_FALSE(other.held());  // `held` has the whole session
@@ -366,6 +366,78 @@ TEST_F(ClientTest, LocksOutlivingTheClientFailCleanly) {
   Lock other = b->Acquire(2, Portion::Whole(Mode::kExclusive), 2s);
   EXPECT_TRUE(other.held());
   EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
+}
+
+// A commit latchkeyd refuses (a value above --max-attribute-value-bytes)
+// fails at once with the server's reason, applies nothing, and leaves the
+// session usable, here and for other processes.
+TEST_F(ClientTest, ACommitRefusedByALimitFailsAtOnceWithTheServersReason) {
+  Start({"--max-attribute-value-bytes", "16"});
+  auto a = ConnectOrDie({port()}, 1);
+  auto b = ConnectOrDie({port()}, 2);
+  ASSERT_TRUE(a && b);
+  Lock lock = a->Acquire(31, Portion::Whole(Mode::kExclusive), 2s);
+  ASSERT_TRUE(lock.held());
+  ASSERT_TRUE(lock.Set("big", std::string(100, 'x')).ok());  // buffered: not checked yet
+  auto start = std::chrono::steady_clock::now();
+  Status refused = lock.Commit();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  EXPECT_EQ(LockErrorOf(refused), LockError::kRejected) << refused.message();
+  EXPECT_NE(refused.message().find("attribute_too_large"), std::string::npos) << refused.message();
+  EXPECT_EQ(lock.status().message(), refused.message());
+  Lock again = a->Acquire(31, Portion::Whole(Mode::kExclusive), 2s);
+  ASSERT_TRUE(again.held()) << again.status().message();
+  EXPECT_FALSE(again.Get("big").value().has_value());
+  again.Set("small", "ok");
+  ASSERT_TRUE(again.Commit().ok());
+  Lock other = b->Acquire(31, Portion::Whole(Mode::kShared), 2s);
+  ASSERT_TRUE(other.held()) << other.status().message();
+  EXPECT_EQ(other.Get("small").value(), "ok");
+}
+
+// An Acquire latchkeyd refuses (the process is at --max-sessions-per-process)
+// fails at once with the reason instead of waiting out its timeout.
+TEST_F(ClientTest, AnAcquireRefusedByALimitFailsAtOnce) {
+  Start({"--max-sessions-per-process", "1"});
+  ClientOptions o = Options({port()}, 1);
+  o.idle_release.reset();  // keep the first session
+  auto a = Client::Connect(o);
+  ASSERT_TRUE(a.ok());
+  {
+    Lock first = a.value()->Acquire(1, Portion::Whole(Mode::kExclusive), 2s);
+    ASSERT_TRUE(first.held());
+    ASSERT_TRUE(first.Commit().ok());
+    EXPECT_TRUE(first.status().ok());  // committed: not held, nothing wrong
+    EXPECT_EQ(LockErrorOf(first.Commit()), LockError::kRejected);  // twice: not held
+  }
+  auto start = std::chrono::steady_clock::now();
+  Lock second = a.value()->Acquire(2, Portion::Whole(Mode::kExclusive), 5s);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  ASSERT_FALSE(second.held());
+  EXPECT_EQ(LockErrorOf(second.status()), LockError::kRejected);
+  EXPECT_NE(second.status().message().find("too_many_sessions"), std::string::npos)
+      << second.status().message();
+  EXPECT_EQ(LockErrorOf(a.value()->TryAcquire(1, Portion::Whole(Mode::kShared)).status()),
+            LockError::kNone);
+}
+
+// R8: with a short idle release the process gives a session back on its own.
+TEST_F(ClientTest, IdleReleaseGivesTheLockBackWithoutARecall) {
+  Start();
+  ClientOptions o = Options({port()}, 1);
+  o.idle_release = 50ms;
+  auto a = Client::Connect(o);
+  auto b = ConnectOrDie({port()}, 2);
+  ASSERT_TRUE(a.ok() && b);
+  {
+    Lock lock = a.value()->Acquire(3, Portion::Whole(Mode::kExclusive), 2s);
+    ASSERT_TRUE(lock.held());
+    ASSERT_TRUE(lock.Commit().ok());
+  }
+  std::this_thread::sleep_for(300ms);
+  Lock other = b->Acquire(3, Portion::Whole(Mode::kExclusive), 2s);
+  ASSERT_TRUE(other.held());
+  EXPECT_EQ(a.value()->stats().recalls, 0u);  // released before anyone asked
 }
 
 }  // namespace
