@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <asio.hpp>
 #include <asio/ssl.hpp>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
@@ -168,7 +169,9 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
   asio::steady_timer retry_timer;
   std::unique_ptr<asio::ip::tcp::socket> plain;
   std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> tls;
-  std::uint64_t attempt = 0;  // handlers of an earlier socket see a different value
+  // Handlers of an earlier socket see a different value. Atomic: Flush reads
+  // it from request threads.
+  std::atomic<std::uint64_t> attempt{0};
   FrameDecoder decoder{64u << 20};
   std::array<char, 64 * 1024> buffer;
   // Sending, from any thread (guarded by send_mu). Frames are appended in
@@ -332,7 +335,8 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
     while (ready && !flushing && !io_writing && !pending.empty()) {
       if (direct_fd < 0) {
         io_writing = true;
-        asio::post(owner->io, [self = shared_from_this(), my = attempt] { self->WriteQueued(my); });
+        asio::post(owner->io,
+                   [self = shared_from_this(), my = attempt.load()] { self->WriteQueued(my); });
         return;
       }
       int fd = direct_fd;
@@ -353,7 +357,8 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
         return;
       }
       io_writing = true;
-      asio::post(owner->io, [self = shared_from_this(), my = attempt] { self->WriteQueued(my); });
+      asio::post(owner->io,
+                 [self = shared_from_this(), my = attempt.load()] { self->WriteQueued(my); });
       return;
     }
   }
@@ -368,7 +373,8 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
     pending += bytes;
     if (io_writing) return;
     io_writing = true;
-    asio::post(owner->io, [self = shared_from_this(), my = attempt] { self->WriteQueued(my); });
+    asio::post(owner->io,
+               [self = shared_from_this(), my = attempt.load()] { self->WriteQueued(my); });
   }
 
   // I/O thread: writes what is queued, until nothing is.
