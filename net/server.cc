@@ -2,6 +2,7 @@
 
 #include <asio.hpp>
 #include <asio/ssl.hpp>
+#include <asio/thread_pool.hpp>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -114,6 +115,7 @@ struct Server::Impl {
   explicit Impl(const ServerOptions& o)
       : options(o), store(o.store), acceptor(io), deadline_timer(io), sync_timer(io), signals(io) {}
   ~Impl() {
+    sync_thread.join();
     if (compactor.joinable()) compactor.join();
   }
 
@@ -146,7 +148,14 @@ struct Server::Impl {
     std::array<std::uint64_t, 32> messages_received{};
     std::array<std::uint64_t, 32> messages_sent{};
   } metrics;
-  std::thread compactor;  // writes a snapshot off the loop (see Compact)
+  std::thread compactor;             // writes a snapshot off the loop (see Compact)
+  asio::thread_pool sync_thread{1};  // --fsync always: fdatasync off the loop
+  bool sync_running = false;
+  struct UnsyncedReplies {
+    std::uint64_t lsn;  // the log position they need durable
+    std::vector<core::Envelope> replies;
+  };
+  std::deque<UnsyncedReplies> unsynced;
   bool flush_posted = false;
   bool stopping = false;
   bool failed = false;
@@ -177,19 +186,61 @@ struct Server::Impl {
 
   void Flush() {
     flush_posted = false;
-    Status s = wal->Flush();
-    if (!s.ok()) {
-      // Nothing can be acknowledged without the log: stop serving.
-      LogLine("error", "wal_flush_failed", "reason=" + Quote(s.message()));
-      failed = true;
-      outbox.clear();
-      io.stop();
-      return;
-    }
+    bool always = options.fsync == FsyncPolicy::kAlways;
+    // Under --fsync always the write happens here and the fsync on the sync
+    // thread; replies wait in `unsynced` for the fsync that covers them.
+    Status s = always ? wal->WriteBuffered() : wal->Flush();
+    if (!s.ok()) return WalFailed("wal_flush_failed", s.message());
     std::vector<core::Envelope> sending;
     sending.swap(outbox);
-    for (const core::Envelope& e : sending) Deliver(e);
+    if (always && (wal->synced_lsn() < wal->written_lsn() || !unsynced.empty())) {
+      // Behind earlier replies too, so each connection's replies keep their order.
+      if (!sending.empty()) unsynced.push_back({wal->written_lsn(), std::move(sending)});
+      StartSync();
+    } else {
+      for (const core::Envelope& e : sending) Deliver(e);
+    }
     if (wal->file_bytes() > options.compact_bytes) Compact();
+  }
+
+  // One fdatasync at a time runs on the sync thread, covering everything
+  // written when it starts; the loop keeps handling messages meanwhile, and
+  // their records and replies make up the next batch (group commit).
+  void StartSync() {
+    if (sync_running || wal->synced_lsn() == wal->written_lsn()) return;
+    sync_running = true;
+    Wal::SyncJob job = wal->PrepareSync();
+    asio::post(sync_thread, [this, job]() mutable {
+      std::int64_t micros = job.Run();
+      asio::post(io, [this, lsn = job.lsn, micros] { Synced(lsn, micros); });
+    });
+  }
+
+  void Synced(std::uint64_t lsn, std::int64_t micros) {
+    sync_running = false;
+    if (micros < 0) return WalFailed("wal_sync_failed", "fdatasync failed");
+    wal->SyncDone(lsn, static_cast<std::uint64_t>(micros));
+    while (!unsynced.empty() && unsynced.front().lsn <= wal->synced_lsn()) {
+      for (const core::Envelope& e : unsynced.front().replies) Deliver(e);
+      unsynced.pop_front();
+    }
+    StartSync();
+  }
+
+  void DeliverSynced() {
+    for (auto& batch : unsynced) {
+      for (const core::Envelope& e : batch.replies) Deliver(e);
+    }
+    unsynced.clear();
+  }
+
+  // Nothing can be acknowledged without the log: stop serving.
+  void WalFailed(const char* event, const std::string& why) {
+    LogLine("error", event, "reason=" + Quote(why));
+    failed = true;
+    outbox.clear();
+    unsynced.clear();
+    io.stop();
   }
 
   // The snapshot is taken here, on the loop thread (an in-memory copy of
@@ -725,7 +776,11 @@ struct Server::Impl {
     // written and synced, and their replies go out before we close.
     Flush();
     Status s = wal->Sync();
-    if (!s.ok()) LogLine("error", "wal_sync_failed", "reason=" + Quote(s.message()));
+    if (!s.ok()) {
+      LogLine("error", "wal_sync_failed", "reason=" + Quote(s.message()));
+    } else {
+      DeliverSynced();
+    }
     deadline_timer.cancel();
     sync_timer.cancel();
     std::vector<std::shared_ptr<Connection>> all;
@@ -782,6 +837,7 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
   if (impl->failed) return Status::Error("could not write the log");
   Status synced = impl->wal->Sync();
   if (!synced.ok()) return synced;
+  impl->DeliverSynced();
 
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return Status::Error("TLS needs both a certificate (--tls-cert) and its key (--tls-key)");

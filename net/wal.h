@@ -126,6 +126,25 @@ class Wal {
   // Group commit: writes everything appended since the last Flush with one
   // write and, under policy always, one fsync.
   Status Flush();
+  // The same write without the fsync, whatever the policy; the owner then
+  // syncs (possibly off its thread: SyncJob) before the replies leave.
+  Status WriteBuffered();
+
+  // Log positions: bytes ever written, across generations. Records up to
+  // synced_lsn() are durable.
+  std::uint64_t written_lsn() const { return written_lsn_; }
+  std::uint64_t synced_lsn() const { return synced_lsn_; }
+  // An fdatasync of the records written so far, runnable on another thread
+  // (it holds its own descriptor, so compaction may switch files meanwhile).
+  struct SyncJob {
+    int fd = -1;  // a dup of the current file's descriptor; Run closes it
+    std::uint64_t lsn = 0;
+    // Returns the fdatasync's duration in microseconds, or -1 on failure.
+    std::int64_t Run();
+  };
+  SyncJob PrepareSync() const;
+  // On the owner's thread, once a SyncJob has run.
+  void SyncDone(std::uint64_t lsn, std::uint64_t micros);
   // Fsyncs whatever was written (the batch policy's timer; shutdown).
   Status Sync();
   // Starts a new generation holding `snapshot` (see LogState::Snapshot),
@@ -173,6 +192,8 @@ class Wal {
   std::uint64_t generation_ = 0;
   std::uint64_t file_bytes_ = 0;
   bool unsynced_ = false;
+  std::uint64_t written_lsn_ = 0;
+  std::uint64_t synced_lsn_ = 0;
   std::string pending_;
   std::uint64_t pending_records_ = 0;
   bool compacting_ = false;

@@ -344,6 +344,33 @@ TEST(Wal, AbandonedCompactionLeavesTheOldGenerationInUse) {
             (std::vector<core::Record>{core::StoreStartedRecord{1}, core::StoreStartedRecord{2}}));
 }
 
+// The fsync can run on another thread: a SyncJob covers what was written
+// when it was prepared, even if more is written (or the file switched by a
+// compaction) before it finishes.
+TEST(Wal, SyncJobOnAnotherThreadCoversWhatWasWrittenBeforeIt) {
+  TempDir dir;
+  RecoveredLog log;
+  auto wal = OpenOrDie(dir.path(), &log);
+  wal->Append(core::StoreStartedRecord{1});
+  ASSERT_TRUE(wal->WriteBuffered().ok());
+  EXPECT_GT(wal->written_lsn(), wal->synced_lsn());
+  Wal::SyncJob job = wal->PrepareSync();
+  std::uint64_t covered = wal->written_lsn();
+  EXPECT_EQ(job.lsn, covered);
+  wal->Append(core::StoreStartedRecord{2});
+  ASSERT_TRUE(wal->WriteBuffered().ok());
+  std::int64_t micros = -1;
+  std::thread syncer([&] { micros = job.Run(); });
+  syncer.join();
+  ASSERT_GE(micros, 0);
+  wal->SyncDone(job.lsn, static_cast<std::uint64_t>(micros));
+  EXPECT_EQ(wal->synced_lsn(), covered);  // the second record is not covered
+  EXPECT_LT(wal->synced_lsn(), wal->written_lsn());
+  EXPECT_EQ(wal->stats().fsyncs, 1u);
+  ASSERT_TRUE(wal->Sync().ok());
+  EXPECT_EQ(wal->synced_lsn(), wal->written_lsn());
+}
+
 // Drives a real Store with random traffic (with restarts), logging what it
 // persists, then checks that the compacted log rebuilds the same store.
 RC_GTEST_PROP(WalProperty, SnapshotPreservesStoreRecover, ()) {
