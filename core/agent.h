@@ -172,6 +172,16 @@ class ProcessAgent {
   // it is woken with kCommitted once acknowledged; otherwise kRolledBack.
   Effects OnThreadFinish(Time now, ThreadId thread, SessionId session, bool commit);
 
+  // Each input also exists in a form that writes into `out`: its contents
+  // are replaced and its buffers reused, so a driver keeping one Effects
+  // does not allocate for them on every input.
+  void OnMessage(Time now, const Envelope& in, Effects& out);
+  void OnTick(Time now, Effects& out);
+  void OnThreadAsk(Time now, ThreadId thread, SessionId session, const Portion& portion,
+                   Time deadline, bool try_only, Effects& out);
+  void OnThreadCancel(Time now, ThreadId thread, SessionId session, Effects& out);
+  void OnThreadFinish(Time now, ThreadId thread, SessionId session, bool commit, Effects& out);
+
   // Reads and writes of a thread that holds a portion. They touch only the
   // cache and the thread's buffered writes, so they have no Effects.
   ReadResult Read(ThreadId thread, SessionId session, const std::string& attribute) const;
