@@ -205,8 +205,8 @@ class Simulator {
 
   void Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t arg);
   void Dispatch(const Event& ev);
-  void ApplyStoreEffects(std::uint32_t node, core::Effects fx, TraceEvent& te);
-  void ApplyAgentEffects(std::uint32_t node, core::Effects fx, TraceEvent& te);
+  void ApplyStoreEffects(std::uint32_t node, const core::Effects& fx, TraceEvent& te);
+  void ApplyAgentEffects(std::uint32_t node, const core::Effects& fx, TraceEvent& te);
   void ScheduleTick(std::uint32_t node, Time deadline_local);
   // Sends fx.send; the trace notes which of them the network lost at once.
   void SendAll(std::uint32_t from_node, const core::Effects& fx);
@@ -242,6 +242,13 @@ class Simulator {
   std::vector<std::vector<core::SessionId>> home_sessions_, other_sessions_;
   std::vector<std::vector<std::uint64_t>> home_cdf_, other_cdf_;  // Zipf, fixed point
   std::vector<std::string> attribute_names_;                      // "a0", "a1", ...
+  std::vector<std::uint32_t> attribute_rank_;                     // of each name in sorted order
+  std::vector<std::uint32_t> pool_, picked_;                      // StartRequest's scratch
+
+  // The effects of the input being handled: one buffer for every core call,
+  // so that its vectors are not allocated per event. Nothing calls the core
+  // again before an event's effects are applied.
+  core::Effects fx_;
 
   std::vector<core::Envelope> messages_;  // message slots
   std::vector<std::uint64_t> free_slots_;
