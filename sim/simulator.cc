@@ -77,12 +77,16 @@ std::uint64_t ParseCounter(std::string_view value) {
 // ---- clocks ------------------------------------------------------------------
 
 Time Clock::Local(Time t) const {
-  // 64-bit arithmetic for the first 2.9 years of simulated time (t * drift
-  // fits), 128-bit after: same result, without a 128-bit division per call.
-  constexpr Time kFast = 1ULL << 46;
-  if (t < kFast && offset_us >= 0 && drift_ppm > -kMillion) {
+  // 64-bit arithmetic for the first 2.2 years of simulated time and drifts
+  // within +-13% (t * drift fits), 128-bit after: same result, without a
+  // 128-bit division per call. Offsets may be negative (a clock behind).
+  constexpr std::int64_t kFast = std::int64_t{1} << 46;
+  constexpr std::int32_t kFastDrift = 1 << 17;
+  if (t < static_cast<Time>(kFast) && offset_us > -kFast && offset_us < kFast &&
+      drift_ppm > -kFastDrift && drift_ppm < kFastDrift) {
     std::int64_t drift_part = static_cast<std::int64_t>(t) * drift_ppm / kMillion;
-    return static_cast<Time>(static_cast<std::int64_t>(t) + offset_us + drift_part);
+    std::int64_t local = static_cast<std::int64_t>(t) + offset_us + drift_part;
+    return local < 0 ? 0 : static_cast<Time>(local);
   }
   __int128 local =
       static_cast<__int128>(t) + offset_us + static_cast<__int128>(t) * drift_ppm / kMillion;
