@@ -722,6 +722,7 @@ void ProcessAgent::SetState(SessionId id, AgentSession& s, LockState next) {
     s.reclaiming = false;
     s.idle_release_at = kNever;
   }
+  if ((next == LockState::kHeld) != (s.state == LockState::kHeld)) ++stats_.held_changes;
   s.state = next;
 }
 

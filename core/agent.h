@@ -151,6 +151,9 @@ struct AgentStats {
   std::uint64_t lease_expiries = 0;
   std::uint64_t commits = 0;
   std::uint64_t retries = 0;
+  // Sessions that became Held or stopped being Held: an observer that
+  // follows which sessions are held need not look while this stays put.
+  std::uint64_t held_changes = 0;
   bool operator==(const AgentStats&) const = default;
 };
 

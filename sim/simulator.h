@@ -187,6 +187,8 @@ class Simulator {
     }
   }
   std::uint64_t trace_hash() const { return hash_; }
+  // Events so far (the one being observed included).
+  std::uint64_t events() const { return events_; }
   // Per session: counter increments acknowledged to their threads, and those
   // whose outcome the thread could not know (crash, resent commit).
   const std::vector<std::uint64_t>& acknowledged_by_session() const { return acknowledged_; }
