@@ -225,6 +225,7 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
   attribute_rank_.resize(w.attributes);
   for (std::uint32_t r = 0; r < w.attributes; ++r) attribute_rank_[by_name[r]] = r;
   acknowledged_.assign(w.sessions, 0);
+  true_at_cache_.resize(S + P);
   unknown_.assign(w.sessions, 0);
   for (std::uint32_t p = 0; p < P; ++p) {
     for (std::uint32_t t = 0; t < config_.threads_per_process; ++t) {
@@ -482,7 +483,13 @@ void Simulator::ScheduleTick(std::uint32_t node, Time deadline_local) {
     tick_at = core::kNever;
     return;
   }
-  Time at = std::max(ClockOf(node).TrueAt(deadline_local), now_);
+  const Clock& clock = ClockOf(node);
+  TrueAtCache& cache = true_at_cache_[node];
+  if (cache.local != deadline_local || cache.clock.offset_us != clock.offset_us ||
+      cache.clock.drift_ppm != clock.drift_ppm) {
+    cache = {deadline_local, clock, clock.TrueAt(deadline_local)};
+  }
+  Time at = std::max(cache.true_at, now_);
   if (at == tick_at) return;
   ++generation;
   tick_at = at;

@@ -252,6 +252,15 @@ class Simulator {
   // again before an event's effects are applied.
   core::Effects fx_;
 
+  // Per node, the last deadline converted to true time and the clock it was
+  // read on: most inputs leave a node's deadline where it was.
+  struct TrueAtCache {
+    Time local = core::kNever;
+    Clock clock;
+    Time true_at = core::kNever;
+  };
+  std::vector<TrueAtCache> true_at_cache_;
+
   std::vector<core::Envelope> messages_;  // message slots
   std::vector<std::uint64_t> free_slots_;
   std::vector<Time> delivery_at_;  // per message slot; kNever = free
