@@ -438,7 +438,9 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
         const sim::ProcessNode& other = sim.processes()[q];
         if (q == p || !other.up) continue;
         auto o = other.agent.state().sessions.find(w.session);
-        if (o == other.agent.state().sessions.end()) continue;
+        // No thread there holds a portion: nothing can conflict (and no
+        // need to ask whether it trusts its lock).
+        if (o == other.agent.state().sessions.end() || o->second.holders.empty()) continue;
         if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session)) continue;
         for (const core::ThreadHold& h : o->second.holders) {
           if (h.portion.ConflictsWith(mine->portion)) {
@@ -513,27 +515,38 @@ void Checker::CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent
   // the agent's count of such changes (or a restart): while the count stays
   // put every session is held or not as last seen, so there is no new grant.
   const std::uint64_t changes = self.agent.stats().held_changes;
-  if (!seen_here.valid || !(seen_here.agent == self.agent.config().self) ||
-      seen_here.changes != changes) {
+  auto note_state = [&](core::SessionId id, core::LockState state, core::LockState& seen) {
+    if (seen != core::LockState::kHeld && state == core::LockState::kHeld) {
+      for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
+        const sim::SimThread& thread = sim.threads()[t];
+        if (thread.phase == sim::ThreadPhase::kWaiting && thread.session == id) entitled_[t] = 1;
+      }
+    }
+    seen = state;
+  };
+  const bool same_agent = seen_here.valid && seen_here.agent == self.agent.config().self;
+  const auto& sessions = self.agent.state().sessions;
+  if (same_agent && changes == seen_here.changes + 1) {
+    // Exactly one session changed: the agent names it.
+    seen_here.changes = changes;
+    const core::SessionId id = self.agent.stats().last_held_change;
+    auto it = sessions.find(id);
+    note_state(id, it == sessions.end() ? core::LockState::kUnlocked : it->second.state,
+               seen_here.states[id]);
+  } else if (!same_agent || changes != seen_here.changes) {
     seen_here.valid = true;
     seen_here.agent = self.agent.config().self;
     seen_here.changes = changes;
     // Both maps are ordered by session: walk them side by side.
     auto old = seen_here.states.begin();
-    for (const auto& [id, s] : self.agent.state().sessions) {
+    for (const auto& [id, s] : sessions) {
       for (; old != seen_here.states.end() && old->first < id; ++old) {
         old->second = core::LockState::kUnlocked;  // gone from the agent (a restart)
       }
       if (old == seen_here.states.end() || old->first != id) {
         old = seen_here.states.emplace_hint(old, id, core::LockState::kUnlocked);
       }
-      if (old->second != core::LockState::kHeld && s.state == core::LockState::kHeld) {
-        for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
-          const sim::SimThread& thread = sim.threads()[t];
-          if (thread.phase == sim::ThreadPhase::kWaiting && thread.session == id) entitled_[t] = 1;
-        }
-      }
-      old->second = s.state;
+      note_state(id, s.state, old->second);
       ++old;
     }
     for (; old != seen_here.states.end(); ++old) old->second = core::LockState::kUnlocked;

@@ -27,6 +27,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -128,9 +129,9 @@ class Checker : public sim::Observer {
 
   CheckerOptions options_;
   std::optional<Violation> violation_;
-  std::map<core::SessionId, core::Token> max_token_;
-  std::map<core::SessionId, TenureView> tenure_;
-  std::map<core::SessionId, std::vector<QueueEntry>> queue_;
+  std::unordered_map<core::SessionId, core::Token> max_token_;
+  std::unordered_map<core::SessionId, TenureView> tenure_;
+  std::unordered_map<core::SessionId, std::vector<QueueEntry>> queue_;
   // Per store node: each process's lease end as last seen. A process whose
   // lease ran out by the store's clock left every queue (B1), even if it is
   // buffered again at the back within the same event.

@@ -722,7 +722,10 @@ void ProcessAgent::SetState(SessionId id, AgentSession& s, LockState next) {
     s.reclaiming = false;
     s.idle_release_at = kNever;
   }
-  if ((next == LockState::kHeld) != (s.state == LockState::kHeld)) ++stats_.held_changes;
+  if ((next == LockState::kHeld) != (s.state == LockState::kHeld)) {
+    ++stats_.held_changes;
+    stats_.last_held_change = id;
+  }
   s.state = next;
 }
 

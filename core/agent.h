@@ -154,6 +154,7 @@ struct AgentStats {
   // Sessions that became Held or stopped being Held: an observer that
   // follows which sessions are held need not look while this stays put.
   std::uint64_t held_changes = 0;
+  SessionId last_held_change = 0;  // the session of the latest such change
   bool operator==(const AgentStats&) const = default;
 };
 
