@@ -402,9 +402,11 @@ void Simulator::Dispatch(const Event& ev) {
       processes_[t.process].agent.OnThreadFinish(local, t.id, t.session, true, fx_);
       return ApplyAgentEffects(node, fx_, te);
     }
-    case EventKind::kStart:
+    case EventKind::kStart: {
       te.note = kActionNames[static_cast<int>(Action::kStart)];
-      return ApplyStoreEffects(ev.node, stores_[ev.node].store.Start(0), te);
+      core::Effects fx = stores_[ev.node].store.Start(0);
+      return ApplyStoreEffects(ev.node, fx, te);
+    }
     case EventKind::kFault:
       return InjectFault(faults_[ev.arg]);
     case EventKind::kRecover: {
@@ -453,7 +455,7 @@ void Simulator::Dispatch(const Event& ev) {
   }
 }
 
-void Simulator::ApplyStoreEffects(std::uint32_t node, const core::Effects& fx, TraceEvent& te) {
+void Simulator::ApplyStoreEffects(std::uint32_t node, core::Effects& fx, TraceEvent& te) {
   StoreNode& n = stores_[node];
   // B3: records are durable before any message leaves.
   for (const core::Record& r : fx.persist) n.log.push_back(r);
@@ -461,13 +463,15 @@ void Simulator::ApplyStoreEffects(std::uint32_t node, const core::Effects& fx, T
   ScheduleTick(node, fx.next_deadline);
   te.effects = &fx;
   Finish(te);
+  Launch(fx);
 }
 
-void Simulator::ApplyAgentEffects(std::uint32_t node, const core::Effects& fx, TraceEvent& te) {
+void Simulator::ApplyAgentEffects(std::uint32_t node, core::Effects& fx, TraceEvent& te) {
   SendAll(node, fx);
   ScheduleTick(node, fx.next_deadline);
   te.effects = &fx;
   Finish(te);
+  Launch(fx);
   // OnWake never calls the core, so `fx` (usually fx_) stays intact.
   for (const core::ThreadEvent& w : fx.wake) OnWake(node, w);
 }
@@ -564,13 +568,14 @@ bool Simulator::Blocked(std::uint32_t from, std::uint32_t to) const {
 
 void Simulator::SendAll(std::uint32_t from, const core::Effects& fx) {
   for (std::size_t i = 0; i < fx.send.size(); ++i) {
-    if (!SendMessage(from, fx.send[i]) && trace_ != nullptr) {
+    if (!SendMessage(from, fx, static_cast<std::uint32_t>(i)) && trace_ != nullptr) {
       lost_sends_.push_back(static_cast<std::uint32_t>(i));
     }
   }
 }
 
-bool Simulator::SendMessage(std::uint32_t from, const core::Envelope& e) {
+bool Simulator::SendMessage(std::uint32_t from, const core::Effects& fx, std::uint32_t index) {
+  const core::Envelope& e = fx.send[index];
   ++sent_;
   std::uint32_t to = NodeOf(e.to);
   if (to == UINT32_MAX || Blocked(from, to)) {
@@ -598,16 +603,30 @@ bool Simulator::SendMessage(std::uint32_t from, const core::Envelope& e) {
     if (!free_slots_.empty()) {
       slot = free_slots_.back();
       free_slots_.pop_back();
-      messages_[slot] = e;
     } else {
       slot = messages_.size();
-      messages_.push_back(e);
+      messages_.emplace_back();
       delivery_at_.push_back(core::kNever);
     }
-    delivery_at_[slot] = at;
+    launching_.push_back({slot, at, index});  // filled by Launch
     Push(at, EventKind::kDeliver, to, slot);
   }
   return true;
+}
+
+void Simulator::Launch(core::Effects& fx) {
+  for (std::size_t k = 0; k < launching_.size(); ++k) {
+    const Launching& l = launching_[k];
+    // A duplicated message has two slots: copy into the first, move into the last.
+    const bool again = k + 1 < launching_.size() && launching_[k + 1].index == l.index;
+    if (again) {
+      messages_[l.slot] = fx.send[l.index];
+    } else {
+      messages_[l.slot] = std::move(fx.send[l.index]);
+    }
+    delivery_at_[l.slot] = l.at;
+  }
+  launching_.clear();
 }
 
 // ---- threads -----------------------------------------------------------------
