@@ -59,12 +59,16 @@ void ProcessAgent::Send(SessionId session, Message m, Effects& fx) {
 
 bool ProcessAgent::Trusts(Time now, SessionId session) const {
   auto it = state_.sessions.find(session);
-  if (it == state_.sessions.end() || it->second.state != LockState::kHeld) return false;
+  return it != state_.sessions.end() && Trusts(now, session, it->second);
+}
+
+bool ProcessAgent::Trusts(Time now, SessionId id, const AgentSession& s) const {
+  if (s.state != LockState::kHeld) return false;
 #ifdef LATCHKEY_MUTANTS
   if (LK_MUTANT(kAgentTrustsForever)) return true;  // planted bug: no self-expiry
 #endif
-  if (it->second.reclaiming && now >= it->second.reclaim_trust_until) return false;
-  return now < state_.stores[HomeOf(session)].trusted_until;
+  if (s.reclaiming && now >= s.reclaim_trust_until) return false;
+  return now < state_.stores[HomeOf(id)].trusted_until;
 }
 
 // ---- inputs ----------------------------------------------------------------
@@ -142,7 +146,8 @@ void ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session, con
           portion.attributes.end()) {
     return fail(Reason::kBadPortion);
   }
-  bool known = FindHold(session, thread) != nullptr ||
+  bool known = std::any_of(s.holders.begin(), s.holders.end(),
+                           [&](const ThreadHold& h) { return h.thread == thread; }) ||
                std::any_of(s.waiters.begin(), s.waiters.end(),
                            [&](const ThreadWait& w) { return w.thread == thread; });
   if (known) return fail(Reason::kAlreadyWaiting);
@@ -151,7 +156,7 @@ void ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session, con
     // process or for a conflicting thread.
     bool local_busy =
         s.state == LockState::kHeld &&
-        (s.recalled || !Trusts(now, session) ||
+        (s.recalled || !Trusts(now, session, s) ||
          std::any_of(s.holders.begin(), s.holders.end(),
                      [&](const ThreadHold& h) { return h.portion.ConflictsWith(portion); }) ||
          std::any_of(s.waiters.begin(), s.waiters.end(),
@@ -808,7 +813,7 @@ void ProcessAgent::Progress(Time now, SessionId id, AgentSession& s, Effects& fx
 }
 
 void ProcessAgent::Serve(Time now, SessionId id, AgentSession& s, Effects& fx) {
-  if (s.state != LockState::kHeld || !Trusts(now, id)) return;
+  if (s.state != LockState::kHeld || !Trusts(now, id, s)) return;
   // FIFO without overtaking a conflicting earlier waiter, so no thread starves;
   // a request for several attributes is granted all at once or not at all.
   for (std::size_t i = 0; i < s.waiters.size();) {

@@ -211,6 +211,8 @@ class ProcessAgent {
     return StoreForSession(session, config_.store_count);
   }
   Address StoreOf(SessionId session) const;
+  // Trusts(now, id), for a session at hand (spares a look-up).
+  bool Trusts(Time now, SessionId id, const AgentSession& s) const;
   void Send(SessionId session, Message m, Effects& fx);
   void RunDue(Time now, Effects& fx);
   void OnTimer(Time now, SessionId id, AgentSession& s, Effects& fx);
