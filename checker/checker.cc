@@ -743,11 +743,12 @@ History Checker::CounterHistory(const sim::Simulator& sim) {
       }
       const auto* c = std::get_if<core::CommitRecord>(&r);
       if (c == nullptr) continue;
-      const core::SessionId key = c->session | (life[c->session] << 40);
+      const auto lived = life.find(c->session);
+      const core::SessionId key = c->session | ((lived == life.end() ? 0 : lived->second) << 40);
       for (const core::AttributeWrite& w : c->writes) {
         if (w.name != "a0" || w.erase) continue;
         std::uint64_t v = ParseCounter(w.value);
-        h.Add(key, c->token, c->seq, {{0, false, v - 1}, {0, true, v}});
+        h.Add(key, c->token, c->seq, {Access{0, false, v - 1}, Access{0, true, v}});
       }
     }
   }
