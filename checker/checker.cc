@@ -65,13 +65,40 @@ Checker::Checker(CheckerOptions options) : options_(options) {}
 
 // ---- bookkeeping ---------------------------------------------------------------
 
-void Checker::Remember(const sim::TraceEvent& e) {
-  if (options_.recent_events == 0) return;
-  Recent r{e.time, e.kind, e.node, e.note, e.thread, std::nullopt, std::nullopt};
-  if (e.input != nullptr) r.input = *e.input;
-  if (e.effects != nullptr) r.effects = *e.effects;
-  recent_.push_back(std::move(r));
-  while (recent_.size() > options_.recent_events) recent_.pop_front();
+std::vector<std::string> Checker::RecentEvents(const sim::Simulator& sim, bool* diverged) const {
+  // Runs the same seed again, recording only the last events up to this one.
+  class Recorder : public sim::Observer {
+   public:
+    Recorder(std::uint64_t first, std::uint64_t last) : first_(first), last_(last) {}
+    void AfterEvent(const sim::Simulator& s, const sim::TraceEvent& e) override {
+      if (++seen_ < first_) return;
+      nlohmann::json line{{"t", e.time},
+                          {"ev", std::string(sim::EventKindName(e.kind))},
+                          {"node", s.NodeName(e.node)}};
+      if (!e.note.empty()) line["what"] = e.note;
+      if (e.thread >= 0) line["thread"] = e.thread;
+      if (e.input != nullptr) line["in"] = sim::EnvelopeToJson(*e.input);
+      if (e.effects != nullptr) line["out"] = sim::EffectsToJson(*e.effects);
+      lines.push_back(line.dump());
+    }
+    bool Failed() const override { return seen_ >= last_; }
+    std::vector<std::string> lines;
+
+   private:
+    std::uint64_t first_, last_, seen_ = 0;
+  };
+  const std::uint64_t last = sim.events();
+  const std::uint64_t count = options_.recent_events;
+  *diverged = false;
+  if (count == 0 || last == 0) return {};
+  Recorder recorder(last > count ? last - count + 1 : 1, last);
+  sim::Simulator again(sim.config(), sim.seed());
+  again.AddObserver(&recorder);
+  while (again.Step()) {
+  }
+  // Never expected (determinism is tested), but then these are not the events.
+  *diverged = again.events() != last || again.trace_hash() != sim.trace_hash();
+  return std::move(recorder.lines);
 }
 
 bool Checker::DriftBeyondHappened(const sim::Simulator& sim) const {
@@ -88,18 +115,15 @@ void Checker::Fail(const sim::Simulator& sim, Invariant invariant, std::string m
   v.invariant = invariant;
   v.time = sim.now();
   v.message = std::move(message);
-  for (const Recent& r : recent_) {
-    nlohmann::json line{{"t", r.time},
-                        {"ev", std::string(sim::EventKindName(r.kind))},
-                        {"node", sim.NodeName(r.node)}};
-    if (!r.note.empty()) line["what"] = r.note;
-    if (r.thread >= 0) line["thread"] = r.thread;
-    if (r.input) line["in"] = sim::EnvelopeToJson(*r.input);
-    if (r.effects) line["out"] = sim::EffectsToJson(*r.effects);
-    v.recent.push_back(line.dump());
-  }
+  bool diverged = false;
+  v.recent = RecentEvents(sim, &diverged);
   std::set<core::SessionId> unique(sessions.begin(), sessions.end());
   for (core::SessionId s : unique) v.state += SessionDump(sim, s);
+  if (diverged) {
+    v.state +=
+        "note: a second run of this seed did not reproduce the run up to here, so the "
+        "events listed may not be this run's (the simulator was not deterministic)\n";
+  }
   v.seed = sim.seed();
   v.config = sim::ConfigToJson(sim.config());
   violation_ = std::move(v);
@@ -175,7 +199,6 @@ std::string Checker::SessionDump(const sim::Simulator& sim, core::SessionId sess
 
 void Checker::AfterEvent(const sim::Simulator& sim, const sim::TraceEvent& event) {
   if (violation_) return;
-  Remember(event);
   const std::uint32_t S = sim.config().stores;
   if (event.node < S &&
       (event.kind == sim::EventKind::kRecover || event.kind == sim::EventKind::kStart)) {
@@ -204,7 +227,7 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
     // B1: requests of processes whose lease ran out were withdrawn before
     // this event's input was handled.
     const core::Time store_now = sim.stores()[e.node].clock.Local(sim.now());
-    std::map<std::uint64_t, core::Time>& seen = lease_seen_[e.node];
+    std::vector<std::pair<std::uint64_t, core::Time>>& seen = lease_seen_[e.node];
     for (const auto& [pid, until] : seen) {
       if (until > store_now) continue;
       for (auto& [session, entries] : queue_) {
@@ -214,12 +237,12 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
     }
     seen.clear();
     for (const auto& [pid, p] : sim.stores()[e.node].store.state().processes) {
-      if (p.active()) seen[pid] = p.lease_until;
+      if (p.active()) seen.emplace_back(pid, p.lease_until);
     }
   }
   const core::Effects& fx = *e.effects;
   const core::StoreState& state = sim.stores()[e.node].store.state();
-  std::set<core::SessionId> touched;
+  touched_.clear();
   std::optional<core::ProcessRef> sender;
   if (e.input != nullptr && e.input->from.kind == core::NodeKind::kProcess) {
     sender = core::ProcessRef{e.input->from.id, e.input->from.incarnation};
@@ -237,7 +260,7 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       }
     }
     if (const auto* g = std::get_if<core::GrantRecord>(&record)) {
-      touched.insert(g->session);
+      touched_.push_back(g->session);
       core::Token& max = max_token_[g->session];
       if (g->token <= max) {
         return Fail(sim, Invariant::kTokenValidity,
@@ -282,11 +305,11 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
         q.erase(q.begin());
       }
     } else if (const auto* t = std::get_if<core::TenureEndRecord>(&record)) {
-      touched.insert(t->session);
+      touched_.push_back(t->session);
       TenureView& view = tenure_[t->session];
       if (view.token == t->token) view.active = false;
     } else if (const auto* c = std::get_if<core::CommitRecord>(&record)) {
-      touched.insert(c->session);
+      touched_.push_back(c->session);
       const TenureView& view = tenure_[c->session];
       if (!view.active || view.token != c->token) {
         return Fail(sim, Invariant::kTokenValidity,
@@ -310,7 +333,7 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   for (const core::Envelope& out : fx.send) {
     core::ProcessRef to{out.to.id, out.to.incarnation};
     if (const auto* g = std::get_if<core::Granted>(&out.message)) {
-      touched.insert(g->session);
+      touched_.push_back(g->session);
       const TenureView& view = tenure_[g->session];
       if (!view.active || view.token != g->token || !(view.holder == to)) {
         return Fail(sim, Invariant::kTokenValidity,
@@ -321,7 +344,7 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
                     {g->session});
       }
     } else if (const auto* a = std::get_if<core::CommitAck>(&out.message)) {
-      touched.insert(a->session);
+      touched_.push_back(a->session);
       if (durable_commits_.count({a->session, a->token, a->seq}) == 0) {
         return Fail(sim, Invariant::kNoLostUpdate,
                     "store s" + std::to_string(e.node) + " acknowledged commit token " +
@@ -340,23 +363,26 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
                     {a->session});
       }
     } else if (const auto* q = std::get_if<core::Queued>(&out.message)) {
-      touched.insert(q->session);
+      touched_.push_back(q->session);
     }
   }
   if (e.input != nullptr) {
     std::visit(
         [&](const auto& m) {
-          if constexpr (requires { m.session; }) touched.insert(m.session);
+          if constexpr (requires { m.session; }) touched_.push_back(m.session);
         },
         e.input->message);
   }
   // Follow the store's buffered requests: new ones join at the back (the
   // store must grant them in this order); a process that asks again while
   // buffered keeps its place with its new request id.
-  for (core::SessionId session : touched) {
+  std::sort(touched_.begin(), touched_.end());
+  touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
+  for (core::SessionId session : touched_) {
     std::vector<QueueEntry>& q = queue_[session];
     auto live = state.sessions.find(session);
-    std::vector<QueueEntry> next;
+    std::vector<QueueEntry>& next = next_queue_;
+    next.clear();
     if (live != state.sessions.end()) {
       for (const QueueEntry& entry : q) {
         for (const core::Waiter& w : live->second.queue) {
@@ -369,7 +395,7 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
         if (!known) next.push_back({w.process, w.request_id});
       }
     }
-    q = std::move(next);
+    q.swap(next);  // the old buffer is the next event's scratch
   }
 }
 
@@ -392,12 +418,13 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       if (h.thread == w.thread) mine = &h;
     }
     if (mine == nullptr) continue;
-    std::string who = sim.NodeName(e.node) + ".t" + std::to_string(w.thread);
+    // Built only for a report.
+    auto who = [&] { return sim.NodeName(e.node) + ".t" + std::to_string(w.thread); };
     // R9: no two threads of a process hold conflicting portions.
     for (const core::ThreadHold& h : s.holders) {
       if (h.thread != w.thread && h.portion.ConflictsWith(mine->portion)) {
         return Fail(sim, Invariant::kThreadExclusion,
-                    who + " was granted " + sim::PortionToJson(mine->portion).dump() +
+                    who() + " was granted " + sim::PortionToJson(mine->portion).dump() +
                         " of session " + std::to_string(w.session) + " while t" +
                         std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump(),
                     {w.session});
@@ -411,13 +438,15 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
         const sim::ProcessNode& other = sim.processes()[q];
         if (q == p || !other.up) continue;
         auto o = other.agent.state().sessions.find(w.session);
-        if (o == other.agent.state().sessions.end()) continue;
+        // No thread there holds a portion: nothing can conflict (and no
+        // need to ask whether it trusts its lock).
+        if (o == other.agent.state().sessions.end() || o->second.holders.empty()) continue;
         if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session)) continue;
         for (const core::ThreadHold& h : o->second.holders) {
           if (h.portion.ConflictsWith(mine->portion)) {
             return Fail(
                 sim, Invariant::kProcessExclusion,
-                who + " entered " + sim::PortionToJson(mine->portion).dump() + " of session " +
+                who() + " entered " + sim::PortionToJson(mine->portion).dump() + " of session " +
                     std::to_string(w.session) + " (token " + std::to_string(s.token) + ") while " +
                     sim.NodeName(S + static_cast<std::uint32_t>(q)) + ".t" +
                     std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump() +
@@ -437,7 +466,7 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       if (s.state != core::LockState::kHeld || !current || !self.agent.Trusts(local, w.session)) {
         return Fail(
             sim, Invariant::kLocksInsideToken,
-            who + " was granted a portion of session " + std::to_string(w.session) +
+            who() + " was granted a portion of session " + std::to_string(w.session) +
                 " under token " + std::to_string(s.token) + " (" +
                 std::string(core::LockStateName(s.state)) + "), but the current tenure is " +
                 (view == tenure_.end()
@@ -454,7 +483,7 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       const sim::SimThread& t = sim.threads()[p * tpp + waiting.thread];
       if (t.asked_at < granted.asked_at && waiting.portion.ConflictsWith(mine->portion)) {
         return Fail(sim, Invariant::kBoundedBypass,
-                    who + " (asked at t=" + std::to_string(granted.asked_at) + ") overtook t" +
+                    who() + " (asked at t=" + std::to_string(granted.asked_at) + ") overtook t" +
                         std::to_string(waiting.thread) +
                         " (asked at t=" + std::to_string(t.asked_at) +
                         ") on a conflicting portion of session " + std::to_string(w.session),
@@ -475,35 +504,64 @@ void Checker::CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent
   if (!On(Invariant::kLiveness)) return;
   const std::uint32_t tpp = sim.config().threads_per_process;
   const sim::ProcessNode& self = sim.processes()[p];
+  entitled_.resize(sim.threads().size(), 0);
   // A thread that is not waiting is owed nothing.
   for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
-    if (sim.threads()[t].phase != sim::ThreadPhase::kWaiting) entitled_.erase(t);
+    if (sim.threads()[t].phase != sim::ThreadPhase::kWaiting) entitled_[t] = 0;
   }
-  std::map<core::SessionId, core::LockState>& seen_here = lock_seen_[p];
-  for (const auto& [id, s] : self.agent.state().sessions) {
-    core::LockState& seen = seen_here[id];
-    if (seen != core::LockState::kHeld && s.state == core::LockState::kHeld) {
+  if (lock_seen_.size() < sim.processes().size()) lock_seen_.resize(sim.processes().size());
+  LockSeen& seen_here = lock_seen_[p];
+  // Only whether a session is held matters here, and that changes only with
+  // the agent's count of such changes (or a restart): while the count stays
+  // put every session is held or not as last seen, so there is no new grant.
+  const std::uint64_t changes = self.agent.stats().held_changes;
+  auto note_state = [&](core::SessionId id, core::LockState state, core::LockState& seen) {
+    if (seen != core::LockState::kHeld && state == core::LockState::kHeld) {
       for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
         const sim::SimThread& thread = sim.threads()[t];
-        if (thread.phase == sim::ThreadPhase::kWaiting && thread.session == id) entitled_.insert(t);
+        if (thread.phase == sim::ThreadPhase::kWaiting && thread.session == id) entitled_[t] = 1;
       }
     }
-    seen = s.state;
-  }
-  for (auto& [id, seen] : seen_here) {
-    if (self.agent.state().sessions.count(id) == 0) seen = core::LockState::kUnlocked;
+    seen = state;
+  };
+  const bool same_agent = seen_here.valid && seen_here.agent == self.agent.config().self;
+  const auto& sessions = self.agent.state().sessions;
+  if (same_agent && changes == seen_here.changes + 1) {
+    // Exactly one session changed: the agent names it.
+    seen_here.changes = changes;
+    const core::SessionId id = self.agent.stats().last_held_change;
+    auto it = sessions.find(id);
+    note_state(id, it == sessions.end() ? core::LockState::kUnlocked : it->second.state,
+               seen_here.states[id]);
+  } else if (!same_agent || changes != seen_here.changes) {
+    seen_here.valid = true;
+    seen_here.agent = self.agent.config().self;
+    seen_here.changes = changes;
+    // Both maps are ordered by session: walk them side by side.
+    auto old = seen_here.states.begin();
+    for (const auto& [id, s] : sessions) {
+      for (; old != seen_here.states.end() && old->first < id; ++old) {
+        old->second = core::LockState::kUnlocked;  // gone from the agent (a restart)
+      }
+      if (old == seen_here.states.end() || old->first != id) {
+        old = seen_here.states.emplace_hint(old, id, core::LockState::kUnlocked);
+      }
+      note_state(id, s.state, old->second);
+      ++old;
+    }
+    for (; old != seen_here.states.end(); ++old) old->second = core::LockState::kUnlocked;
   }
   // The simulator applies this event's wakes after its observers: a thread
   // answered here (granted, failed) is owed nothing more.
-  for (const core::ThreadEvent& w : e.effects->wake) entitled_.erase(p * tpp + w.thread);
+  for (const core::ThreadEvent& w : e.effects->wake) entitled_[p * tpp + w.thread] = 0;
   for (const core::Envelope& out : e.effects->send) {
     const auto* release = std::get_if<core::Release>(&out.message);
     if (release == nullptr) continue;
     auto it = self.agent.state().sessions.find(release->session);
     if (it == self.agent.state().sessions.end() || it->second.state != core::LockState::kReleasing)
       continue;  // a lost lock, not one given up: its waiters ask again
-    for (std::uint32_t t : entitled_) {
-      if (t / tpp != p || sim.threads()[t].session != release->session) continue;
+    for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
+      if (!entitled_[t] || sim.threads()[t].session != release->session) continue;
       return Fail(sim, Invariant::kLiveness,
                   sim.NodeName(e.node) + " released session " + std::to_string(release->session) +
                       " while " + sim.NodeName(e.node) + ".t" + std::to_string(t % tpp) +
@@ -685,11 +743,12 @@ History Checker::CounterHistory(const sim::Simulator& sim) {
       }
       const auto* c = std::get_if<core::CommitRecord>(&r);
       if (c == nullptr) continue;
-      const core::SessionId key = c->session | (life[c->session] << 40);
+      const auto lived = life.find(c->session);
+      const core::SessionId key = c->session | ((lived == life.end() ? 0 : lived->second) << 40);
       for (const core::AttributeWrite& w : c->writes) {
         if (w.name != "a0" || w.erase) continue;
         std::uint64_t v = ParseCounter(w.value);
-        h.Add(key, c->token, c->seq, {{0, false, v - 1}, {0, true, v}});
+        h.Add(key, c->token, c->seq, {Access{0, false, v - 1}, Access{0, true, v}});
       }
     }
   }

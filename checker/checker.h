@@ -11,8 +11,13 @@
 //
 // Thread-safety: none; one checker per simulator.
 //
+// It keeps no copy of the events it saw: the simulator is deterministic, so
+// a violation's report gets the events leading to it by running the same
+// seed again up to the violating event (violations are rare; copying every
+// event of every run was most of the checker's cost).
+//
 // Invariants (of the checker itself): at most one violation is recorded, the
-// first; the ring of recent events holds at most `recent_events` entries.
+// first; its report lists at most `recent_events` events.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +26,9 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -90,15 +98,6 @@ class Checker : public sim::Observer {
   static History CounterHistory(const sim::Simulator& sim);
 
  private:
-  struct Recent {
-    core::Time time = 0;
-    sim::EventKind kind = sim::EventKind::kTick;
-    std::uint32_t node = 0;
-    std::string note;
-    std::int32_t thread = -1;
-    std::optional<core::Envelope> input;
-    std::optional<core::Effects> effects;
-  };
   // The checker's view of a session's current tenure.
   struct TenureView {
     core::Token token = core::kNoToken;
@@ -113,7 +112,9 @@ class Checker : public sim::Observer {
   bool On(Invariant i) const { return options_.enabled[static_cast<int>(i)]; }
   void Fail(const sim::Simulator& sim, Invariant invariant, std::string message,
             const std::vector<core::SessionId>& sessions);
-  void Remember(const sim::TraceEvent& event);
+  // The last `recent_events` events of the run up to now, one JSON line
+  // each, from a second run of the same seed.
+  std::vector<std::string> RecentEvents(const sim::Simulator& sim, bool* diverged) const;
   bool DriftBeyondHappened(const sim::Simulator& sim) const;
 
   void CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& event);
@@ -128,20 +129,38 @@ class Checker : public sim::Observer {
 
   CheckerOptions options_;
   std::optional<Violation> violation_;
-  std::deque<Recent> recent_;
-  std::map<core::SessionId, core::Token> max_token_;
-  std::map<core::SessionId, TenureView> tenure_;
-  std::map<core::SessionId, std::vector<QueueEntry>> queue_;
+  std::unordered_map<core::SessionId, core::Token> max_token_;
+  std::unordered_map<core::SessionId, TenureView> tenure_;
+  std::unordered_map<core::SessionId, std::vector<QueueEntry>> queue_;
   // Per store node: each process's lease end as last seen. A process whose
   // lease ran out by the store's clock left every queue (B1), even if it is
   // buffered again at the back within the same event.
-  std::map<std::uint32_t, std::map<std::uint64_t, core::Time>> lease_seen_;
-  std::set<std::tuple<core::SessionId, core::Token, std::uint64_t>> durable_commits_;
+  std::map<std::uint32_t, std::vector<std::pair<std::uint64_t, core::Time>>> lease_seen_;
+  struct CommitKey {
+    core::SessionId session;
+    core::Token token;
+    std::uint64_t seq;
+    bool operator==(const CommitKey&) const = default;
+  };
+  struct CommitKeyHash {
+    std::size_t operator()(const CommitKey& k) const {
+      return core::Splitmix64(k.session ^ core::Splitmix64(k.token ^ core::Splitmix64(k.seq)));
+    }
+  };
+  std::unordered_set<CommitKey, CommitKeyHash> durable_commits_;
+  std::vector<core::SessionId> touched_;  // CheckStoreEvent's scratch
+  std::vector<QueueEntry> next_queue_;    // CheckStoreEvent's scratch
   // Per session: the counts when it was last dropped (invalidated or idle).
   // The Progress rule (R7): per process and session, the lock state last
   // seen, and the threads waiting when the process was granted the session.
-  std::map<std::uint32_t, std::map<core::SessionId, core::LockState>> lock_seen_;  // by process
-  std::set<std::uint32_t> entitled_;                                               // thread indices
+  struct LockSeen {
+    core::ProcessRef agent;     // the incarnation these were seen in
+    std::uint64_t changes = 0;  // its AgentStats::held_changes then
+    bool valid = false;
+    std::map<core::SessionId, core::LockState> states;
+  };
+  std::vector<LockSeen> lock_seen_;     // by process index
+  std::vector<std::uint8_t> entitled_;  // by thread index
   struct DropMark {
     std::uint64_t acknowledged = 0, unknown = 0;
     std::uint64_t committing = 0;  // counter commits in flight: applied before or after

@@ -13,6 +13,13 @@ void History::Add(core::SessionId session, core::Token token, std::uint64_t seq,
   accesses.insert(accesses.end(), op_accesses.begin(), op_accesses.end());
 }
 
+void History::Add(core::SessionId session, core::Token token, std::uint64_t seq,
+                  std::initializer_list<Access> op_accesses) {
+  ops.push_back(CommittedOp{session, token, seq, static_cast<std::uint32_t>(accesses.size()),
+                            static_cast<std::uint32_t>(op_accesses.size())});
+  accesses.insert(accesses.end(), op_accesses.begin(), op_accesses.end());
+}
+
 HistoryResult CheckSerializable(const History& h) {
   std::vector<std::uint32_t> order(h.ops.size());
   std::iota(order.begin(), order.end(), 0u);

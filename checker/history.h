@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ struct History {
   std::vector<Access> accesses;
   void Add(core::SessionId session, core::Token token, std::uint64_t seq,
            const std::vector<Access>& op_accesses);
+  // The same without building a vector first.
+  void Add(core::SessionId session, core::Token token, std::uint64_t seq,
+           std::initializer_list<Access> op_accesses);
 };
 
 struct HistoryResult {

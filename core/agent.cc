@@ -59,25 +59,40 @@ void ProcessAgent::Send(SessionId session, Message m, Effects& fx) {
 
 bool ProcessAgent::Trusts(Time now, SessionId session) const {
   auto it = state_.sessions.find(session);
-  if (it == state_.sessions.end() || it->second.state != LockState::kHeld) return false;
+  return it != state_.sessions.end() && Trusts(now, session, it->second);
+}
+
+bool ProcessAgent::Trusts(Time now, SessionId id, const AgentSession& s) const {
+  if (s.state != LockState::kHeld) return false;
 #ifdef LATCHKEY_MUTANTS
   if (LK_MUTANT(kAgentTrustsForever)) return true;  // planted bug: no self-expiry
 #endif
-  if (it->second.reclaiming && now >= it->second.reclaim_trust_until) return false;
-  return now < state_.stores[HomeOf(session)].trusted_until;
+  if (s.reclaiming && now >= s.reclaim_trust_until) return false;
+  return now < state_.stores[HomeOf(id)].trusted_until;
 }
 
 // ---- inputs ----------------------------------------------------------------
 
 Effects ProcessAgent::OnTick(Time now) {
   Effects fx;
+  OnTick(now, fx);
+  return fx;
+}
+
+void ProcessAgent::OnTick(Time now, Effects& fx) {
+  fx.Clear();
   RunDue(now, fx);
   fx.next_deadline = NextDeadline();
-  return fx;
 }
 
 Effects ProcessAgent::OnMessage(Time now, const Envelope& in) {
   Effects fx;
+  OnMessage(now, in, fx);
+  return fx;
+}
+
+void ProcessAgent::OnMessage(Time now, const Envelope& in, Effects& fx) {
+  fx.Clear();
   RunDue(now, fx);
   bool for_me = in.from.kind == NodeKind::kStore && in.from.id < config_.store_count &&
                 in.to.kind == NodeKind::kProcess && in.to.id == config_.self.id &&
@@ -106,19 +121,24 @@ Effects ProcessAgent::OnMessage(Time now, const Envelope& in) {
         in.message);
   }
   fx.next_deadline = NextDeadline();
-  return fx;
 }
 
 Effects ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session,
                                   const Portion& portion, Time deadline, bool try_only) {
   Effects fx;
+  OnThreadAsk(now, thread, session, portion, deadline, try_only, fx);
+  return fx;
+}
+
+void ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session, const Portion& portion,
+                               Time deadline, bool try_only, Effects& fx) {
+  fx.Clear();
   RunDue(now, fx);
   AgentSession& s = state_.sessions[session];
   auto fail = [&](Reason reason) {
     fx.wake.push_back({thread, session, ThreadEventKind::kFailed, reason});
     Settle(session, s);
     fx.next_deadline = NextDeadline();
-    return fx;
   };
   if (!portion.whole && portion.attributes.empty()) return fail(Reason::kBadPortion);
   if (!std::is_sorted(portion.attributes.begin(), portion.attributes.end()) ||
@@ -126,7 +146,8 @@ Effects ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session,
           portion.attributes.end()) {
     return fail(Reason::kBadPortion);
   }
-  bool known = FindHold(session, thread) != nullptr ||
+  bool known = std::any_of(s.holders.begin(), s.holders.end(),
+                           [&](const ThreadHold& h) { return h.thread == thread; }) ||
                std::any_of(s.waiters.begin(), s.waiters.end(),
                            [&](const ThreadWait& w) { return w.thread == thread; });
   if (known) return fail(Reason::kAlreadyWaiting);
@@ -135,7 +156,7 @@ Effects ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session,
     // process or for a conflicting thread.
     bool local_busy =
         s.state == LockState::kHeld &&
-        (s.recalled || !Trusts(now, session) ||
+        (s.recalled || !Trusts(now, session, s) ||
          std::any_of(s.holders.begin(), s.holders.end(),
                      [&](const ThreadHold& h) { return h.portion.ConflictsWith(portion); }) ||
          std::any_of(s.waiters.begin(), s.waiters.end(),
@@ -150,11 +171,16 @@ Effects ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session,
   Progress(now, session, s, fx);
   Settle(session, s);
   fx.next_deadline = NextDeadline();
-  return fx;
 }
 
 Effects ProcessAgent::OnThreadCancel(Time now, ThreadId thread, SessionId session) {
   Effects fx;
+  OnThreadCancel(now, thread, session, fx);
+  return fx;
+}
+
+void ProcessAgent::OnThreadCancel(Time now, ThreadId thread, SessionId session, Effects& fx) {
+  fx.Clear();
   RunDue(now, fx);
   auto it = state_.sessions.find(session);
   if (it != state_.sessions.end()) {
@@ -176,11 +202,17 @@ Effects ProcessAgent::OnThreadCancel(Time now, ThreadId thread, SessionId sessio
     }
   }
   fx.next_deadline = NextDeadline();
-  return fx;
 }
 
 Effects ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId session, bool commit) {
   Effects fx;
+  OnThreadFinish(now, thread, session, commit, fx);
+  return fx;
+}
+
+void ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId session, bool commit,
+                                  Effects& fx) {
+  fx.Clear();
   RunDue(now, fx);
   ThreadHold* hold = FindHold(session, thread);
   if (hold == nullptr || hold->committing) {
@@ -191,7 +223,7 @@ Effects ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId sessio
     });
     if (!told) fx.wake.push_back({thread, session, ThreadEventKind::kFailed, Reason::kNotLocked});
     fx.next_deadline = NextDeadline();
-    return fx;
+    return;
   }
   AgentSession& s = state_.sessions.at(session);
   if (!commit || (hold->writes.empty() && !hold->clear_first)) {
@@ -209,7 +241,6 @@ Effects ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId sessio
   }
   Settle(session, s);
   fx.next_deadline = NextDeadline();
-  return fx;
 }
 
 // ---- thread reads and writes -------------------------------------------------
@@ -696,6 +727,10 @@ void ProcessAgent::SetState(SessionId id, AgentSession& s, LockState next) {
     s.reclaiming = false;
     s.idle_release_at = kNever;
   }
+  if ((next == LockState::kHeld) != (s.state == LockState::kHeld)) {
+    ++stats_.held_changes;
+    stats_.last_held_change = id;
+  }
   s.state = next;
 }
 
@@ -778,11 +813,11 @@ void ProcessAgent::Progress(Time now, SessionId id, AgentSession& s, Effects& fx
 }
 
 void ProcessAgent::Serve(Time now, SessionId id, AgentSession& s, Effects& fx) {
-  if (s.state != LockState::kHeld || !Trusts(now, id)) return;
+  if (s.state != LockState::kHeld || !Trusts(now, id, s)) return;
   // FIFO without overtaking a conflicting earlier waiter, so no thread starves;
   // a request for several attributes is granted all at once or not at all.
   for (std::size_t i = 0; i < s.waiters.size();) {
-    const ThreadWait& w = s.waiters[i];
+    ThreadWait& w = s.waiters[i];
     if (s.recalled && !w.entitled) break;  // R7: no new thread locks once recalled
     bool blocked = std::any_of(s.holders.begin(), s.holders.end(), [&](const ThreadHold& h) {
       return h.portion.ConflictsWith(w.portion);
@@ -822,7 +857,8 @@ void ProcessAgent::Serve(Time now, SessionId id, AgentSession& s, Effects& fx) {
       ++i;
       continue;
     }
-    s.holders.push_back(ThreadHold{w.thread, w.portion, false, {}, false});
+    // The waiter is erased below: its portion moves, not copies.
+    s.holders.push_back(ThreadHold{w.thread, std::move(w.portion), false, {}, false});
     fx.wake.push_back({w.thread, id, ThreadEventKind::kGranted, Reason::kNone});  // R9
     s.waiters.erase(s.waiters.begin() + static_cast<std::ptrdiff_t>(i));
   }
@@ -867,10 +903,11 @@ void ProcessAgent::MaybeRelease(Time now, SessionId id, AgentSession& s, Effects
 }
 
 void ProcessAgent::Settle(SessionId id, AgentSession& s) {
-  if (s.timer != kNever) state_.timers.erase({s.timer, id});
   Time t = std::min(s.retry_at, s.idle_release_at);
   if (s.state == LockState::kHeld && s.reclaiming) t = std::min(t, s.reclaim_trust_until);
   for (const ThreadWait& w : s.waiters) t = std::min(t, w.deadline);
+  if (t == s.timer) return;  // unchanged: spare the set a node
+  if (s.timer != kNever) state_.timers.erase({s.timer, id});
   s.timer = t;
   if (t != kNever) state_.timers.insert({t, id});
 }

@@ -151,6 +151,10 @@ struct AgentStats {
   std::uint64_t lease_expiries = 0;
   std::uint64_t commits = 0;
   std::uint64_t retries = 0;
+  // Sessions that became Held or stopped being Held: an observer that
+  // follows which sessions are held need not look while this stays put.
+  std::uint64_t held_changes = 0;
+  SessionId last_held_change = 0;  // the session of the latest such change
   bool operator==(const AgentStats&) const = default;
 };
 
@@ -171,6 +175,16 @@ class ProcessAgent {
   // Ends the thread's request: with `commit`, its writes go to the store and
   // it is woken with kCommitted once acknowledged; otherwise kRolledBack.
   Effects OnThreadFinish(Time now, ThreadId thread, SessionId session, bool commit);
+
+  // Each input also exists in a form that writes into `out`: its contents
+  // are replaced and its buffers reused, so a driver keeping one Effects
+  // does not allocate for them on every input.
+  void OnMessage(Time now, const Envelope& in, Effects& out);
+  void OnTick(Time now, Effects& out);
+  void OnThreadAsk(Time now, ThreadId thread, SessionId session, const Portion& portion,
+                   Time deadline, bool try_only, Effects& out);
+  void OnThreadCancel(Time now, ThreadId thread, SessionId session, Effects& out);
+  void OnThreadFinish(Time now, ThreadId thread, SessionId session, bool commit, Effects& out);
 
   // Reads and writes of a thread that holds a portion. They touch only the
   // cache and the thread's buffered writes, so they have no Effects.
@@ -197,6 +211,8 @@ class ProcessAgent {
     return StoreForSession(session, config_.store_count);
   }
   Address StoreOf(SessionId session) const;
+  // Trusts(now, id), for a session at hand (spares a look-up).
+  bool Trusts(Time now, SessionId id, const AgentSession& s) const;
   void Send(SessionId session, Message m, Effects& fx);
   void RunDue(Time now, Effects& fx);
   void OnTimer(Time now, SessionId id, AgentSession& s, Effects& fx);

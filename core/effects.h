@@ -79,6 +79,14 @@ struct Effects {
   Time next_deadline = kNever;    // 4. call OnTick by then
 
   bool empty() const { return persist.empty() && send.empty() && wake.empty(); }
+  // Back to no effects, keeping the vectors' buffers: a driver that reuses
+  // one Effects for every input allocates nothing for them once warmed up.
+  void Clear() {
+    persist.clear();
+    send.clear();
+    wake.clear();
+    next_deadline = kNever;
+  }
 };
 
 }  // namespace latchkey::core

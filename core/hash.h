@@ -23,6 +23,13 @@
 
 namespace latchkey::core {
 
+// Anything that takes a stream of 64-bit words: the HashValue functions
+// below feed every value to one as the same word sequence.
+template <class H>
+concept WordHasher = requires(H& h, std::uint64_t word) {
+  h.Mix(word);
+};
+
 // A 64-bit streaming hasher: each word is mixed with the splitmix64 finalizer.
 class Hasher {
  public:
@@ -36,10 +43,32 @@ class Hasher {
   std::uint64_t state_ = 0x6C61746368ULL;  // "latch"
 };
 
-template <class T>
+// A cheaper hasher for a long word stream that is then folded into a
+// Hasher (the simulator hashes each event this way, then folds the event
+// into the trace hash). Two lanes take the words in turn, so a word does not
+// wait for the previous word's multiply; each step (xor, multiply by an odd
+// constant, xorshift, swap lanes) is a bijection of the 128-bit state, so no
+// word is lost before Digest mixes both lanes fully.
+class LaneHasher {
+ public:
+  void Mix(std::uint64_t word) {
+    std::uint64_t x = (a_ ^ word) * 0xD6E8FEB86659FD93ULL;
+    a_ = b_;
+    b_ = x ^ (x >> 32);
+  }
+  // Both lanes, fully mixed.
+  std::uint64_t Digest() const { return Splitmix64(Splitmix64(a_) ^ b_); }
+
+ private:
+  std::uint64_t a_ = 0x6C61746368ULL;  // "latch"
+  std::uint64_t b_ = 0x6B6579ULL;      // "key"
+};
+
+template <WordHasher H, class T>
 requires std::is_integral_v<T> || std::is_enum_v<T>
-void HashValue(Hasher& h, T v) { h.Mix(static_cast<std::uint64_t>(v)); }
-inline void HashValue(Hasher& h, const std::string& s) {
+void HashValue(H& h, T v) { h.Mix(static_cast<std::uint64_t>(v)); }
+template <WordHasher H>
+void HashValue(H& h, const std::string& s) {
   h.Mix(s.size());
   std::uint64_t word = 0;
   int n = 0;
@@ -53,159 +82,246 @@ inline void HashValue(Hasher& h, const std::string& s) {
   }
   if (n != 0) h.Mix(word);
 }
-template <class A, class B>
-void HashValue(Hasher& h, const std::pair<A, B>& p);
-template <class T>
-void HashValue(Hasher& h, const std::optional<T>& o);
-template <class T>
-void HashValue(Hasher& h, const std::vector<T>& v);
-template <class T>
-void HashValue(Hasher& h, const std::deque<T>& v);
-template <class T>
-void HashValue(Hasher& h, const std::set<T>& v);
-template <class K, class V>
-void HashValue(Hasher& h, const std::map<K, V>& m);
-template <class... Ts>
-void HashValue(Hasher& h, const std::variant<Ts...>& v);
+template <WordHasher H, class A, class B>
+void HashValue(H& h, const std::pair<A, B>& p);
+template <WordHasher H, class T>
+void HashValue(H& h, const std::optional<T>& o);
+template <WordHasher H, class T>
+void HashValue(H& h, const std::vector<T>& v);
+template <WordHasher H, class T>
+void HashValue(H& h, const std::deque<T>& v);
+template <WordHasher H, class T>
+void HashValue(H& h, const std::set<T>& v);
+template <WordHasher H, class K, class V>
+void HashValue(H& h, const std::map<K, V>& m);
+template <WordHasher H, class... Ts>
+void HashValue(H& h, const std::variant<Ts...>& v);
 
-template <class... Ts>
-void HashFields(Hasher& h, const Ts&... fields) {
+template <WordHasher H, class... Ts>
+void HashFields(H& h, const Ts&... fields) {
   (HashValue(h, fields), ...);
 }
 
-inline void HashValue(Hasher& h, const ProcessRef& v) { HashFields(h, v.id, v.incarnation); }
-inline void HashValue(Hasher& h, const DataVersion& v) { HashFields(h, v.token, v.seq); }
-inline void HashValue(Hasher& h, const AttributeWrite& v) {
+template <WordHasher H>
+void HashValue(H& h, const ProcessRef& v) {
+  HashFields(h, v.id, v.incarnation);
+}
+template <WordHasher H>
+void HashValue(H& h, const DataVersion& v) {
+  HashFields(h, v.token, v.seq);
+}
+template <WordHasher H>
+void HashValue(H& h, const AttributeWrite& v) {
   HashFields(h, v.name, v.value, v.erase);
 }
-inline void HashValue(Hasher& h, const Portion& v) { HashFields(h, v.whole, v.attributes, v.mode); }
-inline void HashValue(Hasher& h, const Address& v) { HashFields(h, v.kind, v.id, v.incarnation); }
+template <WordHasher H>
+void HashValue(H& h, const Portion& v) {
+  HashFields(h, v.whole, v.attributes, v.mode);
+}
+template <WordHasher H>
+void HashValue(H& h, const Address& v) {
+  HashFields(h, v.kind, v.id, v.incarnation);
+}
 
 // Messages.
-inline void HashValue(Hasher& h, const Acquire& m) {
+template <WordHasher H>
+void HashValue(H& h, const Acquire& m) {
   HashFields(h, m.session, m.request_id, m.cached, m.try_only);
 }
-inline void HashValue(Hasher& h, const Release& m) { HashFields(h, m.session, m.token); }
-inline void HashValue(Hasher& h, const Commit& m) {
+template <WordHasher H>
+void HashValue(H& h, const Release& m) {
+  HashFields(h, m.session, m.token);
+}
+template <WordHasher H>
+void HashValue(H& h, const Commit& m) {
   HashFields(h, m.session, m.token, m.seq, m.clear_first, m.writes);
 }
-inline void HashValue(Hasher& h, const Heartbeat& m) { HashFields(h, m.seq); }
-inline void HashValue(Hasher& h, const Reclaim& m) { HashFields(h, m.session, m.token); }
-inline void HashValue(Hasher& h, const Cancel& m) { HashFields(h, m.session, m.request_id); }
-inline void HashValue(Hasher& h, const ForceRelease& m) { HashFields(h, m.session); }
-inline void HashValue(Hasher& h, const AdminInvalidate& m) { HashFields(h, m.session); }
-inline void HashValue(Hasher& h, const Granted& m) {
+template <WordHasher H>
+void HashValue(H& h, const Heartbeat& m) {
+  HashFields(h, m.seq);
+}
+template <WordHasher H>
+void HashValue(H& h, const Reclaim& m) {
+  HashFields(h, m.session, m.token);
+}
+template <WordHasher H>
+void HashValue(H& h, const Cancel& m) {
+  HashFields(h, m.session, m.request_id);
+}
+template <WordHasher H>
+void HashValue(H& h, const ForceRelease& m) {
+  HashFields(h, m.session);
+}
+template <WordHasher H>
+void HashValue(H& h, const AdminInvalidate& m) {
+  HashFields(h, m.session);
+}
+template <WordHasher H>
+void HashValue(H& h, const Granted& m) {
   HashFields(h, m.session, m.token, m.request_id, m.version, m.has_snapshot, m.snapshot);
 }
-inline void HashValue(Hasher& h, const Queued& m) {
+template <WordHasher H>
+void HashValue(H& h, const Queued& m) {
   HashFields(h, m.session, m.request_id, m.ahead);
 }
-inline void HashValue(Hasher& h, const Busy& m) { HashFields(h, m.session, m.request_id); }
-inline void HashValue(Hasher& h, const Recall& m) { HashFields(h, m.session, m.token); }
-inline void HashValue(Hasher& h, const ReleaseAck& m) { HashFields(h, m.session, m.token); }
-inline void HashValue(Hasher& h, const CommitAck& m) { HashFields(h, m.session, m.token, m.seq); }
-inline void HashValue(Hasher& h, const HeartbeatAck& m) { HashFields(h, m.seq); }
-inline void HashValue(Hasher& h, const ReclaimAck& m) { HashFields(h, m.session, m.token); }
-inline void HashValue(Hasher& h, const CancelAck& m) { HashFields(h, m.session, m.request_id); }
-inline void HashValue(Hasher& h, const Revoked& m) { HashFields(h, m.session, m.token, m.reason); }
-inline void HashValue(Hasher& h, const Rejected& m) {
+template <WordHasher H>
+void HashValue(H& h, const Busy& m) {
+  HashFields(h, m.session, m.request_id);
+}
+template <WordHasher H>
+void HashValue(H& h, const Recall& m) {
+  HashFields(h, m.session, m.token);
+}
+template <WordHasher H>
+void HashValue(H& h, const ReleaseAck& m) {
+  HashFields(h, m.session, m.token);
+}
+template <WordHasher H>
+void HashValue(H& h, const CommitAck& m) {
+  HashFields(h, m.session, m.token, m.seq);
+}
+template <WordHasher H>
+void HashValue(H& h, const HeartbeatAck& m) {
+  HashFields(h, m.seq);
+}
+template <WordHasher H>
+void HashValue(H& h, const ReclaimAck& m) {
+  HashFields(h, m.session, m.token);
+}
+template <WordHasher H>
+void HashValue(H& h, const CancelAck& m) {
+  HashFields(h, m.session, m.request_id);
+}
+template <WordHasher H>
+void HashValue(H& h, const Revoked& m) {
+  HashFields(h, m.session, m.token, m.reason);
+}
+template <WordHasher H>
+void HashValue(H& h, const Rejected& m) {
   HashFields(h, m.session, m.token, m.seq, m.what, m.reason);
 }
-inline void HashValue(Hasher& h, const Envelope& e) { HashFields(h, e.from, e.to, e.message); }
+template <WordHasher H>
+void HashValue(H& h, const Envelope& e) {
+  HashFields(h, e.from, e.to, e.message);
+}
 
 // Records and thread events.
-inline void HashValue(Hasher& h, const StoreStartedRecord& r) { HashFields(h, r.epoch); }
-inline void HashValue(Hasher& h, const GrantRecord& r) {
+template <WordHasher H>
+void HashValue(H& h, const StoreStartedRecord& r) {
+  HashFields(h, r.epoch);
+}
+template <WordHasher H>
+void HashValue(H& h, const GrantRecord& r) {
   HashFields(h, r.session, r.token, r.holder, r.request_id);
 }
-inline void HashValue(Hasher& h, const TenureEndRecord& r) { HashFields(h, r.session, r.token); }
-inline void HashValue(Hasher& h, const CommitRecord& r) {
+template <WordHasher H>
+void HashValue(H& h, const TenureEndRecord& r) {
+  HashFields(h, r.session, r.token);
+}
+template <WordHasher H>
+void HashValue(H& h, const CommitRecord& r) {
   HashFields(h, r.session, r.token, r.seq, r.clear_first, r.writes);
 }
-inline void HashValue(Hasher& h, const SessionDroppedRecord& r) { HashFields(h, r.session); }
-inline void HashValue(Hasher& h, const ThreadEvent& e) {
+template <WordHasher H>
+void HashValue(H& h, const SessionDroppedRecord& r) {
+  HashFields(h, r.session);
+}
+template <WordHasher H>
+void HashValue(H& h, const ThreadEvent& e) {
   HashFields(h, e.thread, e.session, e.kind, e.reason);
 }
 
 // Store state.
-inline void HashValue(Hasher& h, const Tenure& t) {
+template <WordHasher H>
+void HashValue(H& h, const Tenure& t) {
   HashFields(h, t.holder, t.token, t.request_id, t.granted_at, t.last_seq, t.recalled,
              t.recall_retry_at, t.reclaimed, t.revoked);
 }
-inline void HashValue(Hasher& h, const Waiter& w) {
+template <WordHasher H>
+void HashValue(H& h, const Waiter& w) {
   HashFields(h, w.process, w.request_id, w.buffered_at, w.cached);
 }
-inline void HashValue(Hasher& h, const RequestMark& m) {
+template <WordHasher H>
+void HashValue(H& h, const RequestMark& m) {
   HashFields(h, m.incarnation, m.request_id, m.finished);
 }
-inline void HashValue(Hasher& h, const SessionState& s) {
+template <WordHasher H>
+void HashValue(H& h, const SessionState& s) {
   HashFields(h, s.attributes, s.version, s.tenure, s.queue, s.last_request, s.last_used, s.timer);
 }
-inline void HashValue(Hasher& h, const ProcessEntry& p) {
+template <WordHasher H>
+void HashValue(H& h, const ProcessEntry& p) {
   HashFields(h, p.incarnation, p.lease_until, p.held, p.queued);
 }
-inline void HashValue(Hasher& h, const StoreState& s) {
+template <WordHasher H>
+void HashValue(H& h, const StoreState& s) {
   // `timers` is derived from the sessions' timers, so it adds nothing.
   HashFields(h, s.epoch, s.last_token, s.grace_until, s.in_grace, s.sessions, s.processes);
 }
 
 // Agent state.
-inline void HashValue(Hasher& h, const ThreadHold& t) {
+template <WordHasher H>
+void HashValue(H& h, const ThreadHold& t) {
   HashFields(h, t.thread, t.portion, t.clear_first, t.writes, t.committing);
 }
-inline void HashValue(Hasher& h, const ThreadWait& w) {
+template <WordHasher H>
+void HashValue(H& h, const ThreadWait& w) {
   HashFields(h, w.thread, w.portion, w.deadline, w.try_only, w.entitled);
 }
-inline void HashValue(Hasher& h, const PendingCommit& c) {
+template <WordHasher H>
+void HashValue(H& h, const PendingCommit& c) {
   HashFields(h, c.thread, c.seq, c.clear_first, c.writes, c.resent);
 }
-inline void HashValue(Hasher& h, const AgentSession& s) {
+template <WordHasher H>
+void HashValue(H& h, const AgentSession& s) {
   HashFields(h, s.request_lapses, s.revoked_seen);
   HashFields(h, s.state, s.request_id, s.try_request, s.queued, s.request_sent_at, s.token,
              s.recalled, s.recall_seen, s.reclaiming, s.reclaim_sent_at, s.reclaim_trust_until,
              s.cache, s.cache_version, s.holders, s.waiters, s.commits, s.next_seq, s.retry_at,
              s.idle_release_at);
 }
-inline void HashValue(Hasher& h, const StoreLink& l) {
+template <WordHasher H>
+void HashValue(H& h, const StoreLink& l) {
   HashFields(h, l.lapses, l.lapsed, l.gap_closed_at);
   HashFields(h, l.epoch, l.trusted_until, l.heartbeat_seq, l.heartbeat_sent_at,
              l.heartbeat_outstanding, l.next_heartbeat_at, l.engaged, l.held);
 }
-inline void HashValue(Hasher& h, const AgentState& s) {
+template <WordHasher H>
+void HashValue(H& h, const AgentState& s) {
   HashFields(h, s.last_request_id, s.sessions, s.stores);
 }
 
-template <class A, class B>
-void HashValue(Hasher& h, const std::pair<A, B>& p) {
+template <WordHasher H, class A, class B>
+void HashValue(H& h, const std::pair<A, B>& p) {
   HashFields(h, p.first, p.second);
 }
-template <class T>
-void HashValue(Hasher& h, const std::optional<T>& o) {
+template <WordHasher H, class T>
+void HashValue(H& h, const std::optional<T>& o) {
   h.Mix(o.has_value());
   if (o) HashValue(h, *o);
 }
-template <class T>
-void HashValue(Hasher& h, const std::vector<T>& v) {
+template <WordHasher H, class T>
+void HashValue(H& h, const std::vector<T>& v) {
   h.Mix(v.size());
   for (const T& x : v) HashValue(h, x);
 }
-template <class T>
-void HashValue(Hasher& h, const std::deque<T>& v) {
+template <WordHasher H, class T>
+void HashValue(H& h, const std::deque<T>& v) {
   h.Mix(v.size());
   for (const T& x : v) HashValue(h, x);
 }
-template <class T>
-void HashValue(Hasher& h, const std::set<T>& v) {
+template <WordHasher H, class T>
+void HashValue(H& h, const std::set<T>& v) {
   h.Mix(v.size());
   for (const T& x : v) HashValue(h, x);
 }
-template <class K, class V>
-void HashValue(Hasher& h, const std::map<K, V>& m) {
+template <WordHasher H, class K, class V>
+void HashValue(H& h, const std::map<K, V>& m) {
   h.Mix(m.size());
   for (const auto& [k, v] : m) HashFields(h, k, v);
 }
-template <class... Ts>
-void HashValue(Hasher& h, const std::variant<Ts...>& v) {
+template <WordHasher H, class... Ts>
+void HashValue(H& h, const std::variant<Ts...>& v) {
   h.Mix(v.index());
   std::visit([&](const auto& x) { HashValue(h, x); }, v);
 }

@@ -132,28 +132,39 @@ Store Store::Recover(const StoreConfig& config, const std::vector<Record>& log, 
 
 Effects Store::OnTick(Time now) {
   Effects fx;
+  OnTick(now, fx);
+  return fx;
+}
+
+void Store::OnTick(Time now, Effects& fx) {
+  fx.Clear();
   RunDue(now, fx);
   fx.next_deadline = NextDeadline();
-  return fx;
 }
 
 Effects Store::OnMessage(Time now, const Envelope& in) {
   Effects fx;
+  OnMessage(now, in, fx);
+  return fx;
+}
+
+void Store::OnMessage(Time now, const Envelope& in, Effects& fx) {
+  fx.Clear();
   RunDue(now, fx);
   if (in.from.kind == NodeKind::kAdmin) {
     OnAdmin(now, in.from, in.message, fx);
     fx.next_deadline = NextDeadline();
-    return fx;
+    return;
   }
   if (in.from.kind != NodeKind::kProcess) {
     fx.next_deadline = NextDeadline();
-    return fx;  // stores do not talk to each other
+    return;  // stores do not talk to each other
   }
   ProcessRef from{in.from.id, in.from.incarnation};
   ProcessEntry* process = Admit(now, from, fx);
   if (process == nullptr) {
     fx.next_deadline = NextDeadline();
-    return fx;  // B4: a predecessor's message, ignored
+    return;  // B4: a predecessor's message, ignored
   }
   std::visit(Overloaded{
                  [&](const Acquire& m) { OnAcquire(now, from, m, fx); },
@@ -169,7 +180,6 @@ Effects Store::OnMessage(Time now, const Envelope& in) {
              },
              in.message);
   fx.next_deadline = NextDeadline();
-  return fx;
 }
 
 ProcessEntry* Store::Admit(Time now, ProcessRef from, Effects& fx) {
@@ -620,20 +630,23 @@ void Store::Settle(Time now, SessionId id) {
   auto it = state_.sessions.find(id);
   if (it == state_.sessions.end()) return;
   SessionState& s = it->second;
-  if (s.timer != kNever) state_.timers.erase({s.timer, id});
-  s.timer = kNever;
   bool idle = !s.tenure && s.queue.empty();
   if (idle && s.attributes.empty() && s.last_request.empty()) {
     // B6: an empty, unheld session is the same as one never created. One
     // with request marks stays until its idle expiry, so that late copies
     // of old Acquires are still recognised (B4).
+    if (s.timer != kNever) state_.timers.erase({s.timer, id});
     state_.sessions.erase(it);
     return;
   }
+  Time timer = kNever;
   if (s.tenure && s.tenure->recalled && (!s.queue.empty() || s.tenure->revoked != Reason::kNone)) {
-    s.timer = s.tenure->recall_retry_at;
+    timer = s.tenure->recall_retry_at;
   }
-  if (idle) s.timer = std::min(s.timer, AddTime(s.last_used, config_.session_idle_us));
+  if (idle) timer = std::min(timer, AddTime(s.last_used, config_.session_idle_us));
+  if (timer == s.timer) return;  // most inputs leave it: spare the set a node
+  if (s.timer != kNever) state_.timers.erase({s.timer, id});
+  s.timer = timer;
   if (s.timer != kNever) state_.timers.insert({s.timer, id});
 }
 

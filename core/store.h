@@ -140,6 +140,9 @@ class Store {
 
   Effects OnMessage(Time now, const Envelope& in);
   Effects OnTick(Time now);
+  // The same, into `out`: its contents are replaced, its buffers reused.
+  void OnMessage(Time now, const Envelope& in, Effects& out);
+  void OnTick(Time now, Effects& out);
 
   const StoreState& state() const { return state_; }
   const StoreConfig& config() const { return config_; }

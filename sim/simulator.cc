@@ -77,12 +77,16 @@ std::uint64_t ParseCounter(std::string_view value) {
 // ---- clocks ------------------------------------------------------------------
 
 Time Clock::Local(Time t) const {
-  // 64-bit arithmetic for the first 2.9 years of simulated time (t * drift
-  // fits), 128-bit after: same result, without a 128-bit division per call.
-  constexpr Time kFast = 1ULL << 46;
-  if (t < kFast && offset_us >= 0 && drift_ppm > -kMillion) {
+  // 64-bit arithmetic for the first 2.2 years of simulated time and drifts
+  // within +-13% (t * drift fits), 128-bit after: same result, without a
+  // 128-bit division per call. Offsets may be negative (a clock behind).
+  constexpr std::int64_t kFast = std::int64_t{1} << 46;
+  constexpr std::int32_t kFastDrift = 1 << 17;
+  if (t < static_cast<Time>(kFast) && offset_us > -kFast && offset_us < kFast &&
+      drift_ppm > -kFastDrift && drift_ppm < kFastDrift) {
     std::int64_t drift_part = static_cast<std::int64_t>(t) * drift_ppm / kMillion;
-    return static_cast<Time>(static_cast<std::int64_t>(t) + offset_us + drift_part);
+    std::int64_t local = static_cast<std::int64_t>(t) + offset_us + drift_part;
+    return local < 0 ? 0 : static_cast<Time>(local);
   }
   __int128 local =
       static_cast<__int128>(t) + offset_us + static_cast<__int128>(t) * drift_ppm / kMillion;
@@ -93,10 +97,21 @@ Time Clock::Local(Time t) const {
 
 Time Clock::TrueAt(Time local) const {
   if (local == core::kNever) return core::kNever;
-  __int128 guess = (static_cast<__int128>(local) - offset_us) * kMillion / (kMillion + drift_ppm);
-  if (guess < 0) guess = 0;
-  if (guess >= static_cast<__int128>(core::kNever)) return core::kNever;
-  Time t = static_cast<Time>(guess);
+  Time t;
+  // 64-bit arithmetic while (local - offset) * 1e6 surely fits (the first 50
+  // days of simulated time), 128-bit after: the same guess either way.
+  constexpr std::int64_t kFast = std::int64_t{1} << 42;
+  const std::int64_t divisor = kMillion + drift_ppm;
+  if (local < static_cast<Time>(kFast) && offset_us > -kFast && offset_us < kFast && divisor > 0) {
+    // |local - offset| < 2^43, so the product stays below 2^63.
+    std::int64_t guess = (static_cast<std::int64_t>(local) - offset_us) * kMillion / divisor;
+    t = guess < 0 ? 0 : static_cast<Time>(guess);
+  } else {
+    __int128 guess = (static_cast<__int128>(local) - offset_us) * kMillion / divisor;
+    if (guess < 0) guess = 0;
+    if (guess >= static_cast<__int128>(core::kNever)) return core::kNever;
+    t = static_cast<Time>(guess);
+  }
   while (Local(t) < local) ++t;
   while (t > 0 && Local(t - 1) >= local) --t;
   return t;
@@ -202,7 +217,15 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
   }
   for (std::uint32_t a = 0; a < w.attributes; ++a)
     attribute_names_.push_back("a" + std::to_string(a));
+  std::vector<std::uint32_t> by_name(w.attributes);
+  for (std::uint32_t a = 0; a < w.attributes; ++a) by_name[a] = a;
+  std::sort(by_name.begin(), by_name.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return attribute_names_[a] < attribute_names_[b];
+  });
+  attribute_rank_.resize(w.attributes);
+  for (std::uint32_t r = 0; r < w.attributes; ++r) attribute_rank_[by_name[r]] = r;
   acknowledged_.assign(w.sessions, 0);
+  true_at_cache_.resize(S + P);
   unknown_.assign(w.sessions, 0);
   for (std::uint32_t p = 0; p < P; ++p) {
     for (std::uint32_t t = 0; t < config_.threads_per_process; ++t) {
@@ -335,9 +358,11 @@ void Simulator::Dispatch(const Event& ev) {
       }
       Time local = ClockOf(ev.node).Local(now_);
       if (ev.node < S) {
-        ApplyStoreEffects(ev.node, stores_[ev.node].store.OnMessage(local, e), te);
+        stores_[ev.node].store.OnMessage(local, e, fx_);
+        ApplyStoreEffects(ev.node, fx_, te);
       } else {
-        ApplyAgentEffects(ev.node, processes_[ev.node - S].agent.OnMessage(local, e), te);
+        processes_[ev.node - S].agent.OnMessage(local, e, fx_);
+        ApplyAgentEffects(ev.node, fx_, te);
       }
       return;
     }
@@ -348,12 +373,14 @@ void Simulator::Dispatch(const Event& ev) {
         StoreNode& n = stores_[ev.node];
         if (n.tick_generation != ev.arg) return;  // superseded
         n.tick_at = core::kNever;
-        ApplyStoreEffects(ev.node, n.store.OnTick(local), te);
+        n.store.OnTick(local, fx_);
+        ApplyStoreEffects(ev.node, fx_, te);
       } else {
         ProcessNode& n = processes_[ev.node - S];
         if (n.tick_generation != ev.arg) return;
         n.tick_at = core::kNever;
-        ApplyAgentEffects(ev.node, n.agent.OnTick(local), te);
+        n.agent.OnTick(local, fx_);
+        ApplyAgentEffects(ev.node, fx_, te);
       }
       return;
     }
@@ -372,12 +399,14 @@ void Simulator::Dispatch(const Event& ev) {
       te.note = kActionNames[static_cast<int>(Action::kFinish)];
       te.thread = static_cast<std::int32_t>(ev.node);
       Time local = ClockOf(node).Local(now_);
-      return ApplyAgentEffects(
-          node, processes_[t.process].agent.OnThreadFinish(local, t.id, t.session, true), te);
+      processes_[t.process].agent.OnThreadFinish(local, t.id, t.session, true, fx_);
+      return ApplyAgentEffects(node, fx_, te);
     }
-    case EventKind::kStart:
+    case EventKind::kStart: {
       te.note = kActionNames[static_cast<int>(Action::kStart)];
-      return ApplyStoreEffects(ev.node, stores_[ev.node].store.Start(0), te);
+      core::Effects fx = stores_[ev.node].store.Start(0);
+      return ApplyStoreEffects(ev.node, fx, te);
+    }
     case EventKind::kFault:
       return InjectFault(faults_[ev.arg]);
     case EventKind::kRecover: {
@@ -388,7 +417,7 @@ void Simulator::Dispatch(const Event& ev) {
         core::Effects fx;
         n.store = core::Store::Recover(n.store.config(), n.log, local, &fx);
         n.up = true;
-        return ApplyStoreEffects(ev.node, std::move(fx), te);
+        return ApplyStoreEffects(ev.node, fx, te);
       }
       ProcessNode& n = processes_[ev.node - S];
       core::AgentConfig c = n.agent.config();
@@ -426,7 +455,7 @@ void Simulator::Dispatch(const Event& ev) {
   }
 }
 
-void Simulator::ApplyStoreEffects(std::uint32_t node, core::Effects fx, TraceEvent& te) {
+void Simulator::ApplyStoreEffects(std::uint32_t node, core::Effects& fx, TraceEvent& te) {
   StoreNode& n = stores_[node];
   // B3: records are durable before any message leaves.
   for (const core::Record& r : fx.persist) n.log.push_back(r);
@@ -434,13 +463,16 @@ void Simulator::ApplyStoreEffects(std::uint32_t node, core::Effects fx, TraceEve
   ScheduleTick(node, fx.next_deadline);
   te.effects = &fx;
   Finish(te);
+  Launch(fx);
 }
 
-void Simulator::ApplyAgentEffects(std::uint32_t node, core::Effects fx, TraceEvent& te) {
+void Simulator::ApplyAgentEffects(std::uint32_t node, core::Effects& fx, TraceEvent& te) {
   SendAll(node, fx);
   ScheduleTick(node, fx.next_deadline);
   te.effects = &fx;
   Finish(te);
+  Launch(fx);
+  // OnWake never calls the core, so `fx` (usually fx_) stays intact.
   for (const core::ThreadEvent& w : fx.wake) OnWake(node, w);
 }
 
@@ -455,7 +487,13 @@ void Simulator::ScheduleTick(std::uint32_t node, Time deadline_local) {
     tick_at = core::kNever;
     return;
   }
-  Time at = std::max(ClockOf(node).TrueAt(deadline_local), now_);
+  const Clock& clock = ClockOf(node);
+  TrueAtCache& cache = true_at_cache_[node];
+  if (cache.local != deadline_local || cache.clock.offset_us != clock.offset_us ||
+      cache.clock.drift_ppm != clock.drift_ppm) {
+    cache = {deadline_local, clock, clock.TrueAt(deadline_local)};
+  }
+  Time at = std::max(cache.true_at, now_);
   if (at == tick_at) return;
   ++generation;
   tick_at = at;
@@ -464,23 +502,28 @@ void Simulator::ScheduleTick(std::uint32_t node, Time deadline_local) {
 
 void Simulator::Finish(TraceEvent& te) {
   ++events_;
-  core::Hasher h;
-  h.Mix(hash_);
-  h.Mix(te.time);
-  h.Mix(static_cast<std::uint64_t>(te.kind));
-  h.Mix(te.node);
-  for (char c : te.note) h.Mix(static_cast<unsigned char>(c));
-  h.Mix(static_cast<std::uint64_t>(static_cast<std::int64_t>(te.thread)));
+  // The trace hash: every event's words (time, kind, node, note, thread and
+  // its request, the input, every effect) go through a LaneHasher, and the
+  // event's digest is folded into the hash of the trace so far. (One
+  // splitmix64 chain over every word, as before, was latency-bound.)
+  core::LaneHasher h;
+  core::HashFields(h, te.time, te.kind, te.node, te.note,
+                   static_cast<std::uint64_t>(static_cast<std::int64_t>(te.thread)));
   if (te.thread >= 0) {
     const SimThread& t = threads_[static_cast<std::size_t>(te.thread)];
     core::HashFields(h, t.session, t.portion);
   }
+  h.Mix(te.input != nullptr);
   if (te.input != nullptr) core::HashValue(h, *te.input);
+  h.Mix(te.effects != nullptr);
   if (te.effects != nullptr) {
     core::HashFields(h, te.effects->persist, te.effects->send, te.effects->wake,
                      te.effects->next_deadline);
   }
-  hash_ = h.value();
+  // Only this last step waits for the previous event's hash.
+  core::Hasher fold(hash_);
+  fold.Mix(h.Digest());
+  hash_ = fold.value();
   if (trace_ != nullptr) {
     nlohmann::json line{
         {"t", te.time}, {"ev", std::string(EventKindName(te.kind))}, {"node", NodeName(te.node)}};
@@ -525,13 +568,14 @@ bool Simulator::Blocked(std::uint32_t from, std::uint32_t to) const {
 
 void Simulator::SendAll(std::uint32_t from, const core::Effects& fx) {
   for (std::size_t i = 0; i < fx.send.size(); ++i) {
-    if (!SendMessage(from, fx.send[i]) && trace_ != nullptr) {
+    if (!SendMessage(from, fx, static_cast<std::uint32_t>(i)) && trace_ != nullptr) {
       lost_sends_.push_back(static_cast<std::uint32_t>(i));
     }
   }
 }
 
-bool Simulator::SendMessage(std::uint32_t from, const core::Envelope& e) {
+bool Simulator::SendMessage(std::uint32_t from, const core::Effects& fx, std::uint32_t index) {
+  const core::Envelope& e = fx.send[index];
   ++sent_;
   std::uint32_t to = NodeOf(e.to);
   if (to == UINT32_MAX || Blocked(from, to)) {
@@ -559,16 +603,30 @@ bool Simulator::SendMessage(std::uint32_t from, const core::Envelope& e) {
     if (!free_slots_.empty()) {
       slot = free_slots_.back();
       free_slots_.pop_back();
-      messages_[slot] = e;
     } else {
       slot = messages_.size();
-      messages_.push_back(e);
+      messages_.emplace_back();
       delivery_at_.push_back(core::kNever);
     }
-    delivery_at_[slot] = at;
+    launching_.push_back({slot, at, index});  // filled by Launch
     Push(at, EventKind::kDeliver, to, slot);
   }
   return true;
+}
+
+void Simulator::Launch(core::Effects& fx) {
+  for (std::size_t k = 0; k < launching_.size(); ++k) {
+    const Launching& l = launching_[k];
+    // A duplicated message has two slots: copy into the first, move into the last.
+    const bool again = k + 1 < launching_.size() && launching_[k + 1].index == l.index;
+    if (again) {
+      messages_[l.slot] = fx.send[l.index];
+    } else {
+      messages_[l.slot] = std::move(fx.send[l.index]);
+    }
+    delivery_at_[l.slot] = l.at;
+  }
+  launching_.clear();
 }
 
 // ---- threads -----------------------------------------------------------------
@@ -591,30 +649,41 @@ void Simulator::StartRequest(SimThread& t) {
   t.session = set[index];
   // The portion: the whole session, a shared read of a few attributes, or an
   // exclusive read-modify-write of the counter a0 and a few others.
+  // The portion is built in place in t.portion (as Portion::Of would build
+  // it: sorted names), reusing its buffer and the pool's.
   const std::uint32_t K = w.attributes;
+  std::vector<std::uint32_t>& picked = picked_;
+  picked.clear();
   auto pick = [&](std::uint32_t first, std::uint32_t count) {
-    std::vector<std::uint32_t> pool;
-    for (std::uint32_t a = first; a < K; ++a) pool.push_back(a);
-    std::vector<std::string> names;
-    for (std::uint32_t i = 0; i < count && !pool.empty(); ++i) {
-      std::size_t j = t.rng.Below(pool.size());
-      names.push_back(attribute_names_[pool[j]]);
-      pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(j));
+    pool_.clear();
+    for (std::uint32_t a = first; a < K; ++a) pool_.push_back(a);
+    for (std::uint32_t i = 0; i < count && !pool_.empty(); ++i) {
+      std::size_t j = t.rng.Below(pool_.size());
+      picked.push_back(pool_[j]);
+      pool_.erase(pool_.begin() + static_cast<std::ptrdiff_t>(j));
     }
-    return names;
   };
   std::uint32_t most = std::min(w.portion_max, K - 1);
   if (t.rng.ChancePpm(w.whole_ppm)) {
-    t.portion = core::Portion::Whole(t.rng.ChancePpm(w.shared_ppm) ? core::Mode::kShared
-                                                                   : core::Mode::kExclusive);
+    t.portion.whole = true;
+    t.portion.mode = t.rng.ChancePpm(w.shared_ppm) ? core::Mode::kShared : core::Mode::kExclusive;
   } else if (t.rng.ChancePpm(w.shared_ppm)) {
-    t.portion =
-        core::Portion::Of(pick(0, static_cast<std::uint32_t>(t.rng.Range(1, std::max(1u, most)))),
-                          core::Mode::kShared);
+    pick(0, static_cast<std::uint32_t>(t.rng.Range(1, std::max(1u, most))));
+    t.portion.whole = false;
+    t.portion.mode = core::Mode::kShared;
   } else {
-    std::vector<std::string> names = pick(1, static_cast<std::uint32_t>(t.rng.Range(0, most)));
-    names.push_back("a0");
-    t.portion = core::Portion::Of(std::move(names), core::Mode::kExclusive);
+    pick(1, static_cast<std::uint32_t>(t.rng.Range(0, most)));
+    picked.push_back(0);  // the counter a0
+    t.portion.whole = false;
+    t.portion.mode = core::Mode::kExclusive;
+  }
+  // Distinct indices; sorted by name ("a10" < "a2"), as Portion::Of sorts.
+  std::sort(picked.begin(), picked.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return attribute_rank_[a] < attribute_rank_[b];
+  });
+  t.portion.attributes.resize(picked.size());
+  for (std::size_t i = 0; i < picked.size(); ++i) {
+    t.portion.attributes[i] = attribute_names_[picked[i]];
   }
   t.writes_counter = t.portion.Writable("a0");
   t.asked_at = now_;
@@ -631,10 +700,9 @@ void Simulator::StartRequest(SimThread& t) {
                 static_cast<std::int32_t>(t.process * config_.threads_per_process + t.id)};
   // Drawn only when configured, so that runs without try-locks keep their draws.
   const bool try_only = w.try_ppm != 0 && t.rng.ChancePpm(w.try_ppm);
-  ApplyAgentEffects(node,
-                    processes_[t.process].agent.OnThreadAsk(local, t.id, t.session, t.portion,
-                                                            deadline, try_only),
-                    te);
+  processes_[t.process].agent.OnThreadAsk(local, t.id, t.session, t.portion, deadline, try_only,
+                                          fx_);
+  ApplyAgentEffects(node, fx_, te);
 }
 
 void Simulator::OnWake(std::uint32_t node, const core::ThreadEvent& w) {
@@ -758,8 +826,8 @@ void Simulator::InjectFault(const ScheduledFault& f) {
                         core::Address{core::NodeKind::kStore, node, 0},
                         core::AdminInvalidate{session}};
       te.input = &in;
-      return ApplyStoreEffects(node, stores_[node].store.OnMessage(ClockOf(node).Local(now_), in),
-                               te);
+      stores_[node].store.OnMessage(ClockOf(node).Local(now_), in, fx_);
+      return ApplyStoreEffects(node, fx_, te);
     }
   }
   Finish(te);

@@ -179,7 +179,8 @@ class Simulator {
   const std::vector<SimThread>& threads() const { return threads_; }
   const std::vector<Partition>& partitions() const { return partitions_; }
   const std::vector<ScheduledFault>& faults() const { return faults_; }
-  // Messages in flight, with their delivery times.
+  // Messages in flight, with their delivery times. (Those sent by the event
+  // being observed are in flight once its observers have seen it.)
   template <class Fn>
   void ForEachInFlight(Fn&& fn) const {
     for (std::size_t slot = 0; slot < delivery_at_.size(); ++slot) {
@@ -187,6 +188,8 @@ class Simulator {
     }
   }
   std::uint64_t trace_hash() const { return hash_; }
+  // Events so far (the one being observed included).
+  std::uint64_t events() const { return events_; }
   // Per session: counter increments acknowledged to their threads, and those
   // whose outcome the thread could not know (crash, resent commit).
   const std::vector<std::uint64_t>& acknowledged_by_session() const { return acknowledged_; }
@@ -205,12 +208,19 @@ class Simulator {
 
   void Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t arg);
   void Dispatch(const Event& ev);
-  void ApplyStoreEffects(std::uint32_t node, core::Effects fx, TraceEvent& te);
-  void ApplyAgentEffects(std::uint32_t node, core::Effects fx, TraceEvent& te);
+  // Both leave fx.send moved from: its messages are in flight after.
+  void ApplyStoreEffects(std::uint32_t node, core::Effects& fx, TraceEvent& te);
+  void ApplyAgentEffects(std::uint32_t node, core::Effects& fx, TraceEvent& te);
   void ScheduleTick(std::uint32_t node, Time deadline_local);
   // Sends fx.send; the trace notes which of them the network lost at once.
   void SendAll(std::uint32_t from_node, const core::Effects& fx);
-  bool SendMessage(std::uint32_t from_node, const core::Envelope& e);  // false: lost
+  // Decides the fate of fx.send[index] (the network's draws happen here);
+  // false: lost.
+  bool SendMessage(std::uint32_t from_node, const core::Effects& fx, std::uint32_t index);
+  // Puts the messages SendAll let through in their slots, moved out of
+  // fx.send: after the event was hashed, traced and observed, so that they
+  // need not be copied.
+  void Launch(core::Effects& fx);
   bool Blocked(std::uint32_t from, std::uint32_t to) const;
   void Finish(TraceEvent& te);
 
@@ -242,10 +252,32 @@ class Simulator {
   std::vector<std::vector<core::SessionId>> home_sessions_, other_sessions_;
   std::vector<std::vector<std::uint64_t>> home_cdf_, other_cdf_;  // Zipf, fixed point
   std::vector<std::string> attribute_names_;                      // "a0", "a1", ...
+  std::vector<std::uint32_t> attribute_rank_;                     // of each name in sorted order
+  std::vector<std::uint32_t> pool_, picked_;                      // StartRequest's scratch
+
+  // The effects of the input being handled: one buffer for every core call,
+  // so that its vectors are not allocated per event. Nothing calls the core
+  // again before an event's effects are applied.
+  core::Effects fx_;
+
+  // Per node, the last deadline converted to true time and the clock it was
+  // read on: most inputs leave a node's deadline where it was.
+  struct TrueAtCache {
+    Time local = core::kNever;
+    Clock clock;
+    Time true_at = core::kNever;
+  };
+  std::vector<TrueAtCache> true_at_cache_;
 
   std::vector<core::Envelope> messages_;  // message slots
   std::vector<std::uint64_t> free_slots_;
   std::vector<Time> delivery_at_;  // per message slot; kNever = free
+  struct Launching {
+    std::uint64_t slot;
+    Time at;
+    std::uint32_t index;  // in fx.send
+  };
+  std::vector<Launching> launching_;  // of the event being handled
   std::uint32_t threads_done_ = 0;
   std::vector<Partition> partitions_;
   std::uint64_t next_partition_id_ = 1;
