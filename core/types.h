@@ -106,17 +106,31 @@ enum class Reason : std::uint8_t {
 
 std::string_view ReasonName(Reason reason);
 
-// Home store node of a session when sessions are spread over several store
-// nodes (B8): the splitmix64 finalizer of the id, modulo the node count.
-// Inline: it is the mixer of every hash the simulator and model checker take.
+// The splitmix64 finalizer: the mixer of every hash the simulator and model
+// checker take, and of session placement (B8).
 constexpr std::uint64_t Splitmix64(std::uint64_t x) {
   std::uint64_t z = x + 0x9E3779B97F4A7C15ULL;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
 }
+// B8: the store node of a session, by jump consistent hashing (Lamping and
+// Veach) of the session id's splitmix64: every node gets an equal share, and
+// growing from n to n + 1 nodes moves only the sessions that go to the new
+// node (about 1 / (n + 1) of them), none between old nodes. Deterministic on
+// every platform (integer steps and one correctly rounded division).
 inline std::uint32_t StoreForSession(SessionId session, std::uint32_t store_count) {
-  return static_cast<std::uint32_t>(Splitmix64(session) % store_count);
+  std::uint64_t key = Splitmix64(session);
+  std::int64_t bucket = -1;
+  std::int64_t next = 0;
+  while (next < static_cast<std::int64_t>(store_count)) {
+    bucket = next;
+    key = key * 2862933555777941757ULL + 1;
+    next = static_cast<std::int64_t>(
+        static_cast<double>(bucket + 1) *
+        (static_cast<double>(1LL << 31) / static_cast<double>((key >> 33) + 1)));
+  }
+  return static_cast<std::uint32_t>(bucket);
 }
 
 }  // namespace latchkey::core

