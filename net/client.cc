@@ -284,13 +284,21 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
         return Fail("the server at " + host + ":" + port + " announced a zero lease");
       }
       bool first = epoch == 0;
+      if (!first && welcome->lease_us < lease_us) {
+        // The agent trusts its locks for the lease it was built with: a
+        // shorter one would let it trust them past the store's expiry.
+        stopped = true;
+        return Fail("the server at " + host + ":" + port + " came back with a shorter lease (" +
+                    std::to_string(welcome->lease_us) + " us instead of " +
+                    std::to_string(lease_us) + "); restart this process to use it");
+      }
       {
         std::lock_guard lock(send_mu);
         ready = true;
         direct_fd = tls ? -1 : plain->native_handle();
       }
       epoch = welcome->epoch;
-      lease_us = welcome->lease_us;
+      if (first) lease_us = welcome->lease_us;
       backoff_ms = 50;
       std::lock_guard lock(owner->mu);
       if (first) {
@@ -345,11 +353,12 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
       flushing = true;
       lock.unlock();
       ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      int error = n < 0 ? errno : 0;
       lock.lock();
       flushing = false;
       flush_done.notify_all();
       if (n == static_cast<ssize_t>(bytes.size())) continue;         // more may have come meanwhile
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return;  // the reader sees the error
+      if (n < 0 && error != EAGAIN && error != EWOULDBLOCK) return;  // the reader sees the error
       // A full socket buffer: the I/O thread writes the rest when it can.
       pending.insert(0, bytes, n > 0 ? static_cast<std::size_t>(n) : 0, std::string::npos);
       if (!ready) {
@@ -400,6 +409,11 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
     } else {
       asio::async_write(*plain, asio::buffer(in_flight), handler);
     }
+  }
+
+  bool Connected() {
+    std::lock_guard lock(send_mu);
+    return ready;
   }
 
   bool Draining() {
@@ -467,7 +481,11 @@ void Lock::Shared::ApplyLocked(core::Effects fx) {
   // early tick, which costs less than waking the I/O thread on every request.
   if (fx.next_deadline < armed) {
     armed = fx.next_deadline;
-    asio::dispatch(io, [self = shared_from_this(), deadline = armed] { self->Arm(deadline); });
+    // Posted under mu, so the I/O thread arms in the order `armed` was set
+    // and the timer ends at the latest value. `this`, not a shared_ptr: a
+    // handler left in io at shutdown must not keep Shared (and io) alive; the
+    // I/O thread is joined before Shared goes away.
+    asio::post(io, [this, deadline = armed] { Arm(deadline); });
   }
 }
 
@@ -477,15 +495,17 @@ void Lock::Shared::Arm(core::Time deadline) {
     return;
   }
   timer.expires_at(SteadyTimeOf(deadline));
-  timer.async_wait([self = shared_from_this(), deadline](const asio::error_code& ec) {
-    if (ec) return;
+  timer.async_wait([this](const asio::error_code& ec) {
+    if (ec) return;  // re-armed or cancelled
     {
-      std::lock_guard lock(self->mu);
-      if (self->closed || !self->agent || self->armed != deadline) return;
-      self->armed = core::kNever;
-      self->ApplyLocked(self->agent->OnTick(MonotonicMicros()));
+      // A tick is harmless early, so it always runs: the agent then asks
+      // for its next deadline, which re-arms the timer.
+      std::lock_guard lock(mu);
+      if (closed || !agent) return;
+      armed = core::kNever;
+      ApplyLocked(agent->OnTick(MonotonicMicros()));
     }
-    self->FlushAll();
+    FlushAll();
   });
 }
 
@@ -561,10 +581,13 @@ void Lock::Shared::Shutdown() {
     if (agent) {
       // Give back what this process holds, so others need not wait for the lease.
       for (const auto& [session, s] : agent->state().sessions) {
+        std::uint32_t store = core::StoreForSession(session, agent->config().store_count);
         if (s.state == core::LockState::kHeld || s.state == core::LockState::kReleasing) {
-          releases.emplace_back(core::StoreForSession(session, agent->config().store_count),
-                                core::Release{session, s.token});
-          awaiting_release.insert(session);
+          releases.emplace_back(store, core::Release{session, s.token});
+          if (stores[store]->Connected()) awaiting_release.insert(session);
+        } else if (s.state == core::LockState::kRequested) {
+          // Withdrawn, so a late grant does not sit unused until the lease ends.
+          releases.emplace_back(store, core::Cancel{session, s.request_id});
         }
       }
     }
@@ -707,7 +730,9 @@ Status Lock::Finish(bool commit) {
   lock.lock();
   slot->second.cv.wait(lock, [&] { return slot->second.event.has_value() || s.closed; });
   if (!slot->second.event) {
-    status_ = Closed();
+    // Closed while a commit was on its way: it may still apply.
+    status_ =
+        commit ? Failure(core::Reason::kCommitOutcomeUnknown, "commit (client closed)") : Closed();
   } else if (slot->second.event->kind == core::ThreadEventKind::kFailed) {
     status_ = s.FailureFor(*slot->second.event, commit ? "commit" : "rollback");
   } else {
@@ -851,7 +876,7 @@ Lock Client::Ask(core::SessionId session, const core::Portion& portion, core::Ti
   }
   core::ThreadEvent event = *slot->second.event;
   slot->second.event.reset();
-  if (event.kind == core::ThreadEventKind::kGranted) return Lock(shared_, thread, session);
+  if (event.kind == core::ThreadEventKind::kGranted) return Lock(std::move(keep), thread, session);
   s.slots.erase(slot);
   failed.status_ = s.FailureFor(event, "acquire session " + std::to_string(session));
   return failed;
