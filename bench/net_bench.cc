@@ -14,9 +14,6 @@
 // load measures the server and its log, not lock contention; with fewer
 // sessions than connections, connections queue behind each other (Queued,
 // then Granted after the holder's release).
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -34,6 +31,7 @@
 
 #include "net/auth.h"
 #include "net/codec.h"
+#include "tests/latchkeyd_harness.h"
 
 namespace {
 
@@ -41,8 +39,6 @@ namespace fs = std::filesystem;
 namespace core = latchkey::core;
 namespace net = latchkey::net;
 using Clock = std::chrono::steady_clock;
-
-constexpr char kSecret[] = "net-bench-secret";
 
 struct Options {
   std::string latchkeyd = LATCHKEYD_PATH;
@@ -53,45 +49,6 @@ struct Options {
   std::vector<std::string> policies = {"never", "batch", "always"};
   int value_bytes = 100;
   std::string data_dir;
-};
-
-// A latchkeyd child on a free loopback port.
-class Daemon {
- public:
-  Daemon(const Options& o, const std::string& dir, const std::string& policy) {
-    fs::create_directories(dir);
-    { std::ofstream(dir + "/secret") << kSecret; }
-    std::string port_file = dir + "/port";
-    std::vector<std::string> args = {
-        o.latchkeyd,     "--listen",          "127.0.0.1:0", "--data-dir", dir + "/data",
-        "--secret-file", dir + "/secret",     "--port-file", port_file,    "--fsync",
-        policy,          "--max-connections", "100000",      "--lease-ms", "10000"};
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int log = ::open((dir + "/log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(log, 2);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    for (int i = 0; i < 1000 && port_ == 0; ++i) {
-      std::ifstream in(port_file);
-      if (!(in >> port_)) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  ~Daemon() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  std::uint16_t port() const { return port_; }
-
- private:
-  pid_t pid_ = -1;
-  std::uint16_t port_ = 0;
 };
 
 struct Stats {
@@ -185,7 +142,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   bool OnFrame(const net::Frame& frame) {
     if (const auto* challenge = std::get_if<net::ChallengeFrame>(&frame)) {
-      net::Mac key = net::IdentityKey(kSecret, net::Role::kProcess, id_);
+      net::Mac key = net::IdentityKey(net::kSecret, net::Role::kProcess, id_);
       Send(net::Frame(
           net::HelloFrame{net::Role::kProcess, id_, 1,
                           net::AuthAnswer(key, challenge->nonce, net::Role::kProcess, id_, 1)}));
@@ -258,7 +215,9 @@ Result RunPolicy(const Options& o, const std::string& policy, const std::string&
   Result r;
   r.policy = policy;
   fs::remove_all(dir);
-  Daemon daemon(o, dir, policy);
+  fs::create_directories(dir);
+  net::Daemon daemon(dir, {"--fsync", policy, "--max-connections", "100000", "--lease-ms", "10000"},
+                     o.latchkeyd);
   if (daemon.port() == 0) {
     std::fprintf(stderr, "latchkeyd did not start; see %s/log\n", dir.c_str());
     std::exit(1);

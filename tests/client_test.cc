@@ -6,11 +6,7 @@
 // store nodes, and configuration errors.
 #include "net/client.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <thread>
@@ -18,6 +14,7 @@
 #include "net/auth.h"
 #include "net/codec.h"
 #include "tests/latchkeyd_harness.h"
+#include "tests/raw_client.h"
 
 namespace latchkey::net {
 namespace {
@@ -41,45 +38,12 @@ std::unique_ptr<Client> ConnectOrDie(std::vector<std::uint16_t> ports, std::uint
   return c.ok() ? std::move(c.value()) : nullptr;
 }
 
-// Sends one message as the administrator (blocking, raw protocol).
+// Sends one message as the administrator.
 bool AdminSend(std::uint16_t port, const core::Message& message) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
-  FrameDecoder decoder;
-  auto next = [&]() -> std::optional<Frame> {
-    for (int i = 0; i < 300; ++i) {
-      auto f = decoder.Next();
-      if (!f.ok()) return std::nullopt;
-      if (f.value()) return *f.value();
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 10) <= 0) continue;
-      char buf[4096];
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) return std::nullopt;
-      decoder.Feed(std::string_view(buf, static_cast<std::size_t>(n)));
-    }
-    return std::nullopt;
-  };
-  auto send = [&](const Frame& f) {
-    std::string bytes = EncodeFrame(f);
-    return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(bytes.size());
-  };
-  bool ok = false;
-  if (auto challenge = next(); challenge && std::holds_alternative<ChallengeFrame>(*challenge)) {
-    Mac key = IdentityKey(kSecret, Role::kAdmin, 1);
-    send(HelloFrame{
-        Role::kAdmin, 1, 1,
-        AuthAnswer(key, std::get<ChallengeFrame>(*challenge).nonce, Role::kAdmin, 1, 1)});
-    auto welcome = next();
-    ok = welcome && std::holds_alternative<WelcomeFrame>(*welcome) && send(Frame(message));
-  }
+  RawClient admin(port);
+  auto welcome = admin.Authenticate(1, 1, Role::kAdmin);
+  bool ok = welcome && std::holds_alternative<WelcomeFrame>(*welcome) && admin.Send(message);
   std::this_thread::sleep_for(50ms);  // let it be handled before closing
-  ::close(fd);
   return ok;
 }
 

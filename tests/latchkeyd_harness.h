@@ -1,5 +1,5 @@
-// Test harness shared by the latchkeyd and client-library tests: a temporary
-// directory, and a latchkeyd child process on a free loopback port.
+// Harness shared by the latchkeyd and client-library tests and bench/net_bench:
+// a temporary directory, and a latchkeyd child process on a free loopback port.
 #pragma once
 
 #include <fcntl.h>
@@ -36,11 +36,13 @@ class TempDir {
 // A latchkeyd child process on 127.0.0.1 with a free port.
 class Daemon {
  public:
-  Daemon(const std::string& dir, std::vector<std::string> extra = {}) : dir_(dir) {
+  Daemon(const std::string& dir, std::vector<std::string> extra = {},
+         std::string binary = LATCHKEYD_PATH)
+      : dir_(dir) {
     { std::ofstream(dir_ + "/secret") << kSecret << "\n"; }
     std::string port_file = dir_ + "/port";
     std::filesystem::remove(port_file);
-    std::vector<std::string> args = {LATCHKEYD_PATH,   "--listen",     "127.0.0.1:0",
+    std::vector<std::string> args = {binary,           "--listen",     "127.0.0.1:0",
                                      "--data-dir",     dir_ + "/data", "--secret-file",
                                      dir_ + "/secret", "--port-file",  port_file};
     for (std::size_t i = 0; i + 1 < extra.size(); ++i) {
