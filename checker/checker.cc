@@ -481,7 +481,7 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
     const sim::SimThread& granted = sim.threads()[p * tpp + w.thread];
     for (const core::ThreadWait& waiting : s.waiters) {
       const sim::SimThread& t = sim.threads()[p * tpp + waiting.thread];
-      if (t.asked_at < granted.asked_at && waiting.portion.ConflictsWith(mine->portion)) {
+      if (t.ask_order < granted.ask_order && waiting.portion.ConflictsWith(mine->portion)) {
         return Fail(sim, Invariant::kBoundedBypass,
                     who() + " (asked at t=" + std::to_string(granted.asked_at) + ") overtook t" +
                         std::to_string(waiting.thread) +

@@ -72,6 +72,17 @@ struct Failure {
   std::string message;
 };
 
+// A step taken, in words and as the simulator's script step that replays it.
+struct Step {
+  std::string text;
+  sim::ScriptStep script;
+};
+
+Step Labeled(sim::ScriptKind kind, const char* verb, const core::Envelope& e) {
+  nlohmann::json message = sim::EnvelopeToJson(e);
+  return Step{verb + message.dump(), {kind, 0, 0, message, {}}};
+}
+
 class Model {
  public:
   explicit Model(const ExploreConfig& c) : c_(c) {
@@ -124,14 +135,14 @@ class Model {
     for (std::size_t i = 0; i < w.net.size(); ++i) {
       if (!Deliverable(w, i)) continue;
       each([&](World& x, Failure& f) { Deliver(x, i, f); },
-           [&] { return "deliver " + sim::EnvelopeToJson(w.net[i]).dump(); });
+           [&] { return Labeled(sim::ScriptKind::kDeliver, "deliver ", w.net[i]); });
       if (w.losses < c_.losses) {
         each(
             [&](World& x, Failure&) {
               x.net.erase(x.net.begin() + static_cast<std::ptrdiff_t>(i));
               ++x.losses;
             },
-            [&] { return "lose " + sim::EnvelopeToJson(w.net[i]).dump(); });
+            [&] { return Labeled(sim::ScriptKind::kLose, "lose ", w.net[i]); });
       }
       if (w.duplicates < c_.duplicates) {
         each(
@@ -139,7 +150,7 @@ class Model {
               x.net.push_back(x.net[i]);
               ++x.duplicates;
             },
-            [&] { return "duplicate " + sim::EnvelopeToJson(w.net[i]).dump(); });
+            [&] { return Labeled(sim::ScriptKind::kDuplicate, "duplicate ", w.net[i]); });
       }
     }
     // 2. Threads.
@@ -147,10 +158,16 @@ class Model {
       const Phase phase = w.threads[t].phase;
       if (phase == Phase::kIdle) {
         each([&](World& x, Failure& f) { Ask(x, t, f); },
-             [&] { return ThreadName(t) + " asks " + PortionText(w.threads[t].pc, t); });
+             [&] {
+               return Step{ThreadName(t) + " asks " + PortionText(w.threads[t].pc, t),
+                           {sim::ScriptKind::kAsk, t, 0, {}, {}}};
+             });
       } else if (phase == Phase::kHolding) {
         each([&](World& x, Failure& f) { Finish(x, t, f); },
-             [&] { return ThreadName(t) + " writes and commits"; });
+             [&] {
+               return Step{ThreadName(t) + " writes and commits",
+                           {sim::ScriptKind::kCommit, t, 0, {}, {}}};
+             });
       }
     }
     // 3. Time passes to the next deadline. Without the lease-expiry fault
@@ -163,22 +180,42 @@ class Model {
     if (next != core::kNever && next <= horizon_ &&
         (c_.lease_expiry || (w.net.empty() && n == 0))) {
       each([&](World& x, Failure& f) { Advance(x, next, f); },
-           [&] { return "time passes to " + std::to_string(next) + " us"; });
+           [&] {
+             return Step{"time passes to " + std::to_string(next) + " us",
+                         {sim::ScriptKind::kAdvance, 0, next, {}, {}}};
+           });
     }
     // 4. Crashes and restarts.
     if (w.crashes < c_.crashes) {
       for (std::uint32_t p = 0; p < c_.processes; ++p) {
         each([&](World& x, Failure& f) { CrashProcess(x, p, f); },
-             [&] { return "process p" + std::to_string(p + 1) + " crashes and restarts"; });
+             [&] {
+               return Step{"process p" + std::to_string(p + 1) + " crashes and restarts",
+                           {sim::ScriptKind::kCrash, p, 0, {}, {}}};
+             });
       }
     }
     if (w.restarts < c_.store_restarts) {
       for (std::uint32_t s = 0; s < c_.stores; ++s) {
         each([&](World& x, Failure& f) { RestartStore(x, s, f); },
-             [&] { return "store s" + std::to_string(s) + " crashes and recovers from its log"; });
+             [&] {
+               return Step{"store s" + std::to_string(s) + " crashes and recovers from its log",
+                           {sim::ScriptKind::kRestartStore, s, 0, {}, {}}};
+             });
       }
     }
     return n;
+  }
+
+  // The program of thread t of every process, as the simulator's workload.
+  std::vector<std::vector<sim::ProgramRequest>> Program() const {
+    std::vector<std::vector<sim::ProgramRequest>> program(c_.threads);
+    for (std::uint32_t t = 0; t < c_.threads; ++t) {
+      for (std::uint32_t k = 0; k < c_.requests_per_thread; ++k) {
+        program[t].push_back({SessionOf(k, t), PortionOf(k, t)});
+      }
+    }
+    return program;
   }
 
   // Checks a state with nothing left to do.
@@ -188,16 +225,25 @@ class Model {
       const std::uint32_t p = t / c_.threads;
       const core::SessionId s = SessionOf(w.threads[t].pc, t);
       // Stuck: waiting on a session another process holds and never gives up
-      // is a deadlock; anything else that never finishes is a liveness bug.
-      bool held_elsewhere = false;
+      // although the store recalled it (no thread of its own uses it) is a
+      // deadlock, as the simulator's checker classifies it; anything else
+      // that never finishes is a liveness bug.
+      bool held_elsewhere = false, stuck_holder = false;
+      const core::StoreState& store = w.stores[core::StoreForSession(s, c_.stores)].state();
+      auto tenure = store.sessions.find(s);
       for (std::uint32_t q = 0; q < c_.processes; ++q) {
         auto it = w.agents[q].state().sessions.find(s);
-        if (q != p && it != w.agents[q].state().sessions.end() &&
-            it->second.state == core::LockState::kHeld)
-          held_elsewhere = true;
+        if (q == p || it == w.agents[q].state().sessions.end() ||
+            it->second.state != core::LockState::kHeld)
+          continue;
+        held_elsewhere = true;
+        stuck_holder |= tenure != store.sessions.end() && tenure->second.tenure &&
+                        tenure->second.tenure->recalled &&
+                        tenure->second.tenure->holder == w.agents[q].config().self &&
+                        it->second.holders.empty() && it->second.commits.empty();
       }
       f.invariant =
-          held_elsewhere && w.threads[t].phase == Phase::kWaiting ? "no_deadlock" : "liveness";
+          stuck_holder && w.threads[t].phase == Phase::kWaiting ? "no_deadlock" : "liveness";
       f.message = ThreadName(t) + " never finished its request " +
                   std::to_string(w.threads[t].pc + 1) + " on session " + std::to_string(s) + " (" +
                   PhaseName(w.threads[t].phase) + ")" +
@@ -760,19 +806,23 @@ ExploreResult Explore(const ExploreConfig& config,
     }
     std::reverse(ordinals.begin(), ordinals.end());
     std::vector<std::string> steps;
+    std::vector<sim::ScriptStep> script;
     World w = model.Initial();
     for (std::uint32_t ordinal : ordinals) {
       std::uint32_t n = 0;
       std::optional<World> chosen;
       model.Successors(w, [&](World&& next, auto&& label, const Failure&) {
         if (n++ == ordinal) {
-          steps.push_back(label());
+          Step step = label();
+          if (step.script.message.is_null()) step.script.note = step.text;
+          steps.push_back(std::move(step.text));
+          script.push_back(std::move(step.script));
           chosen = std::move(next);
         }
       });
       w = std::move(*chosen);
     }
-    return std::make_pair(steps, model.Describe(w));
+    return std::make_tuple(steps, model.Describe(w), script);
   };
 
   const unsigned jobs = std::max(1u, config.jobs);
@@ -836,8 +886,8 @@ ExploreResult Explore(const ExploreConfig& config,
     for (Slice& slice : slices) {
       if (!slice.failure) continue;
       auto& [index, last, f] = *slice.failure;
-      auto [steps, state] = path_to(depth, index, last);
-      result.violation = ExploreViolation{f.invariant, f.message, steps, state};
+      auto [steps, state, script] = path_to(depth, index, last);
+      result.violation = ExploreViolation{f.invariant, f.message, steps, state, script};
       break;
     }
     if (result.violation) break;
@@ -874,6 +924,52 @@ ExploreResult Explore(const ExploreConfig& config,
   stats.visited_bytes = visited.size() * sizeof(Fingerprint);
   stats.peak_rss_bytes = PeakRss();
   return result;
+}
+
+std::string ReplayConfig(const ExploreConfig& config, const std::vector<sim::ScriptStep>& script,
+                         sim::SimConfig& out) {
+  sim::SimConfig c;
+  c.stores = config.stores;
+  c.servers = config.processes;  // one process per server: crashes are per process
+  c.processes_per_server = 1;
+  c.threads_per_process = config.threads;
+  c.lease_us = config.lease_us;
+  c.recall_retry_us = config.recall_retry_us;
+  c.retry_us = config.retry_us;
+  c.idle_release_us = config.idle_release_us;
+  c.session_idle_us = core::kNever;
+  c.expiry_margin_us = config.expiry_margin_us;
+  c.drift_ppm = 0;                       // one shared clock, as explored
+  c.heartbeat_us = config.lease_us / 2;  // as the explorer's agents
+  c.network = sim::NetworkConfig{};      // no loss, duplication or reordering but the script's
+  c.network.latency_min_us = 1;          // after the script: a fast network
+  c.network.latency_max_us = std::max<Time>(1, config.lease_us / 20);
+  c.workload.sessions = config.sessions;
+  c.workload.attributes = config.attributes;
+  c.workload.requests_per_thread = config.requests_per_thread;
+  c.workload.think_us = config.lease_us / 10;
+  c.workload.hold_us = config.lease_us / 10;
+  c.workload.wait_timeout_us = core::kNever;  // the explorer's threads wait without a deadline
+  c.workload.program = Model(config).Program();
+  c.script = script;
+  Time last = 0;
+  for (const sim::ScriptStep& step : script) {
+    if (step.kind == sim::ScriptKind::kAdvance) last = std::max(last, step.to_us);
+  }
+  // The script runs inside the fault phase; the quiet phase after it gives
+  // the checker's liveness bound room (it counts from a few leases after the
+  // fault phase).
+  c.fault_phase_us = last + 1;
+  c.quiet_phase_us = 100 * config.lease_us;
+  if (std::string e = sim::ValidateConfig(c); !e.empty()) {
+    return "the simulator cannot replay this world: " + e;
+  }
+  if (c.lease_us < 1'000) {
+    return "the simulator cannot replay this world: its lease_us (" + std::to_string(c.lease_us) +
+           ") is below the simulator's minimum of 1000";
+  }
+  out = std::move(c);
+  return "";
 }
 
 // ---- configuration ------------------------------------------------------------

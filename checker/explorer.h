@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/types.h"
+#include "sim/config.h"
 
 namespace latchkey::checker {
 
@@ -77,8 +78,9 @@ nlohmann::json ExploreConfigToJson(const ExploreConfig& config);
 struct ExploreViolation {
   std::string invariant;  // a checker invariant name (process_exclusion, ...)
   std::string message;
-  std::vector<std::string> path;  // the steps from the initial state, in words
-  std::string state;              // the violating state, in words
+  std::vector<std::string> path;        // the steps from the initial state, in words
+  std::string state;                    // the violating state, in words
+  std::vector<sim::ScriptStep> script;  // the same path, as the simulator replays it
 };
 
 struct ExploreStats {
@@ -103,6 +105,14 @@ struct ExploreProgress {
   std::uint64_t frontier = 0;
   const ExploreStats* stats = nullptr;
 };
+
+// The simulator's configuration that replays `script` (a violation's path) in
+// the same world: the same nodes, timers and thread programs, no drift, the
+// script inside the fault phase, then a quiet phase long enough for the
+// checker's liveness bound. "" or why it cannot (a lease the simulator does
+// not accept).
+std::string ReplayConfig(const ExploreConfig& config, const std::vector<sim::ScriptStep>& script,
+                         sim::SimConfig& out);
 
 ExploreResult Explore(const ExploreConfig& config,
                       const std::function<void(const ExploreProgress&)>& progress = {});

@@ -32,7 +32,9 @@ SeedRun RunSeed(const sim::SimConfig& config, std::uint64_t seed, std::ostream* 
   simulator.AddObserver(&checker);
   SeedRun run;
   run.summary = simulator.Run();
-  checker.Finish(simulator);
+  run.script_error = simulator.script_error();
+  // A script that could not be followed did not run the world it describes.
+  if (run.script_error.empty()) checker.Finish(simulator);
   run.violation = checker.violation();
   return run;
 }
@@ -61,6 +63,13 @@ ScenarioResult RunScenario(const Scenario& s, std::optional<std::uint64_t> seed,
     ++r.seeds_run;
     r.events += run.summary.events;
     AddMetrics(r.metrics, Metrics(run.summary));
+    if (!run.script_error.empty()) {
+      SelectMutant("");
+      r.status = Status::kMismatch;
+      r.observed = "script error";
+      r.detail = run.script_error;
+      return r;
+    }
     if (run.violation) {
       r.violation = std::move(run.violation);
       r.violating_seed = first + i;

@@ -25,6 +25,7 @@ bool SelectMutant(const std::string& mutant);
 struct SeedRun {
   sim::SimSummary summary;
   std::optional<checker::Violation> violation;
+  std::string script_error;  // a scripted run whose script could not be followed
 };
 
 // One seed of a world with the checker on every event; the active mutant is

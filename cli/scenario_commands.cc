@@ -235,6 +235,11 @@ int ReplayScenario(const ReplayOptions& options) {
   SeedRun run = RunSeed(scenario.config, seed, sink);
   const double wall = Since(start);
   SelectMutant("");
+  if (!run.script_error.empty()) {
+    // The script does not fit the world (edited, or meant for another core).
+    std::fprintf(stderr, "error: %s: %s\n", options.path.c_str(), run.script_error.c_str());
+    return kExitBadInput;
+  }
   // The trace ends with the violation, if any, for the timeline to show.
   if (sink != nullptr && run.violation) *sink << ViolationTraceLine(*run.violation) << '\n';
   if (trace.is_open() && sink == &buffer) trace << buffer.str();

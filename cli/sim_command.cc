@@ -194,6 +194,10 @@ int RunSim(const SimOptions& options) {
   if (options.check) simulator.AddObserver(&property_checker);
   auto start = std::chrono::steady_clock::now();
   sim::SimSummary summary = simulator.Run();
+  if (!simulator.script_error().empty()) {
+    std::fprintf(stderr, "error: %s\n", simulator.script_error().c_str());
+    return 2;
+  }
   if (options.check) property_checker.Finish(simulator);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (options.json) {

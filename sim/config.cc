@@ -3,6 +3,8 @@
 #include <set>
 #include <string>
 
+#include "sim/trace.h"
+
 namespace latchkey::sim {
 
 namespace {
@@ -116,7 +118,162 @@ std::string FaultKindList() {
   return out;
 }
 
+constexpr const char* kScriptNames[] = {"deliver", "lose",    "duplicate", "ask",
+                                        "commit",  "advance", "crash",     "restart_store"};
+
+// "p2" -> process index 1; "p2.t0" -> thread index (1 * threads + 0); "s0" -> 0.
+bool ParseNodeName(const std::string& text, char prefix, std::uint32_t& out) {
+  if (text.size() < 2 || text[0] != prefix) return false;
+  std::uint64_t n = 0;
+  for (std::size_t i = 1; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9' || n > 1'000'000) return false;
+    n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+  }
+  out = static_cast<std::uint32_t>(n);
+  return true;
+}
+
+void LoadProgram(const json& j, const std::string& path, WorkloadConfig& w, std::string& error) {
+  if (!j.is_array()) {
+    error = path + ": expected an array (one list of requests per thread), found " + Describe(j);
+    return;
+  }
+  w.program.clear();
+  for (std::size_t t = 0; t < j.size() && error.empty(); ++t) {
+    const std::string tpath = path + "/" + std::to_string(t);
+    if (!j[t].is_array()) {
+      error = tpath + ": expected an array of requests, found " + Describe(j[t]);
+      return;
+    }
+    std::vector<ProgramRequest> requests;
+    for (std::size_t k = 0; k < j[t].size() && error.empty(); ++k) {
+      const std::string rpath = tpath + "/" + std::to_string(k);
+      ProgramRequest r;
+      ObjectReader o(j[t][k], rpath, error);
+      o.Integer("session", r.session, 0, 1'000'000);
+      if (const json* mode = o.Field("mode"); mode != nullptr) {
+        if (*mode == "shared") {
+          r.portion.mode = core::Mode::kShared;
+        } else if (*mode != "exclusive") {
+          error = rpath + "/mode: expected \"shared\" or \"exclusive\", found " + Describe(*mode);
+        }
+      }
+      o.Bool("whole", r.portion.whole);
+      std::vector<std::string> names;
+      if (const json* attributes = o.Field("attributes"); attributes != nullptr) {
+        bool ok = attributes->is_array() && !attributes->empty();
+        for (const json& a : ok ? *attributes : json::array()) ok &= a.is_string();
+        if (!ok) {
+          error = rpath + "/attributes: expected a non-empty array of attribute names, found " +
+                  Describe(*attributes);
+        } else {
+          names = attributes->get<std::vector<std::string>>();
+        }
+      }
+      o.Finish();
+      if (!error.empty()) return;
+      if (r.portion.whole != names.empty()) {
+        error = rpath + ": give either \"attributes\" or \"whole\": true";
+        return;
+      }
+      if (!r.portion.whole) r.portion = core::Portion::Of(names, r.portion.mode);
+      requests.push_back(std::move(r));
+    }
+    w.program.push_back(std::move(requests));
+  }
+}
+
+void LoadScript(const json& j, std::vector<ScriptStep>& script, std::string& error) {
+  if (!j.is_array()) {
+    error = "/script: expected an array of steps, found " + Describe(j);
+    return;
+  }
+  script.clear();
+  for (std::size_t i = 0; i < j.size() && error.empty(); ++i) {
+    const std::string path = "/script/" + std::to_string(i);
+    ScriptStep step;
+    ObjectReader o(j[i], path, error);
+    const json* kind = o.Field("step");
+    bool known = false;
+    for (int k = 0; kind != nullptr && kind->is_string() && k < 8; ++k) {
+      if (*kind == kScriptNames[k]) {
+        step.kind = static_cast<ScriptKind>(k);
+        known = true;
+      }
+    }
+    if (error.empty() && !known) {
+      std::string names;
+      for (const char* name : kScriptNames) names += std::string(names.empty() ? "" : ", ") + name;
+      error = path + "/step: expected one of " + names + ", found " +
+              (kind == nullptr ? std::string("nothing") : Describe(*kind));
+      return;
+    }
+    auto named = [&](const char* field, char prefix, const char* example) {
+      const json* v = o.Field(field);
+      if (!error.empty()) return;
+      if (v == nullptr || !v->is_string() ||
+          !ParseNodeName(v->get<std::string>().substr(0, v->get<std::string>().find('.')), prefix,
+                         step.target)) {
+        error = path + "/" + field + ": expected a name like \"" + example + "\", found " +
+                (v == nullptr ? std::string("nothing") : Describe(*v));
+      }
+    };
+    switch (step.kind) {
+      case ScriptKind::kDeliver:
+      case ScriptKind::kLose:
+      case ScriptKind::kDuplicate:
+        if (const json* m = o.Field("message"); m != nullptr && m->is_object()) {
+          step.message = *m;
+        } else if (error.empty()) {
+          error = path + "/message: expected the message as the trace writes it, found " +
+                  (m == nullptr ? std::string("nothing") : Describe(*m));
+        }
+        break;
+      case ScriptKind::kAsk:
+      case ScriptKind::kCommit: {
+        // "p2.t1": stored as (process, thread) until the topology is known.
+        const json* v = o.Field("thread");
+        std::uint32_t process = 0, thread = 0;
+        const std::string text = v != nullptr && v->is_string() ? v->get<std::string>() : "";
+        const std::size_t dot = text.find(".t");
+        if (error.empty() &&
+            (dot == std::string::npos || !ParseNodeName(text.substr(0, dot), 'p', process) ||
+             !ParseNodeName(text.substr(dot + 1), 't', thread) || process == 0)) {
+          error = path + "/thread: expected a thread name like \"p1.t0\", found " +
+                  (v == nullptr ? std::string("nothing") : Describe(*v));
+        }
+        step.target = process - 1;
+        step.to_us = thread;  // resolved to a thread index by ValidateConfig's caller
+        break;
+      }
+      case ScriptKind::kAdvance:
+        o.Duration("to_us", step.to_us, 0, kHour, false);
+        if (error.empty() && o.Field("to_us") == nullptr) error = path + "/to_us: missing";
+        break;
+      case ScriptKind::kCrash:
+        named("process", 'p', "p1");
+        if (error.empty() && step.target == 0) error = path + "/process: processes count from p1";
+        step.target -= 1;
+        break;
+      case ScriptKind::kRestartStore:
+        named("store", 's', "s0");
+        break;
+    }
+    if (const json* note = o.Field("note"); note != nullptr) {
+      if (note->is_string()) {
+        step.note = note->get<std::string>();
+      } else if (error.empty()) {
+        error = path + "/note: expected a string, found " + Describe(*note);
+      }
+    }
+    o.Finish();
+    script.push_back(std::move(step));
+  }
+}
+
 }  // namespace
+
+std::string_view ScriptKindName(ScriptKind kind) { return kScriptNames[static_cast<int>(kind)]; }
 
 std::string DescribeJson(const json& j) {
   std::string text = j.dump();
@@ -167,6 +324,7 @@ std::string LoadConfig(const json& j, SimConfig& c, std::initializer_list<const 
     t.Duration("retry_us", c.retry_us, 1, kHour, false);
     t.Duration("expiry_margin_us", c.expiry_margin_us, 0, kHour, false);
     t.Integer("drift_ppm", c.drift_ppm, 0, 100'000);
+    t.Duration("heartbeat_us", c.heartbeat_us, 0, kHour, false);
     t.Duration("fault_phase_us", c.fault_phase_us, 0, kHour, false);
     t.Duration("quiet_phase_us", c.quiet_phase_us, 0, kHour, false);
     t.Finish();
@@ -197,6 +355,9 @@ std::string LoadConfig(const json& j, SimConfig& c, std::initializer_list<const 
     o.Integer("portion_max", w.portion_max, 0, 64);
     o.Duration("wait_timeout_us", w.wait_timeout_us, 1, kHour, true);
     o.Integer("try_ppm", w.try_ppm, 0, kMillion);
+    if (const json* program = o.Field("program"); program != nullptr && error.empty()) {
+      LoadProgram(*program, "/workload/program", w, error);
+    }
     o.Finish();
   }
   if (r.Field("faults") != nullptr) {
@@ -241,6 +402,23 @@ std::string LoadConfig(const json& j, SimConfig& c, std::initializer_list<const 
     }
     f.Finish();
   }
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> script_threads;
+  if (const json* script = r.Field("script"); script != nullptr && error.empty()) {
+    LoadScript(*script, c.script, error);
+    // Thread names become thread indices now that the topology is known.
+    for (std::size_t i = 0; i < c.script.size() && error.empty(); ++i) {
+      ScriptStep& step = c.script[i];
+      if (step.kind != ScriptKind::kAsk && step.kind != ScriptKind::kCommit) continue;
+      const std::uint32_t process = step.target, thread = static_cast<std::uint32_t>(step.to_us);
+      if (process >= c.processes() || thread >= c.threads_per_process) {
+        error = "/script/" + std::to_string(i) + "/thread: p" + std::to_string(process + 1) + ".t" +
+                std::to_string(thread) + " does not exist (" + std::to_string(c.processes()) +
+                " processes x " + std::to_string(c.threads_per_process) + " threads)";
+      }
+      step.target = process * c.threads_per_process + thread;
+      step.to_us = 0;
+    }
+  }
   r.Finish();
   if (error.empty()) error = ValidateConfig(c);
   return error;
@@ -260,6 +438,95 @@ std::string ValidateConfig(const SimConfig& c) {
            " us leaves no usable lease after the drift allowance (2 x drift_ppm x lease = " +
            std::to_string(drift_allowance) + " us) and expiry_margin_us (" +
            std::to_string(c.expiry_margin_us) + " us)";
+  }
+  if (!c.workload.program.empty()) {
+    const auto& program = c.workload.program;
+    if (program.size() != c.threads_per_process) {
+      return "/workload/program: has " + std::to_string(program.size()) +
+             " thread programs, but there are " + std::to_string(c.threads_per_process) +
+             " threads per process";
+    }
+    for (std::size_t t = 0; t < program.size(); ++t) {
+      const std::string path = "/workload/program/" + std::to_string(t);
+      if (program[t].size() != c.workload.requests_per_thread) {
+        return path + ": has " + std::to_string(program[t].size()) +
+               " requests, but requests_per_thread is " +
+               std::to_string(c.workload.requests_per_thread);
+      }
+      for (std::size_t k = 0; k < program[t].size(); ++k) {
+        const ProgramRequest& r = program[t][k];
+        const std::string rpath = path + "/" + std::to_string(k);
+        if (r.session >= c.workload.sessions) {
+          return rpath + "/session: " + std::to_string(r.session) + " is out of range (" +
+                 std::to_string(c.workload.sessions) + " sessions)";
+        }
+        for (const std::string& name : r.portion.attributes) {
+          bool known = false;
+          for (std::uint32_t a = 0; a < c.workload.attributes; ++a)
+            known |= name == "a" + std::to_string(a);
+          if (!known) {
+            return rpath + "/attributes: \"" + name + "\" is not one of a0..a" +
+                   std::to_string(c.workload.attributes - 1);
+          }
+        }
+      }
+    }
+  }
+  if (!c.script.empty()) {
+    // A script fixes every choice the simulator would draw: nothing random may remain.
+    const char* random = nullptr;
+    if (c.workload.program.empty()) random = "/workload/program: a script needs a program";
+    if (c.drift_ppm != 0) random = "/timing/drift_ppm: must be 0 with a script";
+    if (c.network.loss_ppm != 0 || c.network.duplicate_ppm != 0 || c.network.reorder_ppm != 0)
+      random =
+          "/network: loss, duplication and reordering must be 0 with a script (its steps "
+          "lose, duplicate and order messages)";
+    if (c.swarm) random = "/faults/swarm: must be false with a script";
+    for (std::uint32_t ppm : c.faults.ppm) {
+      if (ppm != 0) random = "/faults/rates_ppm: must be 0 with a script";
+    }
+    if (!c.schedule.empty()) random = "/faults/schedule: must be empty with a script";
+    if (random != nullptr) return random;
+    Time last = 0;
+    for (std::size_t i = 0; i < c.script.size(); ++i) {
+      const ScriptStep& step = c.script[i];
+      const std::string path = "/script/" + std::to_string(i);
+      std::uint64_t limit = UINT64_MAX;
+      const char* field = "";
+      switch (step.kind) {
+        case ScriptKind::kAsk:
+        case ScriptKind::kCommit:
+          limit = c.threads();
+          field = "/thread";
+          break;
+        case ScriptKind::kCrash:
+          limit = c.processes();
+          field = "/process";
+          break;
+        case ScriptKind::kRestartStore:
+          limit = c.stores;
+          field = "/store";
+          break;
+        case ScriptKind::kAdvance:
+          if (step.to_us < last) {
+            return path + "/to_us: " + std::to_string(step.to_us) +
+                   " goes back in time (an earlier step advanced to " + std::to_string(last) + ")";
+          }
+          if (step.to_us >= c.fault_phase_us) {
+            return path + "/to_us: " + std::to_string(step.to_us) +
+                   " is not before the end of the fault phase (" +
+                   std::to_string(c.fault_phase_us) + "); the script must end inside it";
+          }
+          last = step.to_us;
+          break;
+        default:
+          break;
+      }
+      if (step.target >= limit) {
+        return path + field + ": " + std::to_string(step.target) + " is out of range (there are " +
+               std::to_string(limit) + ")";
+      }
+    }
   }
   for (std::size_t i = 0; i < c.schedule.size(); ++i) {
     const ScheduledFault& f = c.schedule[i];
@@ -309,7 +576,7 @@ nlohmann::json ConfigToJson(const SimConfig& c) {
                         {"variant", f.variant}});
   }
   const WorkloadConfig& w = c.workload;
-  return json{
+  json out{
       {"topology",
        {{"stores", c.stores},
         {"servers", c.servers},
@@ -353,6 +620,52 @@ nlohmann::json ConfigToJson(const SimConfig& c) {
         {"rates_ppm", rates},
         {"schedule", schedule}}},
   };
+  // Written only when used, so that files without them stay as they were.
+  if (c.heartbeat_us != 0) out["timing"]["heartbeat_us"] = c.heartbeat_us;
+  if (!w.program.empty()) {
+    json program = json::array();
+    for (const std::vector<ProgramRequest>& thread : w.program) {
+      json requests = json::array();
+      for (const ProgramRequest& r : thread) {
+        json request = PortionToJson(r.portion);
+        request["session"] = r.session;
+        requests.push_back(request);
+      }
+      program.push_back(requests);
+    }
+    out["workload"]["program"] = program;
+  }
+  if (!c.script.empty()) {
+    json script = json::array();
+    for (const ScriptStep& step : c.script) {
+      json j{{"step", std::string(ScriptKindName(step.kind))}};
+      switch (step.kind) {
+        case ScriptKind::kDeliver:
+        case ScriptKind::kLose:
+        case ScriptKind::kDuplicate:
+          j["message"] = step.message;
+          break;
+        case ScriptKind::kAsk:
+        case ScriptKind::kCommit:
+          j["thread"] = "p" + std::to_string(step.target / c.threads_per_process + 1) + ".t" +
+                        std::to_string(step.target % c.threads_per_process);
+          break;
+        case ScriptKind::kAdvance:
+          j["to_us"] = step.to_us;
+          break;
+        case ScriptKind::kCrash:
+          j["process"] = "p" + std::to_string(step.target + 1);
+          break;
+        case ScriptKind::kRestartStore:
+          j["store"] = "s" + std::to_string(step.target);
+          break;
+      }
+      if (!step.note.empty()) j["note"] = step.note;
+      script.push_back(j);
+    }
+    out["script"] = script;
+  }
+  return out;
 }
 
 }  // namespace latchkey::sim

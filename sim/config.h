@@ -19,6 +19,35 @@ namespace latchkey::sim {
 
 using core::Time;
 
+// A scripted run (a model checker's counterexample replayed): the simulator
+// takes these steps in order instead of drawing latencies, think times and
+// faults, then runs freely (from the script's end on) to judge liveness.
+enum class ScriptKind : std::uint8_t {
+  kDeliver,       // the oldest message in flight equal to `message` arrives
+  kLose,          // ... is lost
+  kDuplicate,     // ... is copied (the copy is the newest in flight)
+  kAsk,           // thread `target` (index over all threads) asks its next request
+  kCommit,        // thread `target` writes and commits
+  kAdvance,       // time passes to `to_us`; every node due by then ticks
+  kCrash,         // process `target` crashes and restarts at once (B4)
+  kRestartStore,  // store `target` crashes and recovers from its log at once
+};
+std::string_view ScriptKindName(ScriptKind kind);
+
+struct ScriptStep {
+  ScriptKind kind = ScriptKind::kAdvance;
+  std::uint32_t target = 0;
+  Time to_us = 0;
+  nlohmann::json message;  // the envelope as the trace writes it
+  std::string note;        // optional words for people reading the script
+};
+
+// One request of a thread's fixed program (instead of a drawn one).
+struct ProgramRequest {
+  core::SessionId session = 0;
+  core::Portion portion;
+};
+
 struct NetworkConfig {
   Time latency_min_us = 200;
   Time latency_max_us = 1'000;
@@ -42,6 +71,9 @@ struct WorkloadConfig {
   std::uint32_t portion_max = 2;       // attributes besides the counter in a portion
   Time wait_timeout_us = 30'000'000;   // B5: a thread's wait deadline
   std::uint32_t try_ppm = 0;           // B5: requests made as try-locks (busy, never wait)
+  // Optional: program[t] is the fixed list of requests of thread t of every
+  // process (requests_per_thread long), used instead of drawn requests.
+  std::vector<std::vector<ProgramRequest>> program;
 };
 
 enum class FaultKind : std::uint8_t {
@@ -90,12 +122,15 @@ struct SimConfig {
   Time retry_us = 50'000;
   Time expiry_margin_us = 10'000;
   std::uint32_t drift_ppm = 200;  // bound on the clock-rate difference of any two nodes
+  Time heartbeat_us = 0;          // the agents' lease renewal period; 0: lease_us / 4
 
   NetworkConfig network;
   WorkloadConfig workload;
   FaultRates faults;
   std::vector<ScheduledFault> schedule;
   bool swarm = false;  // each seed also draws which fault kinds are on, and their rates
+  std::vector<ScriptStep>
+      script;  // non-empty: a scripted run (needs a program, no drift or faults)
 
   Time fault_phase_us = 2'000'000;  // faults happen only before this
   Time quiet_phase_us = 8'000'000;  // then this long without faults, for liveness

@@ -172,6 +172,7 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
     ac.expiry_margin_us = config_.expiry_margin_us;
     ac.retry_us = config_.retry_us;
     ac.idle_release_us = config_.idle_release_us;
+    ac.heartbeat_us = config_.heartbeat_us;
     processes_.push_back(ProcessNode{core::ProcessAgent(ac),
                                      i / config_.processes_per_server,
                                      true,
@@ -239,7 +240,8 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
       threads_.push_back(thread);
     }
   }
-  for (std::uint32_t i = 0; i < threads_.size(); ++i) {
+  scripted_ = !config_.script.empty();
+  for (std::uint32_t i = 0; i < threads_.size() && !scripted_; ++i) {
     if (threads_[i].phase != ThreadPhase::kDone) {
       Push(threads_[i].rng.Range(0, w.think_us), EventKind::kThreadStart, i, 0);
     }
@@ -300,6 +302,17 @@ SimSummary Simulator::Run() {
 
 bool Simulator::Step() {
   if (done_) return false;
+  if (scripted_ && (queue_.empty() || queue_.top().time > now_)) {
+    // Events due now (store starts, restarts after a scripted crash) go
+    // first; then the script's next step.
+    if (script_pos_ < config_.script.size()) {
+      TakeScriptStep(config_.script[script_pos_++]);
+      if (!script_error_.empty()) done_ = true;
+      if (threads_done_ == threads_.size() || observer_failed_) done_ = true;
+      return !done_;
+    }
+    EndScript();
+  }
   if (queue_.empty()) {
     done_ = true;
     return false;
@@ -426,7 +439,7 @@ void Simulator::Dispatch(const Event& ev) {
       n.up = true;
       for (std::uint32_t i = 0; i < threads_.size(); ++i) {
         SimThread& t = threads_[i];
-        if (t.process == ev.node - S && t.phase == ThreadPhase::kIdle) {
+        if (t.process == ev.node - S && t.phase == ThreadPhase::kIdle && !scripted_) {
           Push(now_ + t.rng.Range(0, config_.workload.think_us), EventKind::kThreadStart, i,
                t.epoch);
         }
@@ -482,6 +495,7 @@ void Simulator::ScheduleTick(std::uint32_t node, Time deadline_local) {
   std::uint64_t& generation =
       node < S ? stores_[node].tick_generation : processes_[node - S].tick_generation;
   (node < S ? stores_[node].deadline_local : processes_[node - S].deadline_local) = deadline_local;
+  if (scripted_) return;  // a script step ticks it
   if (deadline_local == core::kNever) {
     if (tick_at != core::kNever) ++generation;
     tick_at = core::kNever;
@@ -582,6 +596,20 @@ bool Simulator::SendMessage(std::uint32_t from, const core::Effects& fx, std::ui
     ++lost_;
     return false;
   }
+  if (scripted_) {  // it waits in its slot for a script step; nothing is drawn
+    std::uint64_t slot;
+    if (!free_slots_.empty()) {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+    } else {
+      slot = messages_.size();
+      messages_.emplace_back();
+      delivery_at_.push_back(core::kNever);
+    }
+    launching_.push_back({slot, core::kNever - 1, index});
+    held_.push_back(slot);
+    return true;
+  }
   if (!quiet_ && net_rng_.ChancePpm(network_.loss_ppm)) {
     ++lost_;
     return false;
@@ -633,6 +661,12 @@ void Simulator::Launch(core::Effects& fx) {
 
 void Simulator::StartRequest(SimThread& t) {
   const WorkloadConfig& w = config_.workload;
+  if (!w.program.empty()) {
+    const ProgramRequest& r = w.program[t.id][w.requests_per_thread - t.remaining];
+    t.session = r.session;
+    t.portion = r.portion;
+    return AskNow(t);
+  }
   const std::vector<core::SessionId>& home = home_sessions_[t.process];
   const std::vector<core::SessionId>& other = other_sessions_[t.process];
   bool at_home = other.empty() || (!home.empty() && t.rng.ChancePpm(w.affinity_ppm));
@@ -685,8 +719,14 @@ void Simulator::StartRequest(SimThread& t) {
   for (std::size_t i = 0; i < picked.size(); ++i) {
     t.portion.attributes[i] = attribute_names_[picked[i]];
   }
+  AskNow(t);
+}
+
+void Simulator::AskNow(SimThread& t) {
+  const WorkloadConfig& w = config_.workload;
   t.writes_counter = t.portion.Writable("a0");
   t.asked_at = now_;
+  t.ask_order = ++asks_;
   t.phase = ThreadPhase::kWaiting;
   std::uint32_t node = StoreCount() + t.process;
   Time local = ClockOf(node).Local(now_);
@@ -719,6 +759,7 @@ void Simulator::OnWake(std::uint32_t node, const core::ThreadEvent& w) {
         core::Reason r = agent.Write(t.id, t.session, "a0", std::to_string(value + 1));
         LK_ASSERT(r == core::Reason::kNone);
       }
+      if (scripted_) return;  // a script step commits
       Push(now_ + t.rng.Range(0, config_.workload.hold_us), EventKind::kThreadFinish,
            process * config_.threads_per_process + w.thread, t.epoch);
       return;
@@ -744,8 +785,134 @@ void Simulator::NextRequest(SimThread& t) {
     ++threads_done_;
     return;
   }
+  if (scripted_) return;  // a script step asks
   std::uint32_t index = t.process * config_.threads_per_process + t.id;
   Push(now_ + t.rng.Range(0, config_.workload.think_us), EventKind::kThreadStart, index, t.epoch);
+}
+
+// ---- scripted runs -------------------------------------------------------------
+
+std::size_t Simulator::HeldMessage(const nlohmann::json& message) const {
+  for (std::size_t i = 0; i < held_.size(); ++i) {
+    if (EnvelopeToJson(messages_[held_[i]]) == message) return i;
+  }
+  return std::string::npos;
+}
+
+void Simulator::TakeScriptStep(const ScriptStep& step) {
+  const std::uint32_t S = StoreCount();
+  const std::string where = "script step " + std::to_string(script_pos_ - 1) + " (" +
+                            std::string(ScriptKindName(step.kind)) + ")";
+  switch (step.kind) {
+    case ScriptKind::kDeliver:
+    case ScriptKind::kLose:
+    case ScriptKind::kDuplicate: {
+      const std::size_t i = HeldMessage(step.message);
+      if (i == std::string::npos) {
+        script_error_ = where + ": no message in flight is " + step.message.dump();
+        return;
+      }
+      const std::uint64_t slot = held_[i];
+      if (step.kind == ScriptKind::kDuplicate) {
+        ++duplicated_;
+        std::uint64_t copy = messages_.size();
+        if (!free_slots_.empty()) {
+          copy = free_slots_.back();
+          free_slots_.pop_back();
+        } else {
+          messages_.emplace_back();
+          delivery_at_.push_back(core::kNever);
+        }
+        messages_[copy] = messages_[slot];
+        delivery_at_[copy] = core::kNever - 1;
+        held_.push_back(copy);
+        return;
+      }
+      held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(i));
+      if (step.kind == ScriptKind::kLose) {
+        ++lost_;
+        delivery_at_[slot] = core::kNever;
+        free_slots_.push_back(slot);
+        return;
+      }
+      return Dispatch(Event{now_, 0, EventKind::kDeliver, NodeOf(messages_[slot].to), slot});
+    }
+    case ScriptKind::kAsk:
+    case ScriptKind::kCommit: {
+      SimThread& t = threads_[step.target];
+      const ThreadPhase needed =
+          step.kind == ScriptKind::kAsk ? ThreadPhase::kIdle : ThreadPhase::kHolding;
+      if (t.phase != needed || !processes_[t.process].up) {
+        script_error_ = where + ": thread p" + std::to_string(t.process + 1) + ".t" +
+                        std::to_string(t.id) + " is not " +
+                        (needed == ThreadPhase::kIdle ? "idle" : "holding its portion");
+        return;
+      }
+      return Dispatch(
+          Event{now_, 0,
+                step.kind == ScriptKind::kAsk ? EventKind::kThreadStart : EventKind::kThreadFinish,
+                step.target, t.epoch});
+    }
+    case ScriptKind::kAdvance:
+      // Every node due by then ticks, stores first, as the model checker does.
+      now_ = std::max(now_, step.to_us);
+      for (std::uint32_t node = 0; node < S + processes_.size() && !observer_failed_; ++node) {
+        const bool store = node < S;
+        const Time due = store ? stores_[node].deadline_local : processes_[node - S].deadline_local;
+        if (due > now_ || !IsUp(node)) continue;
+        Dispatch(
+            Event{now_, 0, EventKind::kTick, node,
+                  store ? stores_[node].tick_generation : processes_[node - S].tick_generation});
+      }
+      return;
+    case ScriptKind::kCrash:
+    case ScriptKind::kRestartStore: {
+      const bool store = step.kind == ScriptKind::kRestartStore;
+      const FaultKind kind = store ? FaultKind::kStoreCrash : FaultKind::kProcessCrash;
+      ++fault_counts_[static_cast<int>(kind)];
+      TraceEvent te{now_,
+                    EventKind::kFault,
+                    store ? step.target : S + step.target,
+                    nullptr,
+                    nullptr,
+                    std::string(FaultKindName(kind)) + " target=" + std::to_string(step.target) +
+                        " duration_us=0 (script)"};
+      // Down for no time at all: the restart is the next event.
+      if (store) {
+        CrashStore(step.target, 0);
+      } else {
+        CrashProcess(step.target, 0);
+      }
+      return Finish(te);
+    }
+  }
+}
+
+void Simulator::EndScript() {
+  // From here the run is free: what waited for a step gets its time now.
+  scripted_ = false;
+  const std::uint32_t S = StoreCount();
+  for (std::uint32_t node = 0; node < S + processes_.size(); ++node) {
+    if (!IsUp(node)) continue;
+    const bool store = node < S;
+    (store ? stores_[node].tick_at : processes_[node - S].tick_at) = core::kNever;
+    ScheduleTick(node, store ? stores_[node].deadline_local : processes_[node - S].deadline_local);
+  }
+  for (std::uint64_t slot : held_) {
+    Time at = now_ + net_rng_.Range(network_.latency_min_us, network_.latency_max_us);
+    delivery_at_[slot] = at;
+    Push(at, EventKind::kDeliver, NodeOf(messages_[slot].to), slot);
+  }
+  held_.clear();
+  for (std::uint32_t i = 0; i < threads_.size(); ++i) {
+    SimThread& t = threads_[i];
+    if (!processes_[t.process].up) continue;
+    if (t.phase == ThreadPhase::kIdle) {
+      Push(now_ + t.rng.Range(0, config_.workload.think_us), EventKind::kThreadStart, i, t.epoch);
+    } else if (t.phase == ThreadPhase::kHolding) {
+      Push(now_ + t.rng.Range(0, config_.workload.hold_us), EventKind::kThreadFinish, i, t.epoch);
+    }
+  }
 }
 
 // ---- faults ------------------------------------------------------------------

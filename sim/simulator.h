@@ -99,6 +99,7 @@ struct SimThread {
   core::Portion portion;
   bool writes_counter = false;
   Time asked_at = 0;
+  std::uint64_t ask_order = 0;  // asks so far, over all threads: orders asks at the same instant
 };
 
 struct Partition {
@@ -198,6 +199,12 @@ class Simulator {
   const std::uint32_t* effective_fault_ppm() const { return fault_ppm_; }
   const NetworkConfig& effective_network() const { return network_; }
   std::string NodeName(std::uint32_t node) const;
+  // A scripted run whose next step could not be taken (no such message in
+  // flight, a thread not in the phase the step needs): the run stops there
+  // and this names the step and why. "" otherwise.
+  const std::string& script_error() const { return script_error_; }
+  // Steps of the script taken so far.
+  std::size_t script_steps_taken() const { return script_pos_; }
 
  private:
   std::uint32_t StoreCount() const { return config_.stores; }
@@ -225,8 +232,15 @@ class Simulator {
   void Finish(TraceEvent& te);
 
   void StartRequest(SimThread& t);
+  void AskNow(SimThread& t);  // asks for t.session and t.portion
   void OnWake(std::uint32_t node, const core::ThreadEvent& w);
   void NextRequest(SimThread& t);
+
+  // Scripted runs: one step of the script (possibly several events), and
+  // the switch to a free run once it is done.
+  void TakeScriptStep(const ScriptStep& step);
+  void EndScript();
+  std::size_t HeldMessage(const nlohmann::json& message) const;  // index in held_, or npos
 
   void InjectFault(const ScheduledFault& f);
   void DrawRandomFaults();
@@ -269,6 +283,14 @@ class Simulator {
   };
   std::vector<TrueAtCache> true_at_cache_;
 
+  // While a script runs, messages wait in their slots (in send order here)
+  // until a step delivers, loses or copies them; ticks happen only when a
+  // step advances time; threads move only when a step says so.
+  bool scripted_ = false;
+  std::size_t script_pos_ = 0;
+  std::vector<std::uint64_t> held_;
+  std::string script_error_;
+
   std::vector<core::Envelope> messages_;  // message slots
   std::vector<std::uint64_t> free_slots_;
   std::vector<Time> delivery_at_;  // per message slot; kNever = free
@@ -279,6 +301,7 @@ class Simulator {
   };
   std::vector<Launching> launching_;  // of the event being handled
   std::uint32_t threads_done_ = 0;
+  std::uint64_t asks_ = 0;
   std::vector<Partition> partitions_;
   std::uint64_t next_partition_id_ = 1;
   std::map<std::pair<std::uint32_t, std::uint32_t>, Time> clogged_until_;

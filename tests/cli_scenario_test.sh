@@ -125,6 +125,26 @@ expect_code 1 "check: a planted bug" "$mutants" check --processes 2 --threads 2 
   --requests-per-thread 1 --mutant no_progress_rule --quiet --out "$work/cex.json"
 expect_text "VIOLATION liveness" "check: names the invariant"
 [[ -s "$work/cex.json" ]] || { echo "FAIL: check wrote no counterexample"; failures=$((failures + 1)); }
+expect_text "replayed in the simulator: the same violation (liveness)" "check: replays it"
+# The counterexample is a scenario: replay reproduces it in the simulator, run
+# accepts it, and a script that no longer fits is refused, naming the step.
+expect_code 0 "replay: the counterexample" "$mutants" replay "$work/cex.json"
+expect_text "observed violation liveness; trace hash" "replay: the same violation"
+expect_text "(as recorded)" "replay: the recorded trace hash"
+expect_code 0 "run: the counterexample" "$mutants" run "$work/cex.json"
+python3 - "$work/cex.json" "$work/cex-edited.json" <<'PY'
+import json, sys
+case = json.load(open(sys.argv[1]))
+step = next(i for i, s in enumerate(case["script"]) if s["step"] == "deliver")
+case["script"][step]["message"]["session"] = 9
+json.dump(case, open(sys.argv[2], "w"))
+PY
+expect_code 2 "replay: a script that does not fit" "$mutants" replay "$work/cex-edited.json"
+expect_text "(deliver): no message in flight is" "replay: names the step"
+if python3 -c 'import jsonschema' 2>/dev/null; then
+  expect_code 0 "schema: accepts a counterexample" python3 "$src/tests/scenario_schema_check.py" \
+    "$src/scenarios/scenario.schema.json" "$work/cex.json"
+fi
 expect_code 2 "check: an unknown fault" "$latchkey" check --faults meteor
 expect_text "unknown fault \"meteor\"" "check: names the fault"
 expect_code 2 "check: a planted bug needs the mutant build" "$latchkey" check --mutant lifo_queue

@@ -6,8 +6,10 @@
 
 #include <cstdio>
 
+#include "checker/checker.h"
 #include "checker/explorer.h"
 #include "core/mutants.h"
+#include "sim/simulator.h"
 
 namespace latchkey::checker {
 namespace {
@@ -124,7 +126,7 @@ const MutantCase kMutantCases[] = {
     {core::Mutant::kAgentConfusesModes, "thread_exclusion", 1, 3, 1, ""},
     {core::Mutant::kTokenNotBumpedAfterExpiry, "token_validity", 2, 1, 1, "lease-expiry"},
     {core::Mutant::kDuplicateCommitApplied, "serializability", 1, 1, 1, "dup"},
-    {core::Mutant::kStoreNeverRecalls, "no_deadlock", 2, 1, 1, "", true},
+    {core::Mutant::kStoreNeverRecalls, "liveness", 2, 1, 1, "", true},
 };
 
 void PrintTo(const MutantCase& m, std::ostream* out) { *out << core::MutantName(m.mutant); }
@@ -144,6 +146,31 @@ TEST_P(ExplorerMutant, IsFoundWithAShortestCounterexample) {
   // step when the violation is on a step rather than a terminal state).
   EXPECT_GE(r.violation->path.size(), r.stats.depth);
   EXPECT_LE(r.violation->path.size(), r.stats.depth + 1u);
+  // The counterexample replays in the simulator, scripted step by step, and
+  // the simulator's checker sees the same violation.
+  ASSERT_EQ(r.violation->script.size(), r.violation->path.size());
+  sim::SimConfig replay;
+  ASSERT_EQ(ReplayConfig(WorldOf(m), r.violation->script, replay), "");
+  core::SetMutant(m.mutant);
+  sim::Simulator simulator(replay, 1);
+  Checker checker;
+  simulator.AddObserver(&checker);
+  simulator.Run();
+  if (simulator.script_error().empty()) checker.Finish(simulator);
+  core::SetMutant(core::Mutant::kNone);
+  EXPECT_EQ(simulator.script_error(), "");
+  EXPECT_EQ(simulator.script_steps_taken(), r.violation->script.size());
+  ASSERT_TRUE(checker.violation().has_value()) << "the simulator saw no violation";
+  EXPECT_EQ(checker.violation()->name(), m.invariant) << checker.violation()->message;
+  // Without the planted bug the same script cannot be followed, or breaks nothing.
+  sim::Simulator clean(replay, 1);
+  Checker clean_checker;
+  clean.AddObserver(&clean_checker);
+  clean.Run();
+  if (clean.script_error().empty()) {
+    clean_checker.Finish(clean);
+    EXPECT_FALSE(clean_checker.violation().has_value()) << clean_checker.violation()->message;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryPlantedBug, ExplorerMutant, testing::ValuesIn(kMutantCases),

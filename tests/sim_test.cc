@@ -243,6 +243,116 @@ TEST(SimConfigJson, WrongTypesAndRangesNameWhatWasExpected) {
   EXPECT_NE(e.find("/timing/lease_us: 100000 us leaves no usable lease"), std::string::npos) << e;
 }
 
+// A scripted world: 2 processes x 1 thread, one request each on session 0.
+nlohmann::json ScriptedWorld(const std::string& script, const std::string& timing = "") {
+  return nlohmann::json::parse(
+      R"({"topology": {"servers": 2, "processes_per_server": 1, "threads_per_process": 1},
+          "timing": {"drift_ppm": 0, "fault_phase_us": 5000)" +
+      timing + R"(},
+          "network": {"loss_ppm": 0, "duplicate_ppm": 0, "reorder_ppm": 0},
+          "workload": {"sessions": 1, "attributes": 2, "requests_per_thread": 1,
+                       "program": [[{"session": 0, "mode": "exclusive", "attributes": ["a0"]}]]},
+          "script": )" +
+      script + "}");
+}
+
+TEST(SimConfigJson, ScriptAndProgramMistakesNameTheStep) {
+  SimConfig c;
+  EXPECT_EQ(LoadConfig(ScriptedWorld(R"([{"step": "ask", "thread": "p2.t0"},
+                                         {"step": "advance", "to_us": 10}])"),
+                       c),
+            "");
+  ASSERT_EQ(c.script.size(), 2u);
+  EXPECT_EQ(c.script[0].target, 1u);  // p2.t0 is thread 1
+  struct Case {
+    std::string script, timing, error;
+  };
+  const Case cases[] = {
+      {R"([{"step": "teleport"}])", "", "/script/0/step: expected one of deliver, lose"},
+      {R"([{"step": "ask", "thread": "p0.t0"}])", "", "/script/0/thread: expected a thread name"},
+      {R"([{"step": "ask", "thread": "p3.t0"}])", "", "/script/0/thread: p3.t0 does not exist"},
+      {R"([{"step": "commit", "thread": "p1.t1"}])", "", "/script/0/thread: p1.t1 does not exist"},
+      {R"([{"step": "deliver"}])", "", "/script/0/message: expected the message"},
+      {R"([{"step": "crash", "process": "s1"}])", "", "/script/0/process: expected a name like"},
+      {R"([{"step": "restart_store", "store": "s1"}])", "", "/script/0/store: 1 is out of range"},
+      {R"([{"step": "advance", "to_us": 9}, {"step": "advance", "to_us": 8}])", "",
+       "/script/1/to_us: 8 goes back in time"},
+      {R"([{"step": "advance", "to_us": 5000}])", "", "/script/0/to_us: 5000 is not before"},
+      {R"([{"step": "advance", "to_us": 1, "extra": 2}])", "", "/script/0/extra: unknown field"},
+      {R"([{"step": "advance", "to_us": 1}])", R"(, "drift_ppm": 5)",
+       "/timing/drift_ppm: must be 0 with a script"},
+      {R"("all")", "", "/script: expected an array of steps"},
+  };
+  for (const Case& k : cases) {
+    SimConfig d;
+    std::string e;
+    try {
+      e = LoadConfig(ScriptedWorld(k.script, k.timing), d);
+    } catch (const nlohmann::json::exception&) {
+      e = "(duplicate key in the test's JSON)";
+    }
+    EXPECT_NE(e.find(k.error), std::string::npos) << k.script << " -> " << e;
+  }
+  // The program must fit the topology and the workload.
+  nlohmann::json j = ScriptedWorld("[]");
+  j["workload"]["requests_per_thread"] = 2u;
+  EXPECT_NE(
+      LoadConfig(j, c).find("/workload/program/0: has 1 requests, but requests_per_thread is 2"),
+      std::string::npos);
+  j = ScriptedWorld("[]");
+  j["workload"]["program"][0][0]["attributes"] = {"a7"};
+  EXPECT_NE(LoadConfig(j, c).find("/workload/program/0/0/attributes: \"a7\" is not one of a0..a1"),
+            std::string::npos);
+  j = ScriptedWorld("[]");
+  j["workload"]["program"][0][0]["whole"] = true;
+  EXPECT_NE(LoadConfig(j, c).find("/workload/program/0/0: give either \"attributes\" or"),
+            std::string::npos);
+}
+
+TEST(ScriptedRun, StepsRunInOrderThenTheRunGoesOnFreely) {
+  SimConfig c;
+  // Only thread steps and time: the store's answers wait for delivery steps,
+  // so after the script everything left is delivered by the free run.
+  ASSERT_EQ(LoadConfig(ScriptedWorld(R"([{"step": "ask", "thread": "p1.t0"},
+                                         {"step": "ask", "thread": "p2.t0"},
+                                         {"step": "advance", "to_us": 100}])",
+                                     R"(, "quiet_phase_us": 2000000)"),
+                       c),
+            "");
+  Simulator sim(c, 3);
+  SimSummary s = sim.Run();
+  EXPECT_EQ(sim.script_error(), "");
+  EXPECT_EQ(sim.script_steps_taken(), 3u);
+  EXPECT_EQ(s.requests_completed, 2u);
+  EXPECT_EQ(s.acknowledged_increments, 2u);
+  EXPECT_EQ(s.counter_total, 2u);
+  EXPECT_EQ(Simulator(c, 3).Run().trace_hash, s.trace_hash);
+  // The round trip keeps the script and the program.
+  SimConfig d;
+  ASSERT_EQ(LoadConfig(ConfigToJson(c), d), "");
+  EXPECT_EQ(ConfigToJson(c), ConfigToJson(d));
+  EXPECT_EQ(Simulator(d, 3).Run().trace_hash, s.trace_hash);
+}
+
+TEST(ScriptedRun, AStepThatCannotBeTakenStopsTheRunAndSaysWhy) {
+  SimConfig c;
+  ASSERT_EQ(LoadConfig(ScriptedWorld(R"([{"step": "ask", "thread": "p1.t0"},
+      {"step": "deliver", "message": {"kind": "Granted", "from": "s0@1", "to": "p1@1"}}])"),
+                       c),
+            "");
+  Simulator sim(c, 1);
+  sim.Run();
+  EXPECT_NE(sim.script_error().find("script step 1 (deliver): no message in flight is"),
+            std::string::npos)
+      << sim.script_error();
+  ASSERT_EQ(LoadConfig(ScriptedWorld(R"([{"step": "commit", "thread": "p2.t0"}])"), c), "");
+  Simulator idle(c, 1);
+  idle.Run();
+  EXPECT_NE(idle.script_error().find("script step 0 (commit): thread p2.t0 is not holding"),
+            std::string::npos)
+      << idle.script_error();
+}
+
 TEST(SimConfigJson, RoundTripsThroughJson) {
   SimConfig c = SmallConfig();
   c.swarm = true;
