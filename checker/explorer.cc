@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -44,24 +45,61 @@ struct SessionView {
   bool operator==(const SessionView&) const = default;
 };
 
+struct Fingerprint {
+  std::uint64_t hi = 0, lo = 0;
+  auto operator<=>(const Fingerprint&) const = default;
+};
+
+// A value shared by copies until one of them changes it (Mut), with a slot
+// for its hash. Safe across the expanding threads: a node is changed only
+// through a World that alone holds it, and its hash is filled in before the
+// World is shared (every state is fingerprinted before it joins a frontier).
+template <class T>
+class Cow {
+ public:
+  Cow(T value) : node_(std::make_shared<Node>(Node{std::move(value), {}, false})) {}
+  const T& operator*() const { return node_->value; }
+  const T* operator->() const { return &node_->value; }
+  operator const T&() const { return node_->value; }  // NOLINT: reads as the value
+  T& Mut() {
+    if (node_.use_count() != 1) node_ = std::make_shared<Node>(*node_);
+    node_->hashed = false;
+    return node_->value;
+  }
+  template <class F>
+  const Fingerprint& HashOnce(F&& hash) const {
+    if (!node_->hashed) {
+      node_->hash = hash(node_->value);
+      node_->hashed = true;
+    }
+    return node_->hash;
+  }
+
+ private:
+  struct Node {
+    T value;
+    Fingerprint hash;
+    bool hashed;
+  };
+  std::shared_ptr<Node> node_;
+};
+
 struct World {
   Time now = 0;
-  std::vector<core::Store> stores;
-  std::vector<std::vector<core::Record>> logs;  // what each store persisted
+  // The nodes are shared between a state and its successors until a step
+  // changes them (copy on write): a step touches one or two of them.
+  std::vector<Cow<core::Store>> stores;
+  std::vector<Cow<std::vector<core::Record>>> logs;  // what each store persisted
   std::vector<Time> store_deadline;
-  std::vector<core::ProcessAgent> agents;
+  std::vector<Cow<core::ProcessAgent>> agents;
   std::vector<Time> agent_deadline;
   std::vector<McThread> threads;
-  std::vector<core::Envelope> net;  // in flight, in send order
+  std::vector<Cow<core::Envelope>> net;  // in flight, in send order
   std::uint8_t crashes = 0, losses = 0, duplicates = 0, restarts = 0;
   std::uint32_t asks = 0;
   std::vector<SessionView> view;
 };
 
-struct Fingerprint {
-  std::uint64_t hi = 0, lo = 0;
-  auto operator<=>(const Fingerprint&) const = default;
-};
 struct FingerprintHash {
   std::size_t operator()(const Fingerprint& f) const { return f.lo; }
 };
@@ -87,12 +125,12 @@ class Model {
       sc.node_id = i;
       sc.lease_us = c_.lease_us;
       sc.recall_retry_us = c_.recall_retry_us;
-      w.stores.emplace_back(sc);
-      w.logs.emplace_back();
+      w.stores.emplace_back(core::Store(sc));
+      w.logs.emplace_back(std::vector<core::Record>{});
       w.store_deadline.push_back(core::kNever);
     }
     for (std::uint32_t p = 0; p < c_.processes; ++p) {
-      w.agents.emplace_back(AgentConfigFor(p, 1));
+      w.agents.emplace_back(core::ProcessAgent(AgentConfigFor(p, 1)));
       w.agent_deadline.push_back(core::kNever);
     }
     w.threads.assign(c_.processes * c_.threads, McThread{});
@@ -101,7 +139,7 @@ class Model {
     }
     w.view.assign(c_.sessions, SessionView{});
     for (std::uint32_t i = 0; i < c_.stores; ++i) {
-      core::Effects fx = w.stores[i].Start(0);
+      core::Effects fx = w.stores[i].Mut().Start(0);
       Failure ignored;
       ApplyStore(w, i, nullptr, std::move(fx), ignored);
     }
@@ -194,8 +232,8 @@ class Model {
       // is a deadlock; anything else that never finishes is a liveness bug.
       bool held_elsewhere = false;
       for (std::uint32_t q = 0; q < c_.processes; ++q) {
-        auto it = w.agents[q].state().sessions.find(s);
-        if (q != p && it != w.agents[q].state().sessions.end() &&
+        auto it = w.agents[q]->state().sessions.find(s);
+        if (q != p && it != w.agents[q]->state().sessions.end() &&
             it->second.state == core::LockState::kHeld)
           held_elsewhere = true;
       }
@@ -210,7 +248,8 @@ class Model {
     }
     // No lost update: each counter as recovered from the log.
     for (std::uint32_t i = 0; i < c_.stores; ++i) {
-      core::Store recovered = core::Store::Recover(w.stores[i].config(), w.logs[i], w.now, nullptr);
+      core::Store recovered =
+          core::Store::Recover(w.stores[i]->config(), *w.logs[i], w.now, nullptr);
       for (core::SessionId s = 0; s < c_.sessions; ++s) {
         if (core::StoreForSession(s, c_.stores) != i) continue;
         std::uint64_t value = 0;
@@ -245,9 +284,13 @@ class Model {
     std::array<Fingerprint, kMaxProcesses> part{};
     std::array<Fingerprint, kMaxProcesses> key{};
     for (std::uint32_t p = 0; p < n; ++p) {
+      const Fingerprint& agent = w.agents[p].HashOnce([](const core::ProcessAgent& a) {
+        Hasher2 ah;
+        core::HashFields(ah, a.state(), a.config().self.incarnation);
+        return ah.value();
+      });
       Hasher2 h;
-      core::HashFields(h, w.agents[p].state(), w.agents[p].config().self.incarnation,
-                       w.agent_deadline[p]);
+      core::HashFields(h, agent.hi, agent.lo, w.agent_deadline[p]);
       for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
         const McThread& th = w.threads[t];
         core::HashFields(h, th.phase, th.pc, th.entitled, rank[t]);
@@ -256,9 +299,9 @@ class Model {
       if (!symmetry) continue;
       // The sort key adds what the stores keep about the process, so that
       // ties (and the permutations tried for them) are rare.
-      for (const core::Store& store : w.stores) {
-        auto it = store.state().processes.find(p + 1);
-        if (it != store.state().processes.end()) core::HashValue(h, it->second);
+      for (const auto& store : w.stores) {
+        auto it = store->state().processes.find(p + 1);
+        if (it != store->state().processes.end()) core::HashValue(h, it->second);
         h.Mix(0xfe);
       }
       key[p] = h.value();
@@ -316,9 +359,9 @@ class Model {
   // of each other. Explore starts over without symmetry when this can
   // happen.
   bool AsymmetricAdvance(const World& w, Time to) const {
-    for (const core::Store& store : w.stores) {
+    for (const auto& store : w.stores) {
       int holders = 0;
-      for (const auto& [id, p] : store.state().processes) {
+      for (const auto& [id, p] : store->state().processes) {
         holders += !p.held.empty() && p.lease_until <= to;
       }
       if (holders >= 2) return true;
@@ -372,12 +415,12 @@ class Model {
     Hasher2 h;
     core::HashFields(h, w.now, w.crashes, w.losses, w.duplicates, w.restarts);
     for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
-      HashStore(h, w.stores[i].state(), ids);
+      HashStore(h, w.stores[i]->state(), ids);
       h.Mix(w.store_deadline[i]);
       // The log matters only to a store that may still restart.
       if (c_.store_restarts > w.restarts) {
-        h.Mix(w.logs[i].size());
-        for (const core::Record& r : w.logs[i]) {
+        h.Mix(w.logs[i]->size());
+        for (const core::Record& r : *w.logs[i]) {
           if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
             core::GrantRecord renamed = *g;
             renamed.holder.id = ids[renamed.holder.id];
@@ -404,12 +447,14 @@ class Model {
     };
     thread_local std::vector<Keyed> keyed;
     keyed.clear();
-    for (const core::Envelope& e : w.net) {
-      const core::Address from = Renamed(e.from, ids), to = Renamed(e.to, ids);
-      const std::uint64_t link = LinkKey(from, to);
-      Hasher2 m;
-      core::HashFields(m, from.incarnation, to.incarnation, e.message);
-      keyed.push_back({link, m.value()});
+    for (const Cow<core::Envelope>& e : w.net) {
+      // The message and the incarnations: the same under any renaming.
+      const Fingerprint& m = e.HashOnce([](const core::Envelope& x) {
+        Hasher2 mh;
+        core::HashFields(mh, x.from.incarnation, x.to.incarnation, x.message);
+        return mh.value();
+      });
+      keyed.push_back({LinkKey(Renamed(e->from, ids), Renamed(e->to, ids)), m});
     }
     if (c_.reorder) {
       std::sort(keyed.begin(), keyed.end(), [](const Keyed& a, const Keyed& b) {
@@ -464,7 +509,7 @@ class Model {
     std::ostringstream out;
     out << "time " << w.now << " us\n";
     for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
-      const core::StoreState& s = w.stores[i].state();
+      const core::StoreState& s = w.stores[i]->state();
       out << "  store s" << i << " epoch " << s.epoch << " last_token " << s.last_token << "\n";
       for (const auto& [id, session] : s.sessions) {
         out << "    session " << id << ": ";
@@ -483,7 +528,7 @@ class Model {
       }
     }
     for (std::uint32_t p = 0; p < w.agents.size(); ++p) {
-      const core::ProcessAgent& a = w.agents[p];
+      const core::ProcessAgent& a = *w.agents[p];
       out << "  p" << p + 1 << "#" << a.config().self.incarnation << ":";
       for (const auto& [id, s] : a.state().sessions) {
         out << " session " << id << " " << core::LockStateName(s.state) << " token " << s.token
@@ -576,12 +621,12 @@ class Model {
     w.net.erase(w.net.begin() + static_cast<std::ptrdiff_t>(i));
     if (e.to.kind == core::NodeKind::kStore) {
       const std::uint32_t s = static_cast<std::uint32_t>(e.to.id);
-      const Queues before = QueuesOf(w.stores[s]);
-      ApplyStore(w, s, &before, w.stores[s].OnMessage(w.now, e), f);
+      const Queues before = QueuesOf(*w.stores[s]);
+      ApplyStore(w, s, &before, w.stores[s].Mut().OnMessage(w.now, e), f);
     } else {
       const std::uint32_t p = static_cast<std::uint32_t>(e.to.id - 1);
       const std::vector<core::LockState> before = LockStates(w, p);
-      ApplyAgent(w, p, w.agents[p].OnMessage(w.now, e), f, &before);
+      ApplyAgent(w, p, w.agents[p].Mut().OnMessage(w.now, e), f, &before);
     }
   }
 
@@ -590,10 +635,10 @@ class Model {
     th.phase = Phase::kWaiting;
     th.asked = ++w.asks;
     const std::uint32_t p = t / c_.threads;
-    ApplyAgent(
-        w, p,
-        w.agents[p].OnThreadAsk(w.now, t % c_.threads, SessionOf(th.pc, t), PortionOf(th.pc, t)),
-        f);
+    ApplyAgent(w, p,
+               w.agents[p].Mut().OnThreadAsk(w.now, t % c_.threads, SessionOf(th.pc, t),
+                                             PortionOf(th.pc, t)),
+               f);
   }
 
   void Finish(World& w, std::uint32_t t, Failure& f) const {
@@ -603,33 +648,33 @@ class Model {
     const core::SessionId s = SessionOf(th.pc, t);
     if (PortionOf(th.pc, t).Writable("a0")) {
       // The counter workload's read-modify-write: a lost update shows in its value.
-      core::ReadResult r = w.agents[p].Read(id, s, "a0");
+      core::ReadResult r = w.agents[p]->Read(id, s, "a0");
       if (r.reason == core::Reason::kNone) {
-        (void)w.agents[p].Write(id, s, "a0",
-                                std::to_string(ParseCounter(r.value.value_or("")) + 1));
+        (void)w.agents[p].Mut().Write(id, s, "a0",
+                                      std::to_string(ParseCounter(r.value.value_or("")) + 1));
       }
     }
     th.phase = Phase::kCommitting;
-    ApplyAgent(w, p, w.agents[p].OnThreadFinish(w.now, id, s, /*commit=*/true), f);
+    ApplyAgent(w, p, w.agents[p].Mut().OnThreadFinish(w.now, id, s, /*commit=*/true), f);
   }
 
   void Advance(World& w, Time to, Failure& f) const {
     w.now = to;
     for (std::uint32_t i = 0; i < w.stores.size() && f.invariant.empty(); ++i) {
       if (w.store_deadline[i] > to) continue;
-      const Queues before = QueuesOf(w.stores[i]);
-      ApplyStore(w, i, &before, w.stores[i].OnTick(to), f);
+      const Queues before = QueuesOf(*w.stores[i]);
+      ApplyStore(w, i, &before, w.stores[i].Mut().OnTick(to), f);
     }
     for (std::uint32_t p = 0; p < w.agents.size() && f.invariant.empty(); ++p) {
       if (w.agent_deadline[p] > to) continue;
       const std::vector<core::LockState> before = LockStates(w, p);
-      ApplyAgent(w, p, w.agents[p].OnTick(to), f, &before);
+      ApplyAgent(w, p, w.agents[p].Mut().OnTick(to), f, &before);
     }
   }
 
   void CrashProcess(World& w, std::uint32_t p, Failure& f) const {
     ++w.crashes;
-    const std::uint64_t incarnation = w.agents[p].config().self.incarnation + 1;
+    const std::uint64_t incarnation = w.agents[p]->config().self.incarnation + 1;
     for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
       McThread& th = w.threads[t];
       if (th.phase == Phase::kWaiting || th.phase == Phase::kHolding ||
@@ -648,7 +693,7 @@ class Model {
   void RestartStore(World& w, std::uint32_t s, Failure& f) const {
     ++w.restarts;
     core::Effects fx;
-    w.stores[s] = core::Store::Recover(w.stores[s].config(), w.logs[s], w.now, &fx);
+    w.stores[s] = core::Store::Recover(w.stores[s]->config(), *w.logs[s], w.now, &fx);
     ApplyStore(w, s, nullptr, std::move(fx), f);
   }
 
@@ -690,7 +735,7 @@ class Model {
             const std::vector<core::ProcessRef>& order = q->second;
             auto pos = std::find(order.begin(), order.end(), g->holder);
             for (auto it = order.begin(); it != order.end() && it < pos; ++it) {
-              if (Queued(w.stores[s], g->session, *it)) {
+              if (Queued(*w.stores[s], g->session, *it)) {
                 f = {"queue_order", "store s" + std::to_string(s) + " granted session " +
                                         std::to_string(g->session) + " to p" +
                                         std::to_string(g->holder.id) + " ahead of p" +
@@ -723,7 +768,7 @@ class Model {
           if (aw.name != "a0" || aw.erase || !f.invariant.empty()) continue;
           // Serializability of the counter: each write follows the one before
           // (the log holds everything up to, not including, this commit).
-          const std::uint64_t before = LastCounter(w.logs[s], c->session);
+          const std::uint64_t before = LastCounter(*w.logs[s], c->session);
           if (ParseCounter(aw.value) != before + 1) {
             f = {"serializability",
                  "session " + std::to_string(c->session) + ": a commit with token " +
@@ -732,12 +777,12 @@ class Model {
           }
         }
       }
-      w.logs[s].push_back(r);
+      w.logs[s].Mut().push_back(r);
     }
     for (core::Envelope& e : fx.send) {
       if (const auto* a = std::get_if<core::CommitAck>(&e.message); a && f.invariant.empty()) {
         bool durable = false;
-        for (const core::Record& r : w.logs[s]) {
+        for (const core::Record& r : *w.logs[s]) {
           const auto* c = std::get_if<core::CommitRecord>(&r);
           if (c && c->session == a->session && c->token == a->token && c->seq == a->seq)
             durable = true;
@@ -772,7 +817,7 @@ class Model {
 
   std::vector<core::LockState> LockStates(const World& w, std::uint32_t p) const {
     std::vector<core::LockState> states(c_.sessions, core::LockState::kUnlocked);
-    for (const auto& [id, s] : w.agents[p].state().sessions) {
+    for (const auto& [id, s] : w.agents[p]->state().sessions) {
       if (id < c_.sessions) states[id] = s.state;
     }
     return states;
@@ -797,8 +842,8 @@ class Model {
       if (release == nullptr || !f.invariant.empty()) continue;
       // Only a lock given up on purpose (recall, idle): a lost lock (lease,
       // revocation) re-requests for its waiters instead.
-      auto session = w.agents[p].state().sessions.find(release->session);
-      if (session == w.agents[p].state().sessions.end() ||
+      auto session = w.agents[p]->state().sessions.find(release->session);
+      if (session == w.agents[p]->state().sessions.end() ||
           session->second.state != core::LockState::kReleasing)
         continue;
       for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
@@ -862,7 +907,7 @@ class Model {
     for (core::SessionId s = 0; s < c_.sessions && f.invariant.empty(); ++s) {
       std::int64_t trusted_holder = -1;
       for (std::uint32_t p = 0; p < c_.processes; ++p) {
-        const auto& sessions = w.agents[p].state().sessions;
+        const auto& sessions = w.agents[p]->state().sessions;
         auto it = sessions.find(s);
         if (it == sessions.end() || it->second.holders.empty()) continue;
         const auto& holders = it->second.holders;
@@ -877,7 +922,7 @@ class Model {
             }
           }
         }
-        const bool trusted = w.agents[p].Trusts(w.now, s);
+        const bool trusted = w.agents[p]->Trusts(w.now, s);
         bool using_it = false;
         for (const core::ThreadHold& h : holders) using_it |= !h.committing;
         if (!trusted && using_it) {
