@@ -3,7 +3,10 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -42,24 +45,61 @@ struct SessionView {
   bool operator==(const SessionView&) const = default;
 };
 
+struct Fingerprint {
+  std::uint64_t hi = 0, lo = 0;
+  auto operator<=>(const Fingerprint&) const = default;
+};
+
+// A value shared by copies until one of them changes it (Mut), with a slot
+// for its hash. Safe across the expanding threads: a node is changed only
+// through a World that alone holds it, and its hash is filled in before the
+// World is shared (every state is fingerprinted before it joins a frontier).
+template <class T>
+class Cow {
+ public:
+  Cow(T value) : node_(std::make_shared<Node>(Node{std::move(value), {}, false})) {}
+  const T& operator*() const { return node_->value; }
+  const T* operator->() const { return &node_->value; }
+  operator const T&() const { return node_->value; }  // NOLINT: reads as the value
+  T& Mut() {
+    if (node_.use_count() != 1) node_ = std::make_shared<Node>(*node_);
+    node_->hashed = false;
+    return node_->value;
+  }
+  template <class F>
+  const Fingerprint& HashOnce(F&& hash) const {
+    if (!node_->hashed) {
+      node_->hash = hash(node_->value);
+      node_->hashed = true;
+    }
+    return node_->hash;
+  }
+
+ private:
+  struct Node {
+    T value;
+    Fingerprint hash;
+    bool hashed;
+  };
+  std::shared_ptr<Node> node_;
+};
+
 struct World {
   Time now = 0;
-  std::vector<core::Store> stores;
-  std::vector<std::vector<core::Record>> logs;  // what each store persisted
+  // The nodes are shared between a state and its successors until a step
+  // changes them (copy on write): a step touches one or two of them.
+  std::vector<Cow<core::Store>> stores;
+  std::vector<Cow<std::vector<core::Record>>> logs;  // what each store persisted
   std::vector<Time> store_deadline;
-  std::vector<core::ProcessAgent> agents;
+  std::vector<Cow<core::ProcessAgent>> agents;
   std::vector<Time> agent_deadline;
   std::vector<McThread> threads;
-  std::vector<core::Envelope> net;  // in flight, in send order
+  std::vector<Cow<core::Envelope>> net;  // in flight, in send order
   std::uint8_t crashes = 0, losses = 0, duplicates = 0, restarts = 0;
   std::uint32_t asks = 0;
   std::vector<SessionView> view;
 };
 
-struct Fingerprint {
-  std::uint64_t hi = 0, lo = 0;
-  auto operator<=>(const Fingerprint&) const = default;
-};
 struct FingerprintHash {
   std::size_t operator()(const Fingerprint& f) const { return f.lo; }
 };
@@ -96,12 +136,12 @@ class Model {
       sc.node_id = i;
       sc.lease_us = c_.lease_us;
       sc.recall_retry_us = c_.recall_retry_us;
-      w.stores.emplace_back(sc);
-      w.logs.emplace_back();
+      w.stores.emplace_back(core::Store(sc));
+      w.logs.emplace_back(std::vector<core::Record>{});
       w.store_deadline.push_back(core::kNever);
     }
     for (std::uint32_t p = 0; p < c_.processes; ++p) {
-      w.agents.emplace_back(AgentConfigFor(p, 1));
+      w.agents.emplace_back(core::ProcessAgent(AgentConfigFor(p, 1)));
       w.agent_deadline.push_back(core::kNever);
     }
     w.threads.assign(c_.processes * c_.threads, McThread{});
@@ -110,7 +150,7 @@ class Model {
     }
     w.view.assign(c_.sessions, SessionView{});
     for (std::uint32_t i = 0; i < c_.stores; ++i) {
-      core::Effects fx = w.stores[i].Start(0);
+      core::Effects fx = w.stores[i].Mut().Start(0);
       Failure ignored;
       ApplyStore(w, i, nullptr, std::move(fx), ignored);
     }
@@ -179,6 +219,7 @@ class Model {
     if (all_done && w.net.empty()) return n;  // finished: what follows is only heartbeats
     if (next != core::kNever && next <= horizon_ &&
         (c_.lease_expiry || (w.net.empty() && n == 0))) {
+      if (c_.symmetry && AsymmetricAdvance(w, next)) asymmetric_ = true;
       each([&](World& x, Failure& f) { Advance(x, next, f); },
            [&] {
              return Step{"time passes to " + std::to_string(next) + " us",
@@ -229,17 +270,17 @@ class Model {
       // deadlock, as the simulator's checker classifies it; anything else
       // that never finishes is a liveness bug.
       bool held_elsewhere = false, stuck_holder = false;
-      const core::StoreState& store = w.stores[core::StoreForSession(s, c_.stores)].state();
+      const core::StoreState& store = w.stores[core::StoreForSession(s, c_.stores)]->state();
       auto tenure = store.sessions.find(s);
       for (std::uint32_t q = 0; q < c_.processes; ++q) {
-        auto it = w.agents[q].state().sessions.find(s);
-        if (q == p || it == w.agents[q].state().sessions.end() ||
+        auto it = w.agents[q]->state().sessions.find(s);
+        if (q == p || it == w.agents[q]->state().sessions.end() ||
             it->second.state != core::LockState::kHeld)
           continue;
         held_elsewhere = true;
         stuck_holder |= tenure != store.sessions.end() && tenure->second.tenure &&
                         tenure->second.tenure->recalled &&
-                        tenure->second.tenure->holder == w.agents[q].config().self &&
+                        tenure->second.tenure->holder == w.agents[q]->config().self &&
                         it->second.holders.empty() && it->second.commits.empty();
       }
       f.invariant =
@@ -253,7 +294,8 @@ class Model {
     }
     // No lost update: each counter as recovered from the log.
     for (std::uint32_t i = 0; i < c_.stores; ++i) {
-      core::Store recovered = core::Store::Recover(w.stores[i].config(), w.logs[i], w.now, nullptr);
+      core::Store recovered =
+          core::Store::Recover(w.stores[i]->config(), *w.logs[i], w.now, nullptr);
       for (core::SessionId s = 0; s < c_.sessions; ++s) {
         if (core::StoreForSession(s, c_.stores) != i) continue;
         std::uint64_t value = 0;
@@ -275,55 +317,245 @@ class Model {
     }
   }
 
-  void HashWorld(const World& w, core::Hasher& h) const {
+  // The fingerprint: a 128-bit hash of the state with its process ids renamed
+  // into a canonical order when `symmetry` is on (see Canonical), else as is.
+  Fingerprint FingerprintOf(const World& w) const { return FingerprintOf(w, c_.symmetry); }
+  Fingerprint FingerprintOf(const World& w, bool symmetry) const {
+    const std::uint32_t n = c_.processes;
+    // Each process's own part: its agent, its threads, and its entries in
+    // the stores; none of it names a process id, so it moves with the
+    // process under a renaming.
+    std::array<std::uint32_t, kMaxThreadsTotal> rank{};
+    AskRanks(w, rank);
+    std::array<Fingerprint, kMaxProcesses> part{};
+    std::array<Fingerprint, kMaxProcesses> key{};
+    for (std::uint32_t p = 0; p < n; ++p) {
+      const Fingerprint& agent = w.agents[p].HashOnce([](const core::ProcessAgent& a) {
+        Hasher2 ah;
+        core::HashFields(ah, a.state(), a.config().self.incarnation);
+        return ah.value();
+      });
+      Hasher2 h;
+      core::HashFields(h, agent.hi, agent.lo, w.agent_deadline[p]);
+      for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
+        const McThread& th = w.threads[t];
+        core::HashFields(h, th.phase, th.pc, th.entitled, rank[t]);
+      }
+      part[p] = h.value();
+      if (!symmetry) continue;
+      // The sort key adds what the stores keep about the process, so that
+      // ties (and the permutations tried for them) are rare.
+      for (const auto& store : w.stores) {
+        auto it = store->state().processes.find(p + 1);
+        if (it != store->state().processes.end()) core::HashValue(h, it->second);
+        h.Mix(0xfe);
+      }
+      key[p] = h.value();
+    }
+    Renaming ids{};
+    for (std::uint32_t p = 0; p <= n; ++p) ids[p] = p;
+    if (!symmetry || n < 2) return Hash(w, ids, part);
+    // Canonical order: processes sorted by their keys. Processes with equal
+    // keys are tried in every order and the smallest hash kept; when that
+    // would take too many tries the order among them is left as found,
+    // which only costs reduction (equal states may then get two
+    // fingerprints), never soundness.
+    std::array<std::uint32_t, kMaxProcesses> order{};
+    for (std::uint32_t p = 0; p < n; ++p) order[p] = p;
+    std::sort(order.begin(), order.begin() + n, [&](std::uint32_t a, std::uint32_t b) {
+      return std::tie(key[a], a) < std::tie(key[b], b);  // ties ascending: see the odometer
+    });
+    std::uint64_t tries = 1;
+    std::array<std::pair<std::uint32_t, std::uint32_t>, kMaxProcesses> ties{};  // [from, to)
+    std::uint32_t tie_count = 0;
+    for (std::uint32_t i = 0; i < n;) {
+      std::uint32_t j = i + 1;
+      while (j < n && key[order[j]] == key[order[i]]) ++j;
+      if (j - i > 1) {
+        ties[tie_count++] = {i, j};
+        for (std::uint32_t k = 2; k <= j - i; ++k) tries *= k;
+      }
+      i = j;
+    }
+    auto rename = [&] {
+      for (std::uint32_t i = 0; i < n; ++i) ids[order[i] + 1] = i + 1;
+    };
+    rename();
+    if (tie_count == 0 || tries > kMaxTies) return Hash(w, ids, part);
+    // Every order within each group of ties: odometer over the groups.
+    Fingerprint best = Hash(w, ids, part);
+    for (;;) {
+      std::uint32_t g = 0;
+      for (; g < tie_count; ++g) {
+        auto [from, to] = ties[g];
+        if (std::next_permutation(order.begin() + from, order.begin() + to)) break;
+        // Wrapped around to sorted: carry into the next group.
+      }
+      if (g == tie_count) break;
+      rename();
+      best = std::min(best, Hash(w, ids, part));
+    }
+    return best;
+  }
+
+  // Whether time passing to `to` could end two leases at one store that
+  // both hold tenures: the store then handles them in process-id order
+  // (B1), the one place where the core's behaviour depends on process ids,
+  // so a state and its renaming may step to states that are not renamings
+  // of each other. Explore starts over without symmetry when this can
+  // happen.
+  bool AsymmetricAdvance(const World& w, Time to) const {
+    for (const auto& store : w.stores) {
+      int holders = 0;
+      for (const auto& [id, p] : store->state().processes) {
+        holders += !p.held.empty() && p.lease_until <= to;
+      }
+      if (holders >= 2) return true;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr std::uint32_t kMaxProcesses = 8;
+  static constexpr std::uint32_t kMaxThreadsTotal = 64;
+  static constexpr std::uint64_t kMaxTies = 24;
+  // ids[old process id] = new process id (ids are 1-based).
+  using Renaming = std::array<std::uint64_t, kMaxProcesses + 1>;
+
+  // Two differently seeded 64-bit hashers fed the same words.
+  struct Hasher2 {
+    core::Hasher a;
+    core::Hasher b{0x5eed5eed5eed5eedULL};
+    void Mix(std::uint64_t word) {
+      a.Mix(word);
+      b.Mix(word);
+    }
+    Fingerprint value() const { return {a.value(), b.value()}; }
+  };
+
+  // Asks are ordered only relative to each other: rank the waiting ones.
+  void AskRanks(const World& w, std::array<std::uint32_t, kMaxThreadsTotal>& rank) const {
+    std::array<std::uint32_t, kMaxThreadsTotal> asks{};
+    std::uint32_t waiting = 0;
+    for (const McThread& t : w.threads) {
+      if (t.phase == Phase::kWaiting) asks[waiting++] = t.asked;
+    }
+    std::sort(asks.begin(), asks.begin() + waiting);
+    for (std::uint32_t t = 0; t < w.threads.size(); ++t) {
+      if (w.threads[t].phase != Phase::kWaiting) continue;
+      rank[t] = static_cast<std::uint32_t>(
+          std::lower_bound(asks.begin(), asks.begin() + waiting, w.threads[t].asked) -
+          asks.begin());
+    }
+  }
+
+  static core::Address Renamed(core::Address a, const Renaming& ids) {
+    if (a.kind == core::NodeKind::kProcess && a.id < ids.size()) a.id = ids[a.id];
+    return a;
+  }
+
+  // The whole state, with process p's part at place ids[p + 1] - 1 and every
+  // process id renamed by `ids`.
+  Fingerprint Hash(const World& w, const Renaming& ids,
+                   const std::array<Fingerprint, kMaxProcesses>& part) const {
+    Hasher2 h;
     core::HashFields(h, w.now, w.crashes, w.losses, w.duplicates, w.restarts);
     for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
-      core::HashFields(h, w.stores[i].state(), w.store_deadline[i]);
+      HashStore(h, w.stores[i]->state(), ids);
+      h.Mix(w.store_deadline[i]);
       // The log matters only to a store that may still restart.
-      if (c_.store_restarts > w.restarts) core::HashValue(h, w.logs[i]);
-    }
-    for (std::uint32_t p = 0; p < w.agents.size(); ++p) {
-      core::HashFields(h, w.agents[p].state(), w.agents[p].config().self, w.agent_deadline[p]);
-    }
-    for (const McThread& t : w.threads) core::HashFields(h, t.phase, t.pc, t.entitled);
-    // Asks are ordered only relative to each other: rank them.
-    std::vector<std::uint32_t> asks;
-    for (const McThread& t : w.threads) {
-      if (t.phase == Phase::kWaiting) asks.push_back(t.asked);
-    }
-    std::sort(asks.begin(), asks.end());
-    for (const McThread& t : w.threads) {
-      if (t.phase == Phase::kWaiting) {
-        h.Mix(static_cast<std::uint64_t>(std::lower_bound(asks.begin(), asks.end(), t.asked) -
-                                         asks.begin()));
+      if (c_.store_restarts > w.restarts) {
+        h.Mix(w.logs[i]->size());
+        for (const core::Record& r : *w.logs[i]) {
+          if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
+            core::GrantRecord renamed = *g;
+            renamed.holder.id = ids[renamed.holder.id];
+            h.Mix(r.index());
+            core::HashValue(h, renamed);
+          } else {
+            core::HashValue(h, r);
+          }
+        }
       }
     }
+    const std::uint32_t n = c_.processes;
+    std::array<Fingerprint, kMaxProcesses> placed{};
+    for (std::uint32_t p = 0; p < n; ++p) placed[ids[p + 1] - 1] = part[p];
+    for (std::uint32_t p = 0; p < n; ++p) core::HashFields(h, placed[p].hi, placed[p].lo);
     for (const SessionView& v : w.view) {
       core::HashFields(h, v.max_token, v.tenure, v.acked, v.unknown);
     }
     // The network: a bag when any message may arrive next, else per-link
     // queues (the interleaving of different links' sends does not matter).
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> keyed;
-    for (std::size_t i = 0; i < w.net.size(); ++i) {
-      core::Hasher m;
-      core::HashValue(m, w.net[i]);
-      keyed.push_back({c_.reorder ? 0 : LinkKey(w.net[i]), m.value()});
+    struct Keyed {
+      std::uint64_t link;
+      Fingerprint m;
+    };
+    thread_local std::vector<Keyed> keyed;
+    keyed.clear();
+    for (const Cow<core::Envelope>& e : w.net) {
+      // The message and the incarnations: the same under any renaming.
+      const Fingerprint& m = e.HashOnce([](const core::Envelope& x) {
+        Hasher2 mh;
+        core::HashFields(mh, x.from.incarnation, x.to.incarnation, x.message);
+        return mh.value();
+      });
+      keyed.push_back({LinkKey(Renamed(e->from, ids), Renamed(e->to, ids)), m});
     }
     if (c_.reorder) {
-      std::sort(keyed.begin(), keyed.end());
+      std::sort(keyed.begin(), keyed.end(), [](const Keyed& a, const Keyed& b) {
+        return std::tie(a.link, a.m) < std::tie(b.link, b.m);
+      });
     } else {
       std::stable_sort(keyed.begin(), keyed.end(),
-                       [](const auto& a, const auto& b) { return a.first < b.first; });
+                       [](const Keyed& a, const Keyed& b) { return a.link < b.link; });
     }
     h.Mix(keyed.size());
-    for (const auto& [link, m] : keyed) core::HashFields(h, link, m);
+    for (const Keyed& k : keyed) core::HashFields(h, k.link, k.m.hi, k.m.lo);
+    return h.value();
   }
 
+  // core::HashValue(StoreState) with process ids renamed; the maps keyed by
+  // process id are hashed in the order of the new ids.
+  static void HashStore(Hasher2& h, const core::StoreState& s, const Renaming& ids) {
+    core::HashFields(h, s.epoch, s.last_token, s.grace_until, s.in_grace);
+    h.Mix(s.sessions.size());
+    std::array<std::pair<std::uint64_t, const core::RequestMark*>, kMaxProcesses> marks{};
+    for (const auto& [id, session] : s.sessions) {
+      core::HashFields(h, id, session.attributes, session.version);
+      h.Mix(session.tenure.has_value());
+      if (session.tenure) {
+        core::Tenure t = *session.tenure;
+        t.holder.id = ids[t.holder.id];
+        core::HashValue(h, t);
+      }
+      h.Mix(session.queue.size());
+      for (const core::Waiter& waiter : session.queue) {
+        core::HashFields(h, ids[waiter.process.id], waiter.process.incarnation, waiter.request_id,
+                         waiter.buffered_at, waiter.cached);
+      }
+      std::size_t count = 0;
+      for (const auto& [pid, mark] : session.last_request) marks[count++] = {ids[pid], &mark};
+      std::sort(marks.begin(), marks.begin() + static_cast<std::ptrdiff_t>(count));
+      h.Mix(count);
+      for (std::size_t i = 0; i < count; ++i) core::HashFields(h, marks[i].first, *marks[i].second);
+      core::HashFields(h, session.last_used, session.timer);
+    }
+    std::array<std::pair<std::uint64_t, const core::ProcessEntry*>, kMaxProcesses> entries{};
+    std::size_t count = 0;
+    for (const auto& [pid, entry] : s.processes) entries[count++] = {ids[pid], &entry};
+    std::sort(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(count));
+    h.Mix(count);
+    for (std::size_t i = 0; i < count; ++i)
+      core::HashFields(h, entries[i].first, *entries[i].second);
+  }
+
+ public:
   std::string Describe(const World& w) const {
     std::ostringstream out;
     out << "time " << w.now << " us\n";
     for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
-      const core::StoreState& s = w.stores[i].state();
+      const core::StoreState& s = w.stores[i]->state();
       out << "  store s" << i << " epoch " << s.epoch << " last_token " << s.last_token << "\n";
       for (const auto& [id, session] : s.sessions) {
         out << "    session " << id << ": ";
@@ -342,7 +574,7 @@ class Model {
       }
     }
     for (std::uint32_t p = 0; p < w.agents.size(); ++p) {
-      const core::ProcessAgent& a = w.agents[p];
+      const core::ProcessAgent& a = *w.agents[p];
       out << "  p" << p + 1 << "#" << a.config().self.incarnation << ":";
       for (const auto& [id, s] : a.state().sessions) {
         out << " session " << id << " " << core::LockStateName(s.state) << " token " << s.token
@@ -410,10 +642,11 @@ class Model {
     return "?";
   }
 
-  static std::uint64_t LinkKey(const core::Envelope& e) {
-    return (static_cast<std::uint64_t>(e.from.kind) << 56) ^ (e.from.id << 40) ^
-           (static_cast<std::uint64_t>(e.to.kind) << 32) ^ e.to.id;
+  static std::uint64_t LinkKey(const core::Address& from, const core::Address& to) {
+    return (static_cast<std::uint64_t>(from.kind) << 56) ^ (from.id << 40) ^
+           (static_cast<std::uint64_t>(to.kind) << 32) ^ to.id;
   }
+  static std::uint64_t LinkKey(const core::Envelope& e) { return LinkKey(e.from, e.to); }
   bool Deliverable(const World& w, std::size_t i) const {
     if (c_.reorder) return true;
     const std::uint64_t link = LinkKey(w.net[i]);
@@ -434,12 +667,12 @@ class Model {
     w.net.erase(w.net.begin() + static_cast<std::ptrdiff_t>(i));
     if (e.to.kind == core::NodeKind::kStore) {
       const std::uint32_t s = static_cast<std::uint32_t>(e.to.id);
-      const Queues before = QueuesOf(w.stores[s]);
-      ApplyStore(w, s, &before, w.stores[s].OnMessage(w.now, e), f);
+      const Queues before = QueuesOf(*w.stores[s]);
+      ApplyStore(w, s, &before, w.stores[s].Mut().OnMessage(w.now, e), f);
     } else {
       const std::uint32_t p = static_cast<std::uint32_t>(e.to.id - 1);
       const std::vector<core::LockState> before = LockStates(w, p);
-      ApplyAgent(w, p, w.agents[p].OnMessage(w.now, e), f, &before);
+      ApplyAgent(w, p, w.agents[p].Mut().OnMessage(w.now, e), f, &before);
     }
   }
 
@@ -448,10 +681,10 @@ class Model {
     th.phase = Phase::kWaiting;
     th.asked = ++w.asks;
     const std::uint32_t p = t / c_.threads;
-    ApplyAgent(
-        w, p,
-        w.agents[p].OnThreadAsk(w.now, t % c_.threads, SessionOf(th.pc, t), PortionOf(th.pc, t)),
-        f);
+    ApplyAgent(w, p,
+               w.agents[p].Mut().OnThreadAsk(w.now, t % c_.threads, SessionOf(th.pc, t),
+                                             PortionOf(th.pc, t)),
+               f);
   }
 
   void Finish(World& w, std::uint32_t t, Failure& f) const {
@@ -461,33 +694,33 @@ class Model {
     const core::SessionId s = SessionOf(th.pc, t);
     if (PortionOf(th.pc, t).Writable("a0")) {
       // The counter workload's read-modify-write: a lost update shows in its value.
-      core::ReadResult r = w.agents[p].Read(id, s, "a0");
+      core::ReadResult r = w.agents[p]->Read(id, s, "a0");
       if (r.reason == core::Reason::kNone) {
-        (void)w.agents[p].Write(id, s, "a0",
-                                std::to_string(ParseCounter(r.value.value_or("")) + 1));
+        (void)w.agents[p].Mut().Write(id, s, "a0",
+                                      std::to_string(ParseCounter(r.value.value_or("")) + 1));
       }
     }
     th.phase = Phase::kCommitting;
-    ApplyAgent(w, p, w.agents[p].OnThreadFinish(w.now, id, s, /*commit=*/true), f);
+    ApplyAgent(w, p, w.agents[p].Mut().OnThreadFinish(w.now, id, s, /*commit=*/true), f);
   }
 
   void Advance(World& w, Time to, Failure& f) const {
     w.now = to;
     for (std::uint32_t i = 0; i < w.stores.size() && f.invariant.empty(); ++i) {
       if (w.store_deadline[i] > to) continue;
-      const Queues before = QueuesOf(w.stores[i]);
-      ApplyStore(w, i, &before, w.stores[i].OnTick(to), f);
+      const Queues before = QueuesOf(*w.stores[i]);
+      ApplyStore(w, i, &before, w.stores[i].Mut().OnTick(to), f);
     }
     for (std::uint32_t p = 0; p < w.agents.size() && f.invariant.empty(); ++p) {
       if (w.agent_deadline[p] > to) continue;
       const std::vector<core::LockState> before = LockStates(w, p);
-      ApplyAgent(w, p, w.agents[p].OnTick(to), f, &before);
+      ApplyAgent(w, p, w.agents[p].Mut().OnTick(to), f, &before);
     }
   }
 
   void CrashProcess(World& w, std::uint32_t p, Failure& f) const {
     ++w.crashes;
-    const std::uint64_t incarnation = w.agents[p].config().self.incarnation + 1;
+    const std::uint64_t incarnation = w.agents[p]->config().self.incarnation + 1;
     for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
       McThread& th = w.threads[t];
       if (th.phase == Phase::kWaiting || th.phase == Phase::kHolding ||
@@ -506,7 +739,7 @@ class Model {
   void RestartStore(World& w, std::uint32_t s, Failure& f) const {
     ++w.restarts;
     core::Effects fx;
-    w.stores[s] = core::Store::Recover(w.stores[s].config(), w.logs[s], w.now, &fx);
+    w.stores[s] = core::Store::Recover(w.stores[s]->config(), *w.logs[s], w.now, &fx);
     ApplyStore(w, s, nullptr, std::move(fx), f);
   }
 
@@ -548,7 +781,7 @@ class Model {
             const std::vector<core::ProcessRef>& order = q->second;
             auto pos = std::find(order.begin(), order.end(), g->holder);
             for (auto it = order.begin(); it != order.end() && it < pos; ++it) {
-              if (Queued(w.stores[s], g->session, *it)) {
+              if (Queued(*w.stores[s], g->session, *it)) {
                 f = {"queue_order", "store s" + std::to_string(s) + " granted session " +
                                         std::to_string(g->session) + " to p" +
                                         std::to_string(g->holder.id) + " ahead of p" +
@@ -581,7 +814,7 @@ class Model {
           if (aw.name != "a0" || aw.erase || !f.invariant.empty()) continue;
           // Serializability of the counter: each write follows the one before
           // (the log holds everything up to, not including, this commit).
-          const std::uint64_t before = LastCounter(w.logs[s], c->session);
+          const std::uint64_t before = LastCounter(*w.logs[s], c->session);
           if (ParseCounter(aw.value) != before + 1) {
             f = {"serializability",
                  "session " + std::to_string(c->session) + ": a commit with token " +
@@ -590,12 +823,12 @@ class Model {
           }
         }
       }
-      w.logs[s].push_back(r);
+      w.logs[s].Mut().push_back(r);
     }
     for (core::Envelope& e : fx.send) {
       if (const auto* a = std::get_if<core::CommitAck>(&e.message); a && f.invariant.empty()) {
         bool durable = false;
-        for (const core::Record& r : w.logs[s]) {
+        for (const core::Record& r : *w.logs[s]) {
           const auto* c = std::get_if<core::CommitRecord>(&r);
           if (c && c->session == a->session && c->token == a->token && c->seq == a->seq)
             durable = true;
@@ -630,7 +863,7 @@ class Model {
 
   std::vector<core::LockState> LockStates(const World& w, std::uint32_t p) const {
     std::vector<core::LockState> states(c_.sessions, core::LockState::kUnlocked);
-    for (const auto& [id, s] : w.agents[p].state().sessions) {
+    for (const auto& [id, s] : w.agents[p]->state().sessions) {
       if (id < c_.sessions) states[id] = s.state;
     }
     return states;
@@ -655,8 +888,8 @@ class Model {
       if (release == nullptr || !f.invariant.empty()) continue;
       // Only a lock given up on purpose (recall, idle): a lost lock (lease,
       // revocation) re-requests for its waiters instead.
-      auto session = w.agents[p].state().sessions.find(release->session);
-      if (session == w.agents[p].state().sessions.end() ||
+      auto session = w.agents[p]->state().sessions.find(release->session);
+      if (session == w.agents[p]->state().sessions.end() ||
           session->second.state != core::LockState::kReleasing)
         continue;
       for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
@@ -720,7 +953,7 @@ class Model {
     for (core::SessionId s = 0; s < c_.sessions && f.invariant.empty(); ++s) {
       std::int64_t trusted_holder = -1;
       for (std::uint32_t p = 0; p < c_.processes; ++p) {
-        const auto& sessions = w.agents[p].state().sessions;
+        const auto& sessions = w.agents[p]->state().sessions;
         auto it = sessions.find(s);
         if (it == sessions.end() || it->second.holders.empty()) continue;
         const auto& holders = it->second.holders;
@@ -735,7 +968,7 @@ class Model {
             }
           }
         }
-        const bool trusted = w.agents[p].Trusts(w.now, s);
+        const bool trusted = w.agents[p]->Trusts(w.now, s);
         bool using_it = false;
         for (const core::ThreadHold& h : holders) using_it |= !h.committing;
         if (!trusted && using_it) {
@@ -761,15 +994,12 @@ class Model {
 
   const ExploreConfig& c_;
   Time horizon_ = 0;
-};
 
-Fingerprint FingerprintOf(const Model& model, const World& w) {
-  core::Hasher a;
-  core::Hasher b(0x5eed5eed5eed5eedULL);
-  model.HashWorld(w, a);
-  model.HashWorld(w, b);
-  return {a.value(), b.value()};
-}
+ public:
+  // Set when a step was met that breaks the process symmetry (see
+  // AsymmetricAdvance).
+  mutable std::atomic<bool> asymmetric_{false};
+};
 
 std::uint64_t PeakRss() {
   rusage usage{};
@@ -793,7 +1023,9 @@ ExploreResult Explore(const ExploreConfig& config,
   std::vector<Fingerprint> visited;  // sorted
   std::vector<World> frontier{model.Initial()};
   std::vector<std::vector<Parent>> parents{{Parent{}}};
-  visited.push_back(FingerprintOf(model, frontier[0]));
+  visited.push_back(model.FingerprintOf(frontier[0]));
+  std::unordered_set<Fingerprint, FingerprintHash> classes;  // config.count_classes
+  if (config.count_classes) classes.insert(model.FingerprintOf(frontier[0], true));
   stats.distinct = 1;
 
   // Rebuilds the path to state `index` of level `depth` (+ one more step).
@@ -857,7 +1089,7 @@ ExploreResult Explore(const ExploreConfig& config,
                 out.failure = {static_cast<std::uint32_t>(i), o, f};
                 return;
               }
-              Fingerprint fp = FingerprintOf(model, next);
+              Fingerprint fp = model.FingerprintOf(next);
               if (std::binary_search(visited.begin(), visited.end(), fp)) return;
               if (!seen.insert(fp).second) return;
               out.next.push_back({fp, static_cast<std::uint32_t>(i), o, std::move(next)});
@@ -877,6 +1109,7 @@ ExploreResult Explore(const ExploreConfig& config,
       for (unsigned j = 0; j < jobs; ++j) workers.emplace_back(expand, j);
       for (std::thread& t : workers) t.join();
     }
+    if (model.asymmetric_) break;  // the reduction may not be exact: start over without it
     // The first failure in frontier order: the shortest counterexample.
     for (Slice& slice : slices) {
       stats.generated += slice.generated;
@@ -912,6 +1145,9 @@ ExploreResult Explore(const ExploreConfig& config,
     visited.swap(merged);
     stats.distinct = visited.size();
     stats.depth = depth + 1;
+    if (config.count_classes) {
+      for (const World& w : next_frontier) classes.insert(model.FingerprintOf(w, true));
+    }
     frontier.swap(next_frontier);
     parents.push_back(std::move(next_parents));
     stats.visited_bytes = visited.capacity() * sizeof(Fingerprint);
@@ -919,6 +1155,15 @@ ExploreResult Explore(const ExploreConfig& config,
     if (progress) progress({depth + 1, frontier.size(), &stats});
     if (stats.distinct >= config.max_states) break;
   }
+  if (model.asymmetric_) {
+    ExploreConfig plain = config;
+    plain.symmetry = false;
+    ExploreResult again = Explore(plain, progress);
+    again.stats.symmetry_abandoned = true;
+    return again;
+  }
+  stats.symmetry = config.symmetry;
+  stats.classes = classes.size();
   stats.complete = !result.violation && frontier.empty();
   stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   stats.visited_bytes = visited.size() * sizeof(Fingerprint);
@@ -970,6 +1215,22 @@ std::string ReplayConfig(const ExploreConfig& config, const std::vector<sim::Scr
   }
   out = std::move(c);
   return "";
+}
+
+std::optional<std::array<std::uint64_t, 2>> FingerprintAfter(
+    const ExploreConfig& config, const std::vector<std::string>& steps) {
+  Model model(config);
+  World w = model.Initial();
+  for (const std::string& step : steps) {
+    std::optional<World> chosen;
+    model.Successors(w, [&](World&& next, auto&& label, const Failure&) {
+      if (!chosen && label().text.find(step) != std::string::npos) chosen = std::move(next);
+    });
+    if (!chosen) return std::nullopt;
+    w = std::move(*chosen);
+  }
+  const Fingerprint fp = model.FingerprintOf(w);
+  return std::array<std::uint64_t, 2>{fp.hi, fp.lo};
 }
 
 // ---- configuration ------------------------------------------------------------
@@ -1028,7 +1289,7 @@ std::string LoadExploreConfig(const json& j, ExploreConfig& c) {
       "lease_us",        "recall_retry_us",  "retry_us",
       "idle_release_us", "expiry_margin_us", "horizon_us",
       "max_depth",       "max_states",       "jobs",
-      "faults"};
+      "faults",          "symmetry"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (known.count(it.key()) == 0) return "/" + it.key() + ": unknown field";
   }
@@ -1073,12 +1334,14 @@ std::string LoadExploreConfig(const json& j, ExploreConfig& c) {
     if (std::string e = Field(jj, f.name, f.lo, f.hi, v); !e.empty()) return e;
     if (jj.contains(f.name)) f.set(v);
   }
-  for (const char* name : {"reorder", "lease_expiry"}) {
+  for (auto [name, field] : {std::pair<const char*, bool*>{"reorder", &c.reorder},
+                             {"lease_expiry", &c.lease_expiry},
+                             {"symmetry", &c.symmetry}}) {
     auto it = j.find(name);
     if (it == j.end()) continue;
     if (!it->is_boolean())
       return std::string("/") + name + ": expected true or false, found " + it->dump();
-    (std::string(name) == "reorder" ? c.reorder : c.lease_expiry) = it->get<bool>();
+    *field = it->get<bool>();
   }
   if (auto it = j.find("faults"); it != j.end()) {
     if (!it->is_string()) return "/faults: expected a comma-separated string, found " + it->dump();
@@ -1111,7 +1374,8 @@ json ExploreConfigToJson(const ExploreConfig& c) {
           {"horizon_us", c.horizon_us},
           {"max_depth", c.max_depth},
           {"max_states", c.max_states},
-          {"jobs", c.jobs}};
+          {"jobs", c.jobs},
+          {"symmetry", c.symmetry}};
 }
 
 }  // namespace latchkey::checker

@@ -29,6 +29,7 @@
 // `progress` from the calling thread only.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -67,6 +68,12 @@ struct ExploreConfig {
   std::uint32_t max_depth = 0;  // 0: none
   std::uint64_t max_states = 50'000'000;
   unsigned jobs = 1;
+  // Process symmetry reduction: states that differ only in how processes
+  // are numbered count as one (every process runs the same program).
+  bool symmetry = true;
+  // For tests: also count the distinct states up to process numbering
+  // (ExploreStats::classes), whatever `symmetry` says.
+  bool count_classes = false;
 };
 
 // Strict JSON loading (unknown fields are errors naming the JSON path).
@@ -93,6 +100,9 @@ struct ExploreStats {
   double wall_s = 0;
   std::uint64_t visited_bytes = 0;  // the fingerprint array
   std::uint64_t peak_rss_bytes = 0;
+  bool symmetry = false;            // states equal up to process numbering counted once
+  bool symmetry_abandoned = false;  // asked for, but a step broke the symmetry: searched without
+  std::uint64_t classes = 0;        // with count_classes: distinct states up to process numbering
 };
 
 struct ExploreResult {
@@ -116,5 +126,11 @@ std::string ReplayConfig(const ExploreConfig& config, const std::vector<sim::Scr
 
 ExploreResult Explore(const ExploreConfig& config,
                       const std::function<void(const ExploreProgress&)>& progress = {});
+
+// For tests: the fingerprint of the state reached from the initial one by
+// taking, at each step, the first successor whose description contains the
+// given text; nullopt when none does.
+std::optional<std::array<std::uint64_t, 2>> FingerprintAfter(const ExploreConfig& config,
+                                                             const std::vector<std::string>& steps);
 
 }  // namespace latchkey::checker

@@ -120,6 +120,12 @@ int main(int argc, char** argv) {
     check_cmd->add_option("--max-depth", c.max_depth, "stop after this many steps (0: none)");
     check_cmd->add_option("--max-states", c.max_states, "stop after this many distinct states");
     check_cmd->add_option("--jobs,-j", c.jobs, "worker threads")->check(CLI::Range(1, 256));
+    check_cmd
+        ->add_option("--symmetry", c.symmetry,
+                     "on: count states equal up to process numbering once (default); off: "
+                     "search unreduced")
+        ->check(CLI::IsMember({"on", "off"}))
+        ->option_text("on|off");
     check_cmd->add_flag("--keep-locks", check.keep_locks,
                         "processes keep (cache) locks until recalled (R6) instead of releasing "
                         "after each request");
@@ -174,6 +180,7 @@ int main(int argc, char** argv) {
              {"--max-depth", "max_depth"},
              {"--max-states", "max_states"},
              {"--jobs", "jobs"},
+             {"--symmetry", "symmetry"},
              {"--keep-locks", "idle_release_us"}}) {
       if (check_cmd->count(flag) != 0) given.push_back(name);
     }
