@@ -408,6 +408,9 @@ class Model {
     for (const auto& store : w.stores) {
       int holders = 0;
       for (const auto& [id, p] : store->state().processes) {
+        // Processes that only queue do not count: RunDue drops every expired
+        // process's queued requests before it ends any tenure, and a request
+        // queues only behind a tenure, so those drops grant nothing.
         holders += !p.held.empty() && p.lease_until <= to;
       }
       if (holders >= 2) return true;
