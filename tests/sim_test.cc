@@ -334,6 +334,54 @@ TEST(ScriptedRun, StepsRunInOrderThenTheRunGoesOnFreely) {
   EXPECT_EQ(Simulator(d, 3).Run().trace_hash, s.trace_hash);
 }
 
+TEST(ScriptedRun, LostAndDuplicatedMessagesAreTheScriptsOwn) {
+  // The Acquire p1.t0's ask sends, as the trace writes it.
+  SimConfig c;
+  ASSERT_EQ(LoadConfig(ScriptedWorld(R"([{"step": "ask", "thread": "p1.t0"}])"), c), "");
+  std::ostringstream trace;
+  Simulator probe(c, 1);
+  probe.SetTrace(&trace);
+  probe.Run();
+  nlohmann::json acquire;
+  std::istringstream lines(trace.str());
+  for (std::string line; std::getline(lines, line) && acquire.is_null();) {
+    nlohmann::json event = nlohmann::json::parse(line);
+    if (event.value("what", "") == "ask") acquire = event["out"]["send"][0];
+  }
+  ASSERT_EQ(acquire["kind"], "Acquire");
+  // Lost: the store never sees it, and the agent's retry (in the free run
+  // after the script) gets the request through.
+  const std::string lose = R"([{"step": "ask", "thread": "p1.t0"}, {"step": "lose", "message": )" +
+                           acquire.dump() + "}]";
+  ASSERT_EQ(LoadConfig(ScriptedWorld(lose, R"(, "quiet_phase_us": 2000000)"), c), "");
+  Simulator lost(c, 1);
+  SimSummary s = lost.Run();
+  EXPECT_EQ(lost.script_error(), "");
+  EXPECT_EQ(s.messages_lost, 1u);
+  EXPECT_EQ(s.requests_completed, 2u);
+  // Duplicated, then both copies delivered: the store answers the repeat.
+  const std::string dup =
+      R"([{"step": "ask", "thread": "p1.t0"}, {"step": "duplicate", "message": )" + acquire.dump() +
+      R"(}, {"step": "deliver", "message": )" + acquire.dump() +
+      R"(}, {"step": "deliver", "message": )" + acquire.dump() + "}]";
+  ASSERT_EQ(LoadConfig(ScriptedWorld(dup, R"(, "quiet_phase_us": 2000000)"), c), "");
+  Simulator twice(c, 1);
+  s = twice.Run();
+  EXPECT_EQ(twice.script_error(), "");
+  EXPECT_EQ(twice.script_steps_taken(), 4u);
+  EXPECT_EQ(s.messages_duplicated, 1u);
+  EXPECT_EQ(s.requests_completed, 2u);
+  // A third delivery finds nothing left to deliver.
+  const std::string thrice = dup.substr(0, dup.size() - 1) +
+                             R"(, {"step": "deliver", "message": )" + acquire.dump() + "}]";
+  ASSERT_EQ(LoadConfig(ScriptedWorld(thrice), c), "");
+  Simulator three(c, 1);
+  three.Run();
+  EXPECT_NE(three.script_error().find("script step 4 (deliver): no message in flight"),
+            std::string::npos)
+      << three.script_error();
+}
+
 TEST(ScriptedRun, AStepThatCannotBeTakenStopsTheRunAndSaysWhy) {
   SimConfig c;
   ASSERT_EQ(LoadConfig(ScriptedWorld(R"([{"step": "ask", "thread": "p1.t0"},
