@@ -4,7 +4,9 @@
 // is deterministic for every container the core uses.
 #pragma once
 
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <optional>
@@ -67,20 +69,25 @@ class LaneHasher {
 template <WordHasher H, class T>
 requires std::is_integral_v<T> || std::is_enum_v<T>
 void HashValue(H& h, T v) { h.Mix(static_cast<std::uint64_t>(v)); }
+// A string is its length, then its bytes eight to a word, big-endian (the
+// first byte in the top bits), the last word holding what is left over in its
+// low bytes. Read a word at a time; the same words as a byte-at-a-time loop.
 template <WordHasher H>
 void HashValue(H& h, const std::string& s) {
   h.Mix(s.size());
-  std::uint64_t word = 0;
-  int n = 0;
-  for (unsigned char c : s) {
-    word = (word << 8) | c;
-    if (++n == 8) {
-      h.Mix(word);
-      word = 0;
-      n = 0;
-    }
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(s.data());
+  std::size_t left = s.size();
+  for (; left >= 8; left -= 8, p += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    if constexpr (std::endian::native == std::endian::little) word = __builtin_bswap64(word);
+    h.Mix(word);
   }
-  if (n != 0) h.Mix(word);
+  if (left != 0) {
+    std::uint64_t word = 0;
+    for (std::size_t i = 0; i < left; ++i) word = (word << 8) | p[i];
+    h.Mix(word);
+  }
 }
 template <WordHasher H, class A, class B>
 void HashValue(H& h, const std::pair<A, B>& p);
