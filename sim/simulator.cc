@@ -147,6 +147,10 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
   }
   const std::uint32_t S = config_.stores;
   const std::uint32_t P = config_.processes();
+  ticks_.Resize(S + P);
+  ghosts_queued_ = fault_ppm_[static_cast<int>(FaultKind::kPause)] != 0 ||
+                   std::any_of(config_.schedule.begin(), config_.schedule.end(),
+                               [](const ScheduledFault& f) { return f.kind == FaultKind::kPause; });
   for (std::uint32_t i = 0; i < S; ++i) Push(0, EventKind::kStart, i, 0);  // first of all
   const auto half_bound = static_cast<std::int32_t>(config_.drift_ppm / 2);
   auto draw_drift = [&] {
@@ -287,7 +291,73 @@ bool Simulator::IsUp(std::uint32_t node) const {
 }
 
 void Simulator::Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t arg) {
-  queue_.push(Event{at, next_seq_++, kind, node, arg});
+  const std::uint64_t seq = next_seq_++;
+  if (kind != EventKind::kTick) {
+    queue_.push(Event{at, seq, kind, node, arg});
+    return;
+  }
+  if (ticks_.Has(node)) {
+    // The node's pending tick is superseded (its generation is behind).
+    const TickQueue::Slot& old = ticks_.Get(node);
+    if (ghosts_queued_) {
+      queue_.push(Event{old.time, old.seq, EventKind::kTick, node, old.generation});
+    } else if (old.time <= config_.end_us()) {
+      ghost_until_ = std::max(ghost_until_, old.time);
+    }
+  }
+  ticks_.Set(node, {at, seq, arg});
+}
+
+void Simulator::TickQueue::Set(std::uint32_t node, const Slot& slot) {
+  if (pos_[node] == kNone) {
+    slots_[node] = slot;
+    heap_.push_back(node);
+    pos_[node] = static_cast<std::uint32_t>(heap_.size() - 1);
+    SiftUp(pos_[node]);
+    return;
+  }
+  const bool earlier =
+      slot.time != slots_[node].time ? slot.time < slots_[node].time : slot.seq < slots_[node].seq;
+  slots_[node] = slot;
+  if (earlier) {
+    SiftUp(pos_[node]);
+  } else {
+    SiftDown(pos_[node]);
+  }
+}
+
+void Simulator::TickQueue::PopTop() {
+  pos_[heap_.front()] = kNone;
+  const std::uint32_t last = heap_.back();
+  heap_.pop_back();
+  if (heap_.empty()) return;
+  Place(0, last);
+  SiftDown(0);
+}
+
+void Simulator::TickQueue::SiftUp(std::uint32_t i) {
+  const std::uint32_t node = heap_[i];
+  while (i > 0) {
+    const std::uint32_t parent = (i - 1) / 2;
+    if (!Before(node, heap_[parent])) break;
+    Place(i, heap_[parent]);
+    i = parent;
+  }
+  Place(i, node);
+}
+
+void Simulator::TickQueue::SiftDown(std::uint32_t i) {
+  const std::uint32_t node = heap_[i];
+  const auto n = static_cast<std::uint32_t>(heap_.size());
+  for (;;) {
+    std::uint32_t child = 2 * i + 1;
+    if (child >= n) break;
+    if (child + 1 < n && Before(heap_[child + 1], heap_[child])) ++child;
+    if (!Before(heap_[child], node)) break;
+    Place(i, heap_[child]);
+    i = child;
+  }
+  Place(i, node);
 }
 
 // ---- the loop ----------------------------------------------------------------
@@ -300,16 +370,36 @@ SimSummary Simulator::Run() {
 
 bool Simulator::Step() {
   if (done_) return false;
-  if (queue_.empty()) {
+  // The next event: the earlier of queue_'s first and the first tick.
+  bool tick = false;
+  if (!ticks_.empty()) {
+    const TickQueue::Slot& first = ticks_.Get(ticks_.TopNode());
+    tick = queue_.empty() || first.time < queue_.top().time ||
+           (first.time == queue_.top().time && first.seq < queue_.top().seq);
+  }
+  if (!tick && queue_.empty()) {
     done_ = true;
+    now_ = std::max(now_, ghost_until_);  // as if the superseded ticks were popped
     return false;
   }
-  Event ev = queue_.top();
+  Event ev;
+  if (tick) {
+    const std::uint32_t node = ticks_.TopNode();
+    const TickQueue::Slot& first = ticks_.Get(node);
+    ev = Event{first.time, first.seq, EventKind::kTick, node, first.generation};
+  } else {
+    ev = queue_.top();
+  }
   if (ev.time > config_.end_us()) {
     done_ = true;
+    now_ = std::max(now_, ghost_until_);
     return false;
   }
-  queue_.pop();
+  if (tick) {
+    ticks_.PopTop();
+  } else {
+    queue_.pop();
+  }
   now_ = ev.time;
   // A paused node handles nothing until its pause ends; its events wait.
   std::uint32_t target = UINT32_MAX;
@@ -328,7 +418,13 @@ bool Simulator::Step() {
       break;
   }
   if (target != UINT32_MAX && PausedUntil(target) > now_) {
-    Push(PausedUntil(target), ev.kind, ev.node, ev.arg);
+    if (ev.kind == EventKind::kTick && !tick) {
+      // A superseded tick (ghosts_queued_): it goes back to queue_, not to
+      // the node's slot.
+      queue_.push(Event{PausedUntil(target), next_seq_++, ev.kind, ev.node, ev.arg});
+    } else {
+      Push(PausedUntil(target), ev.kind, ev.node, ev.arg);
+    }
     return true;
   }
   Dispatch(ev);
@@ -457,12 +553,15 @@ void Simulator::Dispatch(const Event& ev) {
 
 void Simulator::ApplyStoreEffects(std::uint32_t node, core::Effects& fx, TraceEvent& te) {
   StoreNode& n = stores_[node];
-  // B3: records are durable before any message leaves.
-  for (const core::Record& r : fx.persist) n.log.push_back(r);
   SendAll(node, fx);
   ScheduleTick(node, fx.next_deadline);
   te.effects = &fx;
   Finish(te);
+  // B3: records are durable before any message leaves. The records are moved
+  // into the log, and the messages into their slots, once the event has been
+  // hashed and observed, so that neither is copied; nothing is delivered
+  // before both are in place.
+  for (core::Record& r : fx.persist) n.log.push_back(std::move(r));
   Launch(fx);
 }
 
