@@ -814,8 +814,9 @@ void Simulator::OnWake(std::uint32_t node, const core::ThreadEvent& w) {
       t.phase = ThreadPhase::kHolding;
       if (t.writes_counter) {
         // Read-modify-write of the counter: a lost update shows in its value.
-        std::uint64_t value = CounterOf(agent.Read(t.id, t.session, "a0").value);
-        core::Reason r = agent.Write(t.id, t.session, "a0", std::to_string(value + 1));
+        static const std::string kCounter = "a0";
+        std::uint64_t value = CounterOf(agent.Read(t.id, t.session, kCounter).value);
+        core::Reason r = agent.Write(t.id, t.session, kCounter, std::to_string(value + 1));
         LK_ASSERT(r == core::Reason::kNone);
       }
       Push(now_ + t.rng.Range(0, config_.workload.hold_us), EventKind::kThreadFinish,
