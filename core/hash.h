@@ -84,8 +84,25 @@ void HashValue(H& h, const std::string& s) {
     h.Mix(word);
   }
   if (left != 0) {
+    // The last 1-7 bytes, four, two and one at a time, first byte highest.
     std::uint64_t word = 0;
-    for (std::size_t i = 0; i < left; ++i) word = (word << 8) | p[i];
+    if (left >= 4) {
+      std::uint32_t four;
+      std::memcpy(&four, p, 4);
+      if constexpr (std::endian::native == std::endian::little) four = __builtin_bswap32(four);
+      word = four;
+      p += 4;
+      left -= 4;
+    }
+    if (left >= 2) {
+      std::uint16_t two;
+      std::memcpy(&two, p, 2);
+      if constexpr (std::endian::native == std::endian::little) two = __builtin_bswap16(two);
+      word = (word << 16) | two;
+      p += 2;
+      left -= 2;
+    }
+    if (left != 0) word = (word << 8) | *p;
     h.Mix(word);
   }
 }
