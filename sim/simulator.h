@@ -61,7 +61,11 @@ struct Event {
   EventKind kind = EventKind::kTick;
   std::uint32_t node = 0;
   std::uint64_t arg = 0;
-  bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
+  // By (time, seq), as one 128-bit comparison: no branch for the heap to mispredict.
+  bool operator>(const Event& o) const {
+    return (static_cast<unsigned __int128>(time) << 64 | seq) >
+           (static_cast<unsigned __int128>(o.time) << 64 | o.seq);
+  }
 };
 
 struct StoreNode {
