@@ -431,9 +431,10 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       }
     }
     const bool drift_beyond = DriftBeyondHappened(sim);
+    const bool trusted = !drift_beyond && self.agent.Trusts(local, w.session);
     // Process-level exclusion: no other process runs a conflicting critical
     // section of this session while both believe their locks valid.
-    if (!drift_beyond && self.agent.Trusts(local, w.session)) {
+    if (trusted) {
       for (std::size_t q = 0; q < sim.processes().size(); ++q) {
         const sim::ProcessNode& other = sim.processes()[q];
         if (q == p || !other.up) continue;
@@ -463,7 +464,7 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       bool current = view != tenure_.end() && view->second.active &&
                      view->second.token == s.token &&
                      view->second.holder == self.agent.config().self;
-      if (s.state != core::LockState::kHeld || !current || !self.agent.Trusts(local, w.session)) {
+      if (s.state != core::LockState::kHeld || !current || !trusted) {
         return Fail(
             sim, Invariant::kLocksInsideToken,
             who() + " was granted a portion of session " + std::to_string(w.session) +
