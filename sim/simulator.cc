@@ -437,11 +437,14 @@ void Simulator::Dispatch(const Event& ev) {
   TraceEvent te{now_, ev.kind, ev.node, nullptr, nullptr, {}};
   switch (ev.kind) {
     case EventKind::kDeliver: {
-      core::Envelope e = std::move(messages_[ev.arg]);
-      delivery_at_[ev.arg] = core::kNever;
-      free_slots_.push_back(ev.arg);
-      te.input = &e;
-      std::uint32_t from = NodeOf(e.from);
+      // The message is read where it is, in its slot. The slot is free from
+      // now on, but a message sent by this event moves into it only in
+      // Launch, after the event has been hashed and observed.
+      const std::uint64_t slot = ev.arg;
+      delivery_at_[slot] = core::kNever;
+      free_slots_.push_back(slot);
+      te.input = &messages_[slot];
+      std::uint32_t from = NodeOf(messages_[slot].from);
       if (!IsUp(ev.node)) {
         te.note = kActionNames[static_cast<int>(Action::kDropDown)];
         ++lost_;
@@ -454,10 +457,20 @@ void Simulator::Dispatch(const Event& ev) {
       }
       Time local = ClockOf(ev.node).Local(now_);
       if (ev.node < S) {
-        stores_[ev.node].store.OnMessage(local, e, fx_);
+        stores_[ev.node].store.OnMessage(local, messages_[slot], fx_);
+      } else {
+        processes_[ev.node - S].agent.OnMessage(local, messages_[slot], fx_);
+      }
+      // Room for every slot its messages may take (two copies each), so
+      // that no slot moves while te.input points at one.
+      const std::size_t room = messages_.size() + 2 * fx_.send.size();
+      if (messages_.capacity() < room) {
+        messages_.reserve(std::max(room, 2 * messages_.capacity()));
+        te.input = &messages_[slot];
+      }
+      if (ev.node < S) {
         ApplyStoreEffects(ev.node, fx_, te);
       } else {
-        processes_[ev.node - S].agent.OnMessage(local, e, fx_);
         ApplyAgentEffects(ev.node, fx_, te);
       }
       return;
