@@ -404,7 +404,6 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   if (e.node < S) return;
   const std::uint32_t p = e.node - S;
   const sim::ProcessNode& self = sim.processes()[p];
-  const core::Time local = self.clock.Local(sim.now());
   const std::uint32_t tpp = sim.config().threads_per_process;
   CheckProgressRule(sim, e, p);
   if (violation_) return;
@@ -431,9 +430,10 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       }
     }
     const bool drift_beyond = DriftBeyondHappened(sim);
+    const bool trusted = !drift_beyond && self.agent.Trusts(self.clock.Local(sim.now()), w.session);
     // Process-level exclusion: no other process runs a conflicting critical
     // section of this session while both believe their locks valid.
-    if (!drift_beyond && self.agent.Trusts(local, w.session)) {
+    if (trusted) {
       for (std::size_t q = 0; q < sim.processes().size(); ++q) {
         const sim::ProcessNode& other = sim.processes()[q];
         if (q == p || !other.up) continue;
@@ -463,7 +463,7 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       bool current = view != tenure_.end() && view->second.active &&
                      view->second.token == s.token &&
                      view->second.holder == self.agent.config().self;
-      if (s.state != core::LockState::kHeld || !current || !self.agent.Trusts(local, w.session)) {
+      if (s.state != core::LockState::kHeld || !current || !trusted) {
         return Fail(
             sim, Invariant::kLocksInsideToken,
             who() + " was granted a portion of session " + std::to_string(w.session) +
@@ -507,7 +507,7 @@ void Checker::CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent
   entitled_.resize(sim.threads().size(), 0);
   // A thread that is not waiting is owed nothing.
   for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
-    if (sim.threads()[t].phase != sim::ThreadPhase::kWaiting) entitled_[t] = 0;
+    if (entitled_[t] != 0 && sim.threads()[t].phase != sim::ThreadPhase::kWaiting) entitled_[t] = 0;
   }
   if (lock_seen_.size() < sim.processes().size()) lock_seen_.resize(sim.processes().size());
   LockSeen& seen_here = lock_seen_[p];

@@ -260,7 +260,16 @@ const ThreadHold* ProcessAgent::FindHold(SessionId session, ThreadId thread) con
 
 ReadResult ProcessAgent::Read(ThreadId thread, SessionId session,
                               const std::string& attribute) const {
-  const ThreadHold* hold = FindHold(session, thread);
+  // FindHold's look-up, kept: the session's cache is read below.
+  auto session_it = state_.sessions.find(session);
+  if (session_it == state_.sessions.end()) return {Reason::kNotLocked, std::nullopt};
+  const ThreadHold* hold = nullptr;
+  for (const ThreadHold& h : session_it->second.holders) {
+    if (h.thread == thread) {
+      hold = &h;
+      break;
+    }
+  }
   if (hold == nullptr) return {Reason::kNotLocked, std::nullopt};
   if (!hold->portion.Contains(attribute)) return {Reason::kNotInPortion, std::nullopt};
   // Read your own writes first, newest last.
@@ -270,7 +279,7 @@ ReadResult ProcessAgent::Read(ThreadId thread, SessionId session,
     return {Reason::kNone, w->value};
   }
   if (hold->clear_first) return {Reason::kNone, std::nullopt};
-  const AttributeMap& cache = state_.sessions.at(session).cache;
+  const AttributeMap& cache = session_it->second.cache;
   auto it = cache.find(attribute);
   if (it == cache.end()) return {Reason::kNone, std::nullopt};
   return {Reason::kNone, it->second};

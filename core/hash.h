@@ -4,7 +4,9 @@
 // is deterministic for every container the core uses.
 #pragma once
 
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <optional>
@@ -67,20 +69,42 @@ class LaneHasher {
 template <WordHasher H, class T>
 requires std::is_integral_v<T> || std::is_enum_v<T>
 void HashValue(H& h, T v) { h.Mix(static_cast<std::uint64_t>(v)); }
+// A string is its length, then its bytes eight to a word, big-endian (the
+// first byte in the top bits), the last word holding what is left over in its
+// low bytes. Read a word at a time; the same words as a byte-at-a-time loop.
 template <WordHasher H>
 void HashValue(H& h, const std::string& s) {
   h.Mix(s.size());
-  std::uint64_t word = 0;
-  int n = 0;
-  for (unsigned char c : s) {
-    word = (word << 8) | c;
-    if (++n == 8) {
-      h.Mix(word);
-      word = 0;
-      n = 0;
-    }
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(s.data());
+  std::size_t left = s.size();
+  for (; left >= 8; left -= 8, p += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    if constexpr (std::endian::native == std::endian::little) word = __builtin_bswap64(word);
+    h.Mix(word);
   }
-  if (n != 0) h.Mix(word);
+  if (left != 0) {
+    // The last 1-7 bytes, four, two and one at a time, first byte highest.
+    std::uint64_t word = 0;
+    if (left >= 4) {
+      std::uint32_t four;
+      std::memcpy(&four, p, 4);
+      if constexpr (std::endian::native == std::endian::little) four = __builtin_bswap32(four);
+      word = four;
+      p += 4;
+      left -= 4;
+    }
+    if (left >= 2) {
+      std::uint16_t two;
+      std::memcpy(&two, p, 2);
+      if constexpr (std::endian::native == std::endian::little) two = __builtin_bswap16(two);
+      word = (word << 16) | two;
+      p += 2;
+      left -= 2;
+    }
+    if (left != 0) word = (word << 8) | *p;
+    h.Mix(word);
+  }
 }
 template <WordHasher H, class A, class B>
 void HashValue(H& h, const std::pair<A, B>& p);

@@ -209,9 +209,12 @@ void Store::RunDue(Time now, Effects& fx) {
   // leaves the queues before any lock moves, so none is granted a lock only
   // to lose it in the same step.
   std::vector<std::uint64_t> expired;
-  for (const auto& [id, p] : state_.processes) {
-    if (p.active() && p.lease_until <= now) expired.push_back(id);
+  if (earliest_lease_ <= now) {
+    for (const auto& [id, p] : state_.processes) {
+      if (p.active() && p.lease_until <= now) expired.push_back(id);
+    }
   }
+  earliest_lease_ = 0;  // the state changes from here on
   for (std::uint64_t id : expired) {
     ProcessEntry& p = state_.processes.at(id);
     std::set<SessionId> queued = std::move(p.queued);
@@ -651,10 +654,13 @@ void Store::Settle(Time now, SessionId id) {
 }
 
 Time Store::NextDeadline() const {
-  Time next = state_.timers.empty() ? kNever : state_.timers.begin()->first;
+  Time lease = kNever;
   for (const auto& [id, p] : state_.processes) {
-    if (p.active()) next = std::min(next, p.lease_until);
+    if (p.active()) lease = std::min(lease, p.lease_until);
   }
+  earliest_lease_ = lease;
+  Time next = state_.timers.empty() ? kNever : state_.timers.begin()->first;
+  next = std::min(next, lease);
   if (state_.in_grace) next = std::min(next, state_.grace_until);
   return next;
 }

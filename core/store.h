@@ -189,6 +189,10 @@ class Store {
   StoreConfig config_;
   StoreState state_;
   StoreStats stats_;
+  // The earliest lease of an active process as of the last NextDeadline,
+  // which ends every input: RunDue, which starts the next, looks for expired
+  // leases only if one may be due. 0: not known (look).
+  mutable Time earliest_lease_ = 0;
 };
 
 }  // namespace latchkey::core

@@ -34,7 +34,20 @@ Portion Portion::Of(std::vector<std::string> attributes, Mode mode) {
 
 bool Portion::Contains(std::string_view attribute) const {
   if (whole) return true;
-  return std::binary_search(attributes.begin(), attributes.end(), attribute);
+  // A binary search with one three-way comparison per step.
+  std::size_t lo = 0;
+  std::size_t hi = attributes.size();
+  while (lo < hi) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    const int c = std::string_view(attributes[mid]).compare(attribute);
+    if (c == 0) return true;
+    if (c < 0) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return false;
 }
 
 bool Portion::Overlaps(const Portion& other) const {
@@ -43,8 +56,9 @@ bool Portion::Overlaps(const Portion& other) const {
   auto a = attributes.begin();
   auto b = other.attributes.begin();
   while (a != attributes.end() && b != other.attributes.end()) {
-    if (*a == *b) return true;
-    if (*a < *b) {
+    const int c = a->compare(*b);
+    if (c == 0) return true;
+    if (c < 0) {
       ++a;
     } else {
       ++b;

@@ -147,6 +147,10 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
   }
   const std::uint32_t S = config_.stores;
   const std::uint32_t P = config_.processes();
+  ticks_.Resize(S + P);
+  ghosts_queued_ = fault_ppm_[static_cast<int>(FaultKind::kPause)] != 0 ||
+                   std::any_of(config_.schedule.begin(), config_.schedule.end(),
+                               [](const ScheduledFault& f) { return f.kind == FaultKind::kPause; });
   for (std::uint32_t i = 0; i < S; ++i) Push(0, EventKind::kStart, i, 0);  // first of all
   const auto half_bound = static_cast<std::int32_t>(config_.drift_ppm / 2);
   auto draw_drift = [&] {
@@ -289,7 +293,73 @@ bool Simulator::IsUp(std::uint32_t node) const {
 }
 
 void Simulator::Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t arg) {
-  queue_.push(Event{at, next_seq_++, kind, node, arg});
+  const std::uint64_t seq = next_seq_++;
+  if (kind != EventKind::kTick) {
+    queue_.push(Event{at, seq, kind, node, arg});
+    return;
+  }
+  if (ticks_.Has(node)) {
+    // The node's pending tick is superseded (its generation is behind).
+    const TickQueue::Slot& old = ticks_.Get(node);
+    if (ghosts_queued_) {
+      queue_.push(Event{old.time, old.seq, EventKind::kTick, node, old.generation});
+    } else if (old.time <= config_.end_us()) {
+      ghost_until_ = std::max(ghost_until_, old.time);
+    }
+  }
+  ticks_.Set(node, {at, seq, arg});
+}
+
+void Simulator::TickQueue::Set(std::uint32_t node, const Slot& slot) {
+  if (pos_[node] == kNone) {
+    slots_[node] = slot;
+    heap_.push_back(node);
+    pos_[node] = static_cast<std::uint32_t>(heap_.size() - 1);
+    SiftUp(pos_[node]);
+    return;
+  }
+  const bool earlier =
+      slot.time != slots_[node].time ? slot.time < slots_[node].time : slot.seq < slots_[node].seq;
+  slots_[node] = slot;
+  if (earlier) {
+    SiftUp(pos_[node]);
+  } else {
+    SiftDown(pos_[node]);
+  }
+}
+
+void Simulator::TickQueue::PopTop() {
+  pos_[heap_.front()] = kNone;
+  const std::uint32_t last = heap_.back();
+  heap_.pop_back();
+  if (heap_.empty()) return;
+  Place(0, last);
+  SiftDown(0);
+}
+
+void Simulator::TickQueue::SiftUp(std::uint32_t i) {
+  const std::uint32_t node = heap_[i];
+  while (i > 0) {
+    const std::uint32_t parent = (i - 1) / 2;
+    if (!Before(node, heap_[parent])) break;
+    Place(i, heap_[parent]);
+    i = parent;
+  }
+  Place(i, node);
+}
+
+void Simulator::TickQueue::SiftDown(std::uint32_t i) {
+  const std::uint32_t node = heap_[i];
+  const auto n = static_cast<std::uint32_t>(heap_.size());
+  for (;;) {
+    std::uint32_t child = 2 * i + 1;
+    if (child >= n) break;
+    if (child + 1 < n && Before(heap_[child + 1], heap_[child])) ++child;
+    if (!Before(heap_[child], node)) break;
+    Place(i, heap_[child]);
+    i = child;
+  }
+  Place(i, node);
 }
 
 // ---- the loop ----------------------------------------------------------------
@@ -313,16 +383,36 @@ bool Simulator::Step() {
     }
     EndScript();
   }
-  if (queue_.empty()) {
+  // The next event: the earlier of queue_'s first and the first tick.
+  bool tick = false;
+  if (!ticks_.empty()) {
+    const TickQueue::Slot& first = ticks_.Get(ticks_.TopNode());
+    tick = queue_.empty() || first.time < queue_.top().time ||
+           (first.time == queue_.top().time && first.seq < queue_.top().seq);
+  }
+  if (!tick && queue_.empty()) {
     done_ = true;
+    now_ = std::max(now_, ghost_until_);  // as if the superseded ticks were popped
     return false;
   }
-  Event ev = queue_.top();
+  Event ev;
+  if (tick) {
+    const std::uint32_t node = ticks_.TopNode();
+    const TickQueue::Slot& first = ticks_.Get(node);
+    ev = Event{first.time, first.seq, EventKind::kTick, node, first.generation};
+  } else {
+    ev = queue_.top();
+  }
   if (ev.time > config_.end_us()) {
     done_ = true;
+    now_ = std::max(now_, ghost_until_);
     return false;
   }
-  queue_.pop();
+  if (tick) {
+    ticks_.PopTop();
+  } else {
+    queue_.pop();
+  }
   now_ = ev.time;
   // A paused node handles nothing until its pause ends; its events wait.
   std::uint32_t target = UINT32_MAX;
@@ -341,7 +431,13 @@ bool Simulator::Step() {
       break;
   }
   if (target != UINT32_MAX && PausedUntil(target) > now_) {
-    Push(PausedUntil(target), ev.kind, ev.node, ev.arg);
+    if (ev.kind == EventKind::kTick && !tick) {
+      // A superseded tick (ghosts_queued_): it goes back to queue_, not to
+      // the node's slot.
+      queue_.push(Event{PausedUntil(target), next_seq_++, ev.kind, ev.node, ev.arg});
+    } else {
+      Push(PausedUntil(target), ev.kind, ev.node, ev.arg);
+    }
     return true;
   }
   Dispatch(ev);
@@ -354,11 +450,14 @@ void Simulator::Dispatch(const Event& ev) {
   TraceEvent te{now_, ev.kind, ev.node, nullptr, nullptr, {}};
   switch (ev.kind) {
     case EventKind::kDeliver: {
-      core::Envelope e = std::move(messages_[ev.arg]);
-      delivery_at_[ev.arg] = core::kNever;
-      free_slots_.push_back(ev.arg);
-      te.input = &e;
-      std::uint32_t from = NodeOf(e.from);
+      // The message is read where it is, in its slot. The slot is free from
+      // now on, but a message sent by this event moves into it only in
+      // Launch, after the event has been hashed and observed.
+      const std::uint64_t slot = ev.arg;
+      delivery_at_[slot] = core::kNever;
+      free_slots_.push_back(slot);
+      te.input = &messages_[slot];
+      std::uint32_t from = NodeOf(messages_[slot].from);
       if (!IsUp(ev.node)) {
         te.note = kActionNames[static_cast<int>(Action::kDropDown)];
         ++lost_;
@@ -371,10 +470,20 @@ void Simulator::Dispatch(const Event& ev) {
       }
       Time local = ClockOf(ev.node).Local(now_);
       if (ev.node < S) {
-        stores_[ev.node].store.OnMessage(local, e, fx_);
+        stores_[ev.node].store.OnMessage(local, messages_[slot], fx_);
+      } else {
+        processes_[ev.node - S].agent.OnMessage(local, messages_[slot], fx_);
+      }
+      // Room for every slot its messages may take (two copies each), so
+      // that no slot moves while te.input points at one.
+      const std::size_t room = messages_.size() + 2 * fx_.send.size();
+      if (messages_.capacity() < room) {
+        messages_.reserve(std::max(room, 2 * messages_.capacity()));
+        te.input = &messages_[slot];
+      }
+      if (ev.node < S) {
         ApplyStoreEffects(ev.node, fx_, te);
       } else {
-        processes_[ev.node - S].agent.OnMessage(local, e, fx_);
         ApplyAgentEffects(ev.node, fx_, te);
       }
       return;
@@ -470,12 +579,15 @@ void Simulator::Dispatch(const Event& ev) {
 
 void Simulator::ApplyStoreEffects(std::uint32_t node, core::Effects& fx, TraceEvent& te) {
   StoreNode& n = stores_[node];
-  // B3: records are durable before any message leaves.
-  for (const core::Record& r : fx.persist) n.log.push_back(r);
   SendAll(node, fx);
   ScheduleTick(node, fx.next_deadline);
   te.effects = &fx;
   Finish(te);
+  // B3: records are durable before any message leaves. The records are moved
+  // into the log, and the messages into their slots, once the event has been
+  // hashed and observed, so that neither is copied; nothing is delivered
+  // before both are in place.
+  for (core::Record& r : fx.persist) n.log.push_back(std::move(r));
   Launch(fx);
 }
 
@@ -755,8 +867,9 @@ void Simulator::OnWake(std::uint32_t node, const core::ThreadEvent& w) {
       t.phase = ThreadPhase::kHolding;
       if (t.writes_counter) {
         // Read-modify-write of the counter: a lost update shows in its value.
-        std::uint64_t value = CounterOf(agent.Read(t.id, t.session, "a0").value);
-        core::Reason r = agent.Write(t.id, t.session, "a0", std::to_string(value + 1));
+        static const std::string kCounter = "a0";
+        std::uint64_t value = CounterOf(agent.Read(t.id, t.session, kCounter).value);
+        core::Reason r = agent.Write(t.id, t.session, kCounter, std::to_string(value + 1));
         LK_ASSERT(r == core::Reason::kNone);
       }
       if (scripted_) return;  // a script step commits

@@ -61,12 +61,18 @@ struct Event {
   EventKind kind = EventKind::kTick;
   std::uint32_t node = 0;
   std::uint64_t arg = 0;
-  bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
+  // By (time, seq), as one 128-bit comparison: no branch for the heap to mispredict.
+  bool operator>(const Event& o) const {
+    return (static_cast<unsigned __int128>(time) << 64 | seq) >
+           (static_cast<unsigned __int128>(o.time) << 64 | o.seq);
+  }
 };
 
 struct StoreNode {
   core::Store store;
-  std::vector<core::Record> log;  // what it persisted: survives crashes
+  // What it persisted: survives crashes. (The records of the event being
+  // observed are in it once its observers have seen it, like its messages.)
+  std::vector<core::Record> log;
   bool up = true;
   Clock clock;
   Time paused_until = 0;
@@ -254,7 +260,55 @@ class Simulator {
   std::uint32_t fault_ppm_[kRandomFaultKinds] = {};
   NetworkConfig network_;  // the live network knobs (swarm may change them)
 
+  // Every event but the nodes' ticks.
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;
+  // Each node's pending tick, if any: a heap of nodes indexed by node, so a
+  // tick that is moved replaces the node's previous one instead of leaving a
+  // superseded tick behind in queue_ (most ticks are moved before they are
+  // due). The two are merged by (time, seq): the order of events is the same.
+  class TickQueue {
+   public:
+    struct Slot {
+      Time time = 0;
+      std::uint64_t seq = 0;
+      std::uint64_t generation = 0;
+    };
+    void Resize(std::uint32_t nodes) { slots_.resize(nodes), pos_.assign(nodes, kNone); }
+    bool empty() const { return heap_.empty(); }
+    bool Has(std::uint32_t node) const { return pos_[node] != kNone; }
+    const Slot& Get(std::uint32_t node) const { return slots_[node]; }
+    std::uint32_t TopNode() const { return heap_.front(); }
+    // Inserts the node's tick, or replaces it.
+    void Set(std::uint32_t node, const Slot& slot);
+    void PopTop();
+
+   private:
+    static constexpr std::uint32_t kNone = UINT32_MAX;
+    bool Before(std::uint32_t a, std::uint32_t b) const {
+      const Slot& x = slots_[a];
+      const Slot& y = slots_[b];
+      return x.time != y.time ? x.time < y.time : x.seq < y.seq;
+    }
+    void Place(std::uint32_t i, std::uint32_t node) {
+      heap_[i] = node;
+      pos_[node] = i;
+    }
+    void SiftUp(std::uint32_t i);
+    void SiftDown(std::uint32_t i);
+    std::vector<Slot> slots_;
+    std::vector<std::uint32_t> heap_, pos_;
+  };
+  TickQueue ticks_;
+  // A replaced tick was, before TickQueue, left in the queue and popped and
+  // dropped at its time. Dropping it moved now_ to its time: only visible when
+  // a run then ends with an empty queue or by its time limit (now_ is the end
+  // time). ghost_until_ is the latest such time within end_us(), and now_ is
+  // brought up to it at such an end. A paused node also delays its superseded
+  // ticks (a dropped tick is pushed back to the pause's end), so in worlds
+  // with pauses replaced ticks still go into queue_ (ghosts_queued_) and are
+  // popped and dropped there as before.
+  Time ghost_until_ = 0;
+  bool ghosts_queued_ = false;
   std::uint64_t next_seq_ = 0;
   Time now_ = 0;
   bool quiet_ = false;

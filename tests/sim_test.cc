@@ -139,6 +139,29 @@ TEST(Determinism, GoldenHashIsTheSameAtEveryOptimisationLevel) {
       << "golden hash for seed 42 (update if the change is intended)";
 }
 
+TEST(Simulator, RunEndedByItsTimeLimitEndsAtTheLastEventPopped) {
+  // Threads still busy when the quiet phase ends: the run stops at its time
+  // limit, and its end time is that of the last event popped, which here is
+  // no traced event (the last one is at 149966): a superseded tick or a
+  // stale thread event. The simulator keeps superseded ticks out of its event
+  // queue, so it must still end where it did when they were popped and
+  // dropped. Values recorded before that change.
+  SimConfig c;
+  c.servers = 2;
+  c.processes_per_server = 2;
+  c.threads_per_process = 3;
+  c.lease_us = 200'000;
+  c.workload.sessions = 4;
+  c.workload.requests_per_thread = 500;
+  c.fault_phase_us = 100'000;
+  c.quiet_phase_us = 50'000;
+  SimSummary s = Simulator(c, 2).Run();
+  EXPECT_EQ(s.unfinished_threads, 12u);
+  EXPECT_EQ(s.events, 1897u);
+  EXPECT_EQ(s.simulated_us, 149'974u);
+  EXPECT_EQ(s.trace_hash, 9910207838771864376ULL);
+}
+
 TEST(Simulator, CleanRunCompletesEveryRequestWithoutLostUpdates) {
   SimConfig c = SmallConfig();
   SimSummary s = Simulator(c, 3).Run();
