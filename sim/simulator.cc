@@ -709,15 +709,7 @@ bool Simulator::SendMessage(std::uint32_t from, const core::Effects& fx, std::ui
     return false;
   }
   if (scripted_) {  // it waits in its slot for a script step; nothing is drawn
-    std::uint64_t slot;
-    if (!free_slots_.empty()) {
-      slot = free_slots_.back();
-      free_slots_.pop_back();
-    } else {
-      slot = messages_.size();
-      messages_.emplace_back();
-      delivery_at_.push_back(core::kNever);
-    }
+    const std::uint64_t slot = NewSlot();
     launching_.push_back({slot, core::kNever - 1, index});
     held_.push_back(slot);
     return true;
@@ -739,19 +731,22 @@ bool Simulator::SendMessage(std::uint32_t from, const core::Effects& fx, std::ui
     Time at = now_ + latency;
     auto clog = clogged_until_.find({std::min(from, to), std::max(from, to)});
     if (clog != clogged_until_.end() && clog->second > now_) at += clog->second - now_;
-    std::uint64_t slot;
-    if (!free_slots_.empty()) {
-      slot = free_slots_.back();
-      free_slots_.pop_back();
-    } else {
-      slot = messages_.size();
-      messages_.emplace_back();
-      delivery_at_.push_back(core::kNever);
-    }
+    const std::uint64_t slot = NewSlot();
     launching_.push_back({slot, at, index});  // filled by Launch
     Push(at, EventKind::kDeliver, to, slot);
   }
   return true;
+}
+
+std::uint64_t Simulator::NewSlot() {
+  if (!free_slots_.empty()) {
+    const std::uint64_t slot = free_slots_.back();
+    free_slots_.pop_back();
+    return slot;
+  }
+  messages_.emplace_back();
+  delivery_at_.push_back(core::kNever);
+  return messages_.size() - 1;
 }
 
 void Simulator::Launch(core::Effects& fx) {
@@ -928,14 +923,7 @@ void Simulator::TakeScriptStep(const ScriptStep& step) {
       const std::uint64_t slot = held_[i];
       if (step.kind == ScriptKind::kDuplicate) {
         ++duplicated_;
-        std::uint64_t copy = messages_.size();
-        if (!free_slots_.empty()) {
-          copy = free_slots_.back();
-          free_slots_.pop_back();
-        } else {
-          messages_.emplace_back();
-          delivery_at_.push_back(core::kNever);
-        }
+        const std::uint64_t copy = NewSlot();
         messages_[copy] = messages_[slot];
         delivery_at_[copy] = core::kNever - 1;
         held_.push_back(copy);

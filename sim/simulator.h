@@ -234,6 +234,7 @@ class Simulator {
   // fx.send: after the event was hashed, traced and observed, so that they
   // need not be copied.
   void Launch(core::Effects& fx);
+  std::uint64_t NewSlot();  // a free message slot (messages_ may grow)
   bool Blocked(std::uint32_t from, std::uint32_t to) const;
   void Finish(TraceEvent& te);
 
