@@ -1,6 +1,7 @@
 #include "checker/checker.h"
 
 #include <algorithm>
+#include <bit>
 #include <sstream>
 
 #include "sim/trace.h"
@@ -156,10 +157,11 @@ std::string Checker::SessionDump(const sim::Simulator& sim, core::SessionId sess
     for (const auto& [k, v] : s.attributes) out << " " << k << "=" << v;
     out << " }\n";
   }
-  auto tv = tenure_.find(session);
-  if (tv != tenure_.end()) {
-    out << "    checker: tenure token " << tv->second.token << " of " << RefName(tv->second.holder)
-        << (tv->second.active ? " active" : " ended") << "\n";
+  auto tv = sessions_.find(session);
+  if (tv != sessions_.end() && tv->second.tenure_seen) {
+    const TenureView& view = tv->second.tenure;
+    out << "    checker: tenure token " << view.token << " of " << RefName(view.holder)
+        << (view.active ? " active" : " ended") << "\n";
   }
   for (std::size_t p = 0; p < sim.processes().size(); ++p) {
     const sim::ProcessNode& n = sim.processes()[p];
@@ -203,8 +205,8 @@ void Checker::AfterEvent(const sim::Simulator& sim, const sim::TraceEvent& event
   if (event.node < S &&
       (event.kind == sim::EventKind::kRecover || event.kind == sim::EventKind::kStart)) {
     // B7: a restarted store lost its queues.
-    for (auto& [session, entries] : queue_) {
-      if (core::StoreForSession(session, S) == event.node) entries.clear();
+    for (auto& [session, view] : sessions_) {
+      if (core::StoreForSession(session, S) == event.node) view.queue.clear();
     }
   }
   if (event.effects != nullptr) {
@@ -227,12 +229,13 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
     // B1: requests of processes whose lease ran out were withdrawn before
     // this event's input was handled.
     const core::Time store_now = sim.stores()[e.node].clock.Local(sim.now());
+    if (lease_seen_.size() <= e.node) lease_seen_.resize(e.node + 1);
     std::vector<std::pair<std::uint64_t, core::Time>>& seen = lease_seen_[e.node];
     for (const auto& [pid, until] : seen) {
       if (until > store_now) continue;
-      for (auto& [session, entries] : queue_) {
+      for (auto& [session, view] : sessions_) {
         if (core::StoreForSession(session, sim.config().stores) != e.node) continue;
-        std::erase_if(entries, [&](const QueueEntry& x) { return x.process.id == pid; });
+        std::erase_if(view.queue, [&](const QueueEntry& x) { return x.process.id == pid; });
       }
     }
     seen.clear();
@@ -261,7 +264,8 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
     }
     if (const auto* g = std::get_if<core::GrantRecord>(&record)) {
       touched_.push_back(g->session);
-      core::Token& max = max_token_[g->session];
+      SessionView& session = View(g->session);
+      core::Token& max = session.max_token;
       if (g->token <= max) {
         return Fail(sim, Invariant::kTokenValidity,
                     "store s" + std::to_string(e.node) + " granted session " +
@@ -270,9 +274,10 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
                     {g->session});
       }
       max = g->token;
-      tenure_[g->session] = TenureView{g->token, g->holder, true};
+      session.tenure = TenureView{g->token, g->holder, true};
+      session.tenure_seen = true;
       // R4/R5: the grantee must be the head of the buffered requests.
-      std::vector<QueueEntry>& q = queue_[g->session];
+      std::vector<QueueEntry>& q = session.queue;
       // Requests withdrawn meanwhile (cancelled, expired, predecessors) are
       // not in the store's queue any more and do not count.
       auto live = state.sessions.find(g->session);
@@ -306,11 +311,15 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       }
     } else if (const auto* t = std::get_if<core::TenureEndRecord>(&record)) {
       touched_.push_back(t->session);
-      TenureView& view = tenure_[t->session];
+      SessionView& session = View(t->session);
+      session.tenure_seen = true;
+      TenureView& view = session.tenure;
       if (view.token == t->token) view.active = false;
     } else if (const auto* c = std::get_if<core::CommitRecord>(&record)) {
       touched_.push_back(c->session);
-      const TenureView& view = tenure_[c->session];
+      SessionView& session = View(c->session);
+      session.tenure_seen = true;
+      const TenureView& view = session.tenure;
       if (!view.active || view.token != c->token) {
         return Fail(sim, Invariant::kTokenValidity,
                     "store s" + std::to_string(e.node) + " accepted a commit to session " +
@@ -327,14 +336,22 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
                         ", not from the holder " + RefName(view.holder) + " (R1, B9)",
                     {c->session});
       }
-      durable_commits_.insert({c->session, c->token, c->seq});
+      const std::pair<core::Token, std::uint64_t> key{c->token, c->seq};
+      if (session.durable.empty() || session.durable.back() < key) {
+        session.durable.push_back(key);
+      } else {
+        auto at = std::lower_bound(session.durable.begin(), session.durable.end(), key);
+        if (*at != key) session.durable.insert(at, key);
+      }
     }
   }
   for (const core::Envelope& out : fx.send) {
     core::ProcessRef to{out.to.id, out.to.incarnation};
     if (const auto* g = std::get_if<core::Granted>(&out.message)) {
       touched_.push_back(g->session);
-      const TenureView& view = tenure_[g->session];
+      SessionView& session = View(g->session);
+      session.tenure_seen = true;
+      const TenureView& view = session.tenure;
       if (!view.active || view.token != g->token || !(view.holder == to)) {
         return Fail(sim, Invariant::kTokenValidity,
                     "store s" + std::to_string(e.node) + " sent " + RefName(to) + " token " +
@@ -345,7 +362,9 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       }
     } else if (const auto* a = std::get_if<core::CommitAck>(&out.message)) {
       touched_.push_back(a->session);
-      if (durable_commits_.count({a->session, a->token, a->seq}) == 0) {
+      SessionView& session = View(a->session);
+      if (!std::binary_search(session.durable.begin(), session.durable.end(),
+                              std::pair<core::Token, std::uint64_t>{a->token, a->seq})) {
         return Fail(sim, Invariant::kNoLostUpdate,
                     "store s" + std::to_string(e.node) + " acknowledged commit token " +
                         std::to_string(a->token) + " seq " + std::to_string(a->seq) +
@@ -353,7 +372,8 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
                         " that it never made durable (B3)",
                     {a->session});
       }
-      const TenureView& view = tenure_[a->session];
+      session.tenure_seen = true;
+      const TenureView& view = session.tenure;
       if (!view.active || view.token != a->token || !(view.holder == to)) {
         return Fail(sim, Invariant::kTokenValidity,
                     "store s" + std::to_string(e.node) + " acknowledged a commit with token " +
@@ -379,7 +399,7 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   std::sort(touched_.begin(), touched_.end());
   touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
   for (core::SessionId session : touched_) {
-    std::vector<QueueEntry>& q = queue_[session];
+    std::vector<QueueEntry>& q = View(session).queue;
     auto live = state.sessions.find(session);
     std::vector<QueueEntry>& next = next_queue_;
     next.clear();
@@ -409,6 +429,11 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   if (violation_) return;
   for (const core::ThreadEvent& w : e.effects->wake) {
     if (w.kind != core::ThreadEventKind::kGranted) continue;
+    SessionView& session = View(w.session);
+    if (session.holding.size() * 64 < sim.processes().size()) {
+      session.holding.resize((sim.processes().size() + 63) / 64, 0);
+    }
+    session.holding[p / 64] |= std::uint64_t{1} << (p % 64);
     auto it = self.agent.state().sessions.find(w.session);
     if (it == self.agent.state().sessions.end()) continue;
     const core::AgentSession& s = it->second;
@@ -434,24 +459,31 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
     // Process-level exclusion: no other process runs a conflicting critical
     // section of this session while both believe their locks valid.
     if (trusted) {
-      for (std::size_t q = 0; q < sim.processes().size(); ++q) {
-        const sim::ProcessNode& other = sim.processes()[q];
-        if (q == p || !other.up) continue;
-        auto o = other.agent.state().sessions.find(w.session);
-        // No thread there holds a portion: nothing can conflict (and no
-        // need to ask whether it trusts its lock).
-        if (o == other.agent.state().sessions.end() || o->second.holders.empty()) continue;
-        if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session)) continue;
-        for (const core::ThreadHold& h : o->second.holders) {
-          if (h.portion.ConflictsWith(mine->portion)) {
-            return Fail(
-                sim, Invariant::kProcessExclusion,
-                who() + " entered " + sim::PortionToJson(mine->portion).dump() + " of session " +
-                    std::to_string(w.session) + " (token " + std::to_string(s.token) + ") while " +
-                    sim.NodeName(S + static_cast<std::uint32_t>(q)) + ".t" +
-                    std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump() +
-                    " (token " + std::to_string(o->second.token) + "), both trusted",
-                {w.session});
+      // Only the processes that may hold a portion (in process order).
+      for (std::size_t word = 0; word < session.holding.size(); ++word) {
+        for (std::uint64_t bits = session.holding[word]; bits != 0; bits &= bits - 1) {
+          const std::size_t q = word * 64 + static_cast<std::size_t>(std::countr_zero(bits));
+          const sim::ProcessNode& other = sim.processes()[q];
+          if (q == p || !other.up) continue;
+          auto o = other.agent.state().sessions.find(w.session);
+          // No thread there holds a portion: nothing can conflict (and no
+          // need to ask whether it trusts its lock).
+          if (o == other.agent.state().sessions.end() || o->second.holders.empty()) {
+            session.holding[word] &= ~(std::uint64_t{1} << (q % 64));
+            continue;
+          }
+          if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session)) continue;
+          for (const core::ThreadHold& h : o->second.holders) {
+            if (h.portion.ConflictsWith(mine->portion)) {
+              return Fail(
+                  sim, Invariant::kProcessExclusion,
+                  who() + " entered " + sim::PortionToJson(mine->portion).dump() + " of session " +
+                      std::to_string(w.session) + " (token " + std::to_string(s.token) +
+                      ") while " + sim.NodeName(S + static_cast<std::uint32_t>(q)) + ".t" +
+                      std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump() +
+                      " (token " + std::to_string(o->second.token) + "), both trusted",
+                  {w.session});
+            }
           }
         }
       }
@@ -459,20 +491,18 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
     // Thread locks only inside a valid process-level token: the current
     // tenure, held by this process, trusted by it.
     if (!drift_beyond) {
-      auto view = tenure_.find(w.session);
-      bool current = view != tenure_.end() && view->second.active &&
-                     view->second.token == s.token &&
-                     view->second.holder == self.agent.config().self;
+      const TenureView* view = session.tenure_seen ? &session.tenure : nullptr;
+      bool current = view != nullptr && view->active && view->token == s.token &&
+                     view->holder == self.agent.config().self;
       if (s.state != core::LockState::kHeld || !current || !trusted) {
         return Fail(
             sim, Invariant::kLocksInsideToken,
             who() + " was granted a portion of session " + std::to_string(w.session) +
                 " under token " + std::to_string(s.token) + " (" +
                 std::string(core::LockStateName(s.state)) + "), but the current tenure is " +
-                (view == tenure_.end()
-                     ? std::string("none")
-                     : "token " + std::to_string(view->second.token) + " of " +
-                           RefName(view->second.holder) + (view->second.active ? "" : " (ended)")),
+                (view == nullptr ? std::string("none")
+                                 : "token " + std::to_string(view->token) + " of " +
+                                       RefName(view->holder) + (view->active ? "" : " (ended)")),
             {w.session});
       }
     }

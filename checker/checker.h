@@ -129,25 +129,29 @@ class Checker : public sim::Observer {
 
   CheckerOptions options_;
   std::optional<Violation> violation_;
-  std::unordered_map<core::SessionId, core::Token> max_token_;
-  std::unordered_map<core::SessionId, TenureView> tenure_;
-  std::unordered_map<core::SessionId, std::vector<QueueEntry>> queue_;
+  // Everything the checker follows per session, in one place so that a
+  // record or message costs one look-up.
+  struct SessionView {
+    core::Token max_token = core::kNoToken;  // the highest token granted
+    TenureView tenure;
+    bool tenure_seen = false;       // whether a record or message showed its tenure
+    std::vector<QueueEntry> queue;  // the store's buffered requests, in order
+    // The commits made durable, (token, seq), sorted (a store makes them
+    // durable in that order, so an insertion is an append).
+    std::vector<std::pair<core::Token, std::uint64_t>> durable;
+    // Process exclusion: the processes whose agent may have a thread holding
+    // a portion of the session, one bit per process index. An agent adds a
+    // holder only together with a kGranted wake (ProcessAgent::Serve), so a
+    // bit is set at every such wake; it is cleared when a look finds no
+    // holder there. A set bit is only a hint to look.
+    std::vector<std::uint64_t> holding;
+  };
+  SessionView& View(core::SessionId session) { return sessions_[session]; }
+  std::unordered_map<core::SessionId, SessionView> sessions_;
   // Per store node: each process's lease end as last seen. A process whose
   // lease ran out by the store's clock left every queue (B1), even if it is
   // buffered again at the back within the same event.
-  std::map<std::uint32_t, std::vector<std::pair<std::uint64_t, core::Time>>> lease_seen_;
-  struct CommitKey {
-    core::SessionId session;
-    core::Token token;
-    std::uint64_t seq;
-    bool operator==(const CommitKey&) const = default;
-  };
-  struct CommitKeyHash {
-    std::size_t operator()(const CommitKey& k) const {
-      return core::Splitmix64(k.session ^ core::Splitmix64(k.token ^ core::Splitmix64(k.seq)));
-    }
-  };
-  std::unordered_set<CommitKey, CommitKeyHash> durable_commits_;
+  std::vector<std::vector<std::pair<std::uint64_t, core::Time>>> lease_seen_;
   std::vector<core::SessionId> touched_;  // CheckStoreEvent's scratch
   std::vector<QueueEntry> next_queue_;    // CheckStoreEvent's scratch
   // Per session: the counts when it was last dropped (invalidated or idle).
