@@ -33,9 +33,9 @@ enum class Phase : std::uint8_t { kIdle, kWaiting, kHolding, kCommitting, kDone 
 
 struct McThread {
   Phase phase = Phase::kIdle;
+  bool entitled = false;    // waiting when its process was granted the session (R7)
   std::uint16_t pc = 0;     // requests finished (the program counter)
   std::uint32_t asked = 0;  // order of the current ask among all asks (bypass check)
-  bool entitled = false;    // waiting when its process was granted the session (R7)
   bool operator==(const McThread&) const = default;
 };
 
@@ -259,6 +259,44 @@ struct Scratch {
     }
   }
   static constexpr std::size_t kMaxRemembered = 1 << 20;
+};
+
+// A set of fingerprints, open addressing (a level's new states).
+class FingerprintSet {
+ public:
+  // Whether `f` was new.
+  bool Insert(const Fingerprint& f) {
+    if (f == Fingerprint{}) return !std::exchange(has_zero_, true);
+    if ((size_ + 1) * 2 > slots_.size()) Grow();
+    if (!Place(slots_, f)) return false;
+    ++size_;
+    return true;
+  }
+  void Reserve(std::size_t n) {
+    while (slots_.size() < 2 * n) Grow();
+  }
+
+ private:
+  static bool Place(std::vector<Fingerprint>& slots, const Fingerprint& f) {
+    const std::size_t mask = slots.size() - 1;
+    for (std::size_t i = f.lo & mask;; i = (i + 1) & mask) {
+      if (slots[i] == f) return false;
+      if (slots[i] == Fingerprint{}) {
+        slots[i] = f;
+        return true;
+      }
+    }
+  }
+  void Grow() {
+    std::vector<Fingerprint> bigger(slots_.empty() ? 64 : 2 * slots_.size());
+    for (const Fingerprint& f : slots_) {
+      if (f != Fingerprint{}) Place(bigger, f);
+    }
+    slots_.swap(bigger);
+  }
+  std::vector<Fingerprint> slots_;
+  std::size_t size_ = 0;
+  bool has_zero_ = false;
 };
 
 using sim::ParseCounter;
@@ -502,7 +540,9 @@ class Model {
       core::HashFields(h, agent.hi, agent.lo, w.agent_deadline[p]);
       for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
         const McThread& th = w.threads[t];
-        core::HashFields(h, th.phase, th.pc, th.entitled, rank[t]);
+        // One word: phase (8 bits), pc (16), entitled (1), rank (32).
+        h.Mix(static_cast<std::uint64_t>(th.phase) | (std::uint64_t{th.pc} << 8) |
+              (std::uint64_t{th.entitled} << 24) | (std::uint64_t{rank[t]} << 32));
       }
       part[p] = h.value();
       if (!symmetry) continue;
@@ -623,7 +663,9 @@ class Model {
   Fingerprint Hash(const World& w, const Renaming& ids,
                    const std::array<Fingerprint, kMaxProcesses>& part) const {
     Hasher2 h;
-    core::HashFields(h, w.now, w.crashes, w.losses, w.duplicates, w.restarts);
+    h.Mix(w.now);
+    h.Mix(std::uint64_t{w.crashes} | (std::uint64_t{w.losses} << 8) |
+          (std::uint64_t{w.duplicates} << 16) | (std::uint64_t{w.restarts} << 24));
     // Each store's (and log's) hash under this renaming is kept with it.
     std::uint64_t renaming = 0;
     bool identity = true;
@@ -666,7 +708,7 @@ class Model {
     for (std::uint32_t p = 0; p < n; ++p) placed[ids[p + 1] - 1] = part[p];
     for (std::uint32_t p = 0; p < n; ++p) core::HashFields(h, placed[p].hi, placed[p].lo);
     for (const SessionView& v : w.view) {
-      core::HashFields(h, v.max_token, v.tenure, v.acked, v.unknown);
+      core::HashFields(h, v.max_token, v.tenure, v.acked | (std::uint64_t{v.unknown} << 32));
     }
     // The network: a bag when any message may arrive next, else per-link
     // queues (the interleaving of different links' sends does not matter).
@@ -681,13 +723,15 @@ class Model {
       const Fingerprint& m = MessageHash(e);
       keyed.push_back({LinkKey(Renamed(e->from, ids), Renamed(e->to, ids)), m});
     }
-    if (c_.reorder) {
-      std::sort(keyed.begin(), keyed.end(), [](const Keyed& a, const Keyed& b) {
-        return std::tie(a.link, a.m) < std::tie(b.link, b.m);
-      });
-    } else {
-      std::stable_sort(keyed.begin(), keyed.end(),
-                       [](const Keyed& a, const Keyed& b) { return a.link < b.link; });
+    // Insertion sort, stable (few messages are in flight).
+    auto before = [&](const Keyed& a, const Keyed& b) {
+      return c_.reorder ? std::tie(a.link, a.m) < std::tie(b.link, b.m) : a.link < b.link;
+    };
+    for (std::size_t i = 1; i < keyed.size(); ++i) {
+      const Keyed k = keyed[i];
+      std::size_t j = i;
+      for (; j > 0 && before(k, keyed[j - 1]); --j) keyed[j] = keyed[j - 1];
+      keyed[j] = k;
     }
     h.Mix(keyed.size());
     for (const Keyed& k : keyed) core::HashFields(h, k.link, k.m.hi, k.m.lo);
@@ -1434,7 +1478,7 @@ ExploreResult Explore(const ExploreConfig& config,
     std::vector<Slice> slices(jobs);
     auto expand = [&](unsigned j) {
       Slice& out = slices[j];
-      std::unordered_set<Fingerprint, FingerprintHash> seen;
+      FingerprintSet seen;
       const std::size_t from = frontier.size() * j / jobs, to = frontier.size() * (j + 1) / jobs;
       for (std::size_t i = from; i < to && !out.failure; ++i) {
         std::uint32_t ordinal = 0;
@@ -1450,7 +1494,7 @@ ExploreResult Explore(const ExploreConfig& config,
               }
               Fingerprint fp = model.FingerprintOf(next);
               if (std::binary_search(visited.begin(), visited.end(), fp)) return;
-              if (!seen.insert(fp).second) return;
+              if (!seen.Insert(fp)) return;
               out.next.push_back({fp, static_cast<std::uint32_t>(i), o, std::move(next)});
             },
             &scratch[j]);
@@ -1489,10 +1533,16 @@ ExploreResult Explore(const ExploreConfig& config,
     std::vector<World> next_frontier;
     std::vector<Parent> next_parents;
     std::vector<Fingerprint> added;
-    std::unordered_set<Fingerprint, FingerprintHash> level;
+    FingerprintSet level;  // one slice is deduplicated already
+    std::size_t candidates = 0;
+    for (const Slice& slice : slices) candidates += slice.next.size();
+    next_frontier.reserve(candidates);
+    next_parents.reserve(candidates);
+    added.reserve(candidates);
+    if (slices.size() > 1) level.Reserve(candidates);
     for (Slice& slice : slices) {
       for (Candidate& c : slice.next) {
-        if (!level.insert(c.fp).second) continue;
+        if (slices.size() > 1 && !level.Insert(c.fp)) continue;
         added.push_back(c.fp);
         next_parents.push_back({c.parent, c.ordinal});
         next_frontier.push_back(std::move(c.world));
