@@ -6,11 +6,14 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <variant>
@@ -141,36 +144,97 @@ class Cow {
   std::shared_ptr<Node> node_;
 };
 
+using MessageNode = Cow<core::Envelope>;
+
 // A vector of at most N elements, kept inline: a World is copied for every
 // successor, and its fixed-size parts then cost no allocation.
 template <class T, std::size_t N>
 class InlineVec {
  public:
+  InlineVec() = default;
+  InlineVec(const InlineVec& other) { CopyFrom(other); }
+  InlineVec& operator=(const InlineVec& other) {
+    if (this != &other) {
+      clear();
+      CopyFrom(other);
+    }
+    return *this;
+  }
+  InlineVec(InlineVec&& other) noexcept {
+    if constexpr (std::is_trivially_copyable_v<T>) {
+      CopyFrom(other);
+    } else {
+      for (T& item : other) push_back(std::move(item));
+      other.clear();
+    }
+  }
+  InlineVec& operator=(InlineVec&& other) noexcept {
+    if (this != &other) {
+      clear();
+      for (T& item : other) push_back(std::move(item));
+      other.clear();
+    }
+    return *this;
+  }
+  ~InlineVec() { clear(); }
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
-  T& operator[](std::size_t i) { return items_[i]; }
-  const T& operator[](std::size_t i) const { return items_[i]; }
-  T* begin() { return items_.data(); }
-  T* end() { return items_.data() + size_; }
-  const T* begin() const { return items_.data(); }
-  const T* end() const { return items_.data() + size_; }
+  T& operator[](std::size_t i) { return begin()[i]; }
+  const T& operator[](std::size_t i) const { return begin()[i]; }
+  T* begin() { return std::launder(reinterpret_cast<T*>(storage_)); }
+  T* end() { return begin() + size_; }
+  const T* begin() const { return std::launder(reinterpret_cast<const T*>(storage_)); }
+  const T* end() const { return begin() + size_; }
   void push_back(T value) {
     LK_ASSERT(size_ < N);
-    items_[size_++] = std::move(value);
+    new (storage_ + size_ * sizeof(T)) T(std::move(value));
+    ++size_;
   }
   template <class... Args>
   void emplace_back(Args&&... args) {
     push_back(T(std::forward<Args>(args)...));
   }
   void assign(std::size_t n, const T& value) {
-    LK_ASSERT(n <= N);
-    for (std::size_t i = 0; i < n; ++i) items_[i] = value;
-    size_ = static_cast<std::uint32_t>(n);
+    clear();
+    for (std::size_t i = 0; i < n; ++i) push_back(value);
+  }
+  void clear() {
+    std::destroy(begin(), end());
+    size_ = 0;
   }
 
  private:
-  std::array<T, N> items_{};
+  void CopyFrom(const InlineVec& other) {
+    if constexpr (std::is_trivially_copyable_v<T>) {
+      std::memcpy(storage_, other.storage_, other.size_ * sizeof(T));
+      size_ = other.size_;
+    } else {
+      for (const T& item : other) push_back(item);
+    }
+  }
+  alignas(T) unsigned char storage_[N * sizeof(T)];
   std::uint32_t size_ = 0;
+};
+
+// The messages in flight. A copy keeps room for a few more, so the step
+// that follows a copy (and sends) does not grow it again.
+struct Network : std::vector<MessageNode> {
+  Network() = default;
+  Network(const Network& other) : std::vector<MessageNode>() {
+    reserve(other.size() + 4);
+    insert(end(), other.begin(), other.end());
+  }
+  Network& operator=(const Network& other) {
+    if (this != &other) {
+      clear();
+      reserve(other.size() + 4);
+      insert(end(), other.begin(), other.end());
+    }
+    return *this;
+  }
+  Network(Network&&) = default;
+  Network& operator=(Network&&) = default;
+  ~Network() = default;
 };
 
 // The configuration's bounds (LoadExploreConfig and the command line).
@@ -191,7 +255,6 @@ constexpr std::size_t kRenamingSlots = 2;
 using StoreNode = Cow<core::Store, StoreSummary, kRenamingSlots>;
 using LogNode = Cow<std::vector<core::Record>, std::monostate, kRenamingSlots>;
 using AgentNode = Cow<core::ProcessAgent>;
-using MessageNode = Cow<core::Envelope>;
 
 struct World {
   Time now = 0;
@@ -203,7 +266,7 @@ struct World {
   InlineVec<AgentNode, kMaxProcs> agents;
   InlineVec<Time, kMaxProcs> agent_deadline;
   InlineVec<McThread, kMaxThreads> threads;
-  std::vector<MessageNode> net;  // in flight, in send order
+  Network net;  // in flight, in send order
   std::uint8_t crashes = 0, losses = 0, duplicates = 0, restarts = 0;
   std::uint32_t asks = 0;
   InlineVec<SessionView, kMaxSessions> view;
@@ -215,7 +278,20 @@ struct World {
 // no hidden inputs, so equal keys give equal outcomes: a step met again (the
 // same agent state gets the same message in many states that differ
 // elsewhere) reuses the outcome, and its new node, instead of stepping again.
-using StepKey = Fingerprint;
+struct StepKey {
+  Fingerprint node;         // the node's value (AgentHash, StoreHash)
+  Fingerprint input;        // a message's hash (MessageHash), or a thread's (index, pc)
+  std::uint64_t what = 0;   // StepKind | node index << 8, or a message's address kinds
+  std::uint64_t extra = 0;  // a message's sender id
+  Time now = 0;
+  bool operator==(const StepKey&) const = default;
+};
+struct StepKeyHash {
+  std::size_t operator()(const StepKey& k) const {
+    return k.node.lo ^ (k.input.lo * 0x9E3779B97F4A7C15ULL) ^ (k.what * 0xC2B2AE3D27D4EB4FULL) ^
+           (k.extra << 17) ^ (k.now * 0x165667B19E3779F9ULL);
+  }
+};
 enum StepKind : std::uint64_t { kDeliverStep = 1, kAskStep, kFinishStep, kTickStep };
 
 struct AgentOutcome {
@@ -235,8 +311,8 @@ struct StoreOutcome {
 // Per worker: the outcomes of the node steps taken so far, forgotten
 // between levels when there are many.
 struct Scratch {
-  std::unordered_map<StepKey, AgentOutcome, FingerprintHash> agent_steps;
-  std::unordered_map<StepKey, StoreOutcome, FingerprintHash> store_steps;
+  std::unordered_map<StepKey, AgentOutcome, StepKeyHash> agent_steps;
+  std::unordered_map<StepKey, StoreOutcome, StepKeyHash> store_steps;
   // A log after a store outcome's records, by the identities of both (the
   // level's logs stay alive until it is done): forgotten after each level.
   struct Append {
@@ -322,6 +398,20 @@ class Model {
  public:
   explicit Model(const ExploreConfig& c) : c_(c) {
     horizon_ = c.horizon_us != 0 ? c.horizon_us : 3 * c.lease_us;
+    for (std::uint32_t kind = 0; kind < 3; ++kind) {
+      if (c_.attributes >= 2 && kind == 1) {
+        portions_[kind] = core::Portion::Of({"a0", "a1"}, core::Mode::kExclusive);
+      } else if (c_.attributes >= 2 && kind == 2) {
+        portions_[kind] = core::Portion::Of({"a1"}, core::Mode::kShared);
+      } else {
+        portions_[kind] = core::Portion::Of({"a0"}, core::Mode::kExclusive);
+      }
+      counts_[kind] = portions_[kind].Writable("a0");
+    }
+    for (std::uint32_t a = 0; a < 3; ++a) {
+      for (std::uint32_t b = 0; b < 3; ++b)
+        conflicts_[a][b] = portions_[a].ConflictsWith(portions_[b]);
+    }
   }
 
   World Initial() const {
@@ -847,14 +937,12 @@ class Model {
   core::SessionId SessionOf(std::uint32_t k, std::uint32_t t) const {
     return (t % c_.threads + k) % c_.sessions;
   }
-  core::Portion PortionOf(std::uint32_t k, std::uint32_t t) const {
-    const std::uint32_t kind = (t % c_.threads + k) % 3;
-    if (c_.attributes >= 2 && kind == 1) {
-      return core::Portion::Of({"a0", "a1"}, core::Mode::kExclusive);
-    }
-    if (c_.attributes >= 2 && kind == 2) return core::Portion::Of({"a1"}, core::Mode::kShared);
-    return core::Portion::Of({"a0"}, core::Mode::kExclusive);
+  std::uint32_t KindOf(std::uint32_t k, std::uint32_t t) const { return (t % c_.threads + k) % 3; }
+  const core::Portion& PortionOf(std::uint32_t k, std::uint32_t t) const {
+    return portions_[KindOf(k, t)];
   }
+  // Whether the request increments the counter a0.
+  bool Counts(std::uint32_t k, std::uint32_t t) const { return counts_[KindOf(k, t)]; }
   std::string PortionText(std::uint32_t k, std::uint32_t t) const {
     return sim::PortionToJson(PortionOf(k, t)).dump() + " of session " +
            std::to_string(SessionOf(k, t));
@@ -905,8 +993,11 @@ class Model {
     StepKey key;
     if (scratch != nullptr) {
       const Fingerprint& m = MessageHash(e);
-      key = KeyOf({kDeliverStep, e->to.id, m.hi, m.lo, static_cast<std::uint64_t>(e->from.kind),
-                   e->from.id, static_cast<std::uint64_t>(e->to.kind), now});
+      key.input = m;
+      key.what = kDeliverStep | (static_cast<std::uint64_t>(e->from.kind) << 8) |
+                 (static_cast<std::uint64_t>(e->to.kind) << 16) | (e->to.id << 24);
+      key.extra = e->from.id;
+      key.now = now;
     }
     if (e->to.kind == core::NodeKind::kStore) {
       const std::uint32_t s = static_cast<std::uint32_t>(e->to.id);
@@ -934,12 +1025,12 @@ class Model {
     const std::uint32_t pc = th.pc;
     const Time now = w.now;
     AgentOutcome local;
-    const AgentOutcome& out = AgentStep(scratch, w.agents[p], KeyOf({kAskStep, t, pc, now}), local,
-                                        [&](core::ProcessAgent& a, core::Effects& fx) {
-                                          a.OnThreadAsk(now, t % c_.threads, SessionOf(pc, t),
-                                                        PortionOf(pc, t), core::kNever,
-                                                        /*try_only=*/false, fx);
-                                        });
+    const AgentOutcome& out = AgentStep(
+        scratch, w.agents[p], StepKey{{}, {t, pc}, kAskStep, 0, now}, local,
+        [&](core::ProcessAgent& a, core::Effects& fx) {
+          a.OnThreadAsk(now, t % c_.threads, SessionOf(pc, t), PortionOf(pc, t), core::kNever,
+                        /*try_only=*/false, fx);
+        });
     ApplyAgent(w, p, out, f, /*progress=*/false);
   }
 
@@ -953,9 +1044,9 @@ class Model {
     th.phase = Phase::kCommitting;
     AgentOutcome local;
     const AgentOutcome& out = AgentStep(
-        scratch, w.agents[p], KeyOf({kFinishStep, t, pc, now}), local,
+        scratch, w.agents[p], StepKey{{}, {t, pc}, kFinishStep, 0, now}, local,
         [&](core::ProcessAgent& a, core::Effects& fx) {
-          if (PortionOf(pc, t).Writable("a0")) {
+          if (Counts(pc, t)) {
             // The counter workload's read-modify-write: a lost update shows in its value.
             core::ReadResult r = a.Read(id, s, "a0");
             if (r.reason == core::Reason::kNone) {
@@ -970,7 +1061,7 @@ class Model {
   void Advance(World& w, Time to, Failure& f, Scratch* scratch) const {
     w.now = to;
     for (std::uint32_t i = 0; i < w.stores.size() && f.invariant.empty(); ++i) {
-      const StepKey key = KeyOf({kTickStep, i, to});
+      const StepKey key{{}, {}, kTickStep | (std::uint64_t{i} << 8), 0, to};
       if (w.store_deadline[i] > to) continue;
       const StoreNode before = w.stores[i];
       StoreOutcome local;
@@ -981,7 +1072,7 @@ class Model {
     }
     for (std::uint32_t p = 0; p < w.agents.size() && f.invariant.empty(); ++p) {
       if (w.agent_deadline[p] > to) continue;
-      const StepKey key = KeyOf({kTickStep, p, to});
+      const StepKey key{{}, {}, kTickStep | (std::uint64_t{p} << 8), 0, to};
       AgentOutcome local;
       const AgentOutcome& out =
           AgentStep(scratch, w.agents[p], key, local,
@@ -998,7 +1089,7 @@ class Model {
       if (th.phase == Phase::kWaiting || th.phase == Phase::kHolding ||
           th.phase == Phase::kCommitting) {
         // The request is cut; a commit in flight may or may not apply.
-        if (th.phase == Phase::kCommitting && PortionOf(th.pc, t).Writable("a0"))
+        if (th.phase == Phase::kCommitting && Counts(th.pc, t))
           ++w.view[SessionOf(th.pc, t)].unknown;
         NextRequest(th);
       }
@@ -1037,7 +1128,7 @@ class Model {
   const StoreOutcome& StoreStep(Scratch* scratch, const StoreNode& node, StepKey key,
                                 StoreOutcome& local, F&& step) const {
     if (scratch != nullptr) {
-      key = Combined(key, StoreHash(node));
+      key.node = StoreHash(node);
       auto it = scratch->store_steps.find(key);
       if (it != scratch->store_steps.end()) return it->second;
     }
@@ -1058,7 +1149,7 @@ class Model {
   const AgentOutcome& AgentStep(Scratch* scratch, const AgentNode& node, StepKey key,
                                 AgentOutcome& local, F&& step) const {
     if (scratch != nullptr) {
-      key = Combined(key, AgentHash(node));
+      key.node = AgentHash(node);
       auto it = scratch->agent_steps.find(key);
       if (it != scratch->agent_steps.end()) return it->second;
     }
@@ -1264,7 +1355,7 @@ class Model {
     for (const core::ThreadEvent& ev : out.wake) {
       const std::uint32_t t = p * c_.threads + ev.thread;
       McThread& th = w.threads[t];
-      const bool counter = PortionOf(th.pc, t).Writable("a0");
+      const bool counter = Counts(th.pc, t);
       switch (ev.kind) {
         case core::ThreadEventKind::kGranted:
           th.phase = Phase::kHolding;
@@ -1290,11 +1381,11 @@ class Model {
   void CheckBypass(const World& w, std::uint32_t p, std::uint32_t t, core::SessionId s,
                    Failure& f) const {
     if (!f.invariant.empty()) return;
-    const core::Portion mine = PortionOf(w.threads[t].pc, t);
+    const std::uint32_t mine = KindOf(w.threads[t].pc, t);
     for (std::uint32_t u = p * c_.threads; u < (p + 1) * c_.threads; ++u) {
       const McThread& other = w.threads[u];
       if (u == t || other.phase != Phase::kWaiting || other.asked > w.threads[t].asked) continue;
-      if (SessionOf(other.pc, u) != s || !PortionOf(other.pc, u).ConflictsWith(mine)) continue;
+      if (SessionOf(other.pc, u) != s || !conflicts_[KindOf(other.pc, u)][mine]) continue;
       f = {"bounded_bypass", ThreadName(t) + " was granted session " + std::to_string(s) +
                                  " before " + ThreadName(u) +
                                  ", which asked earlier for a conflicting portion"};
@@ -1302,17 +1393,6 @@ class Model {
     }
   }
 
-  // A step's key from its words (the node's hash is added by the step).
-  static StepKey KeyOf(std::initializer_list<std::uint64_t> words) {
-    Hasher2 h;
-    for (std::uint64_t word : words) h.Mix(word);
-    return h.value();
-  }
-  static StepKey Combined(const StepKey& key, const Fingerprint& node) {
-    Hasher2 h;
-    core::HashFields(h, key.hi, key.lo, node.hi, node.lo);
-    return h.value();
-  }
   // The hashes of a node's value, once per node. An agent's and a message's
   // leave out the process ids (they move under a renaming), so a step's key
   // names the process and the message's ends itself.
@@ -1395,6 +1475,11 @@ class Model {
 
   const ExploreConfig& c_;
   Time horizon_ = 0;
+  // The three portions of the program (see PortionOf), whether each
+  // increments the counter, and which conflict.
+  std::array<core::Portion, 3> portions_;
+  std::array<bool, 3> counts_{};
+  std::array<std::array<bool, 3>, 3> conflicts_{};
 
  public:
   // Set when a step was met that breaks the process symmetry (see
@@ -1495,7 +1580,7 @@ ExploreResult Explore(const ExploreConfig& config,
               Fingerprint fp = model.FingerprintOf(next);
               if (std::binary_search(visited.begin(), visited.end(), fp)) return;
               if (!seen.Insert(fp)) return;
-              out.next.push_back({fp, static_cast<std::uint32_t>(i), o, std::move(next)});
+              out.next.emplace_back(fp, static_cast<std::uint32_t>(i), o, std::move(next));
             },
             &scratch[j]);
         if (n == 0 && !out.failure) {
