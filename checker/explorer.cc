@@ -351,6 +351,12 @@ class FingerprintSet {
   void Reserve(std::size_t n) {
     while (slots_.size() < 2 * n) Grow();
   }
+  // Empty, keeping the table.
+  void Clear() {
+    std::fill(slots_.begin(), slots_.end(), Fingerprint{});
+    size_ = 0;
+    has_zero_ = false;
+  }
 
  private:
   static bool Place(std::vector<Fingerprint>& slots, const Fingerprint& f) {
@@ -1507,11 +1513,20 @@ ExploreResult Explore(const ExploreConfig& config,
   ExploreStats& stats = result.stats;
   Model model(config);
   std::vector<Fingerprint> visited;  // sorted
-  std::vector<World> frontier{model.Initial()};
+  // A state of the next level, with its parent link.
+  struct Candidate {
+    Fingerprint fp;
+    std::uint32_t parent;
+    std::uint32_t ordinal;
+    World world;
+  };
+  std::vector<Candidate> frontier;
+  frontier.push_back({{}, 0, 0, model.Initial()});
+  frontier[0].fp = model.FingerprintOf(frontier[0].world);
   std::vector<std::vector<Parent>> parents{{Parent{}}};
-  visited.push_back(model.FingerprintOf(frontier[0]));
+  visited.push_back(frontier[0].fp);
   std::unordered_set<Fingerprint, FingerprintHash> classes;  // config.count_classes
-  if (config.count_classes) classes.insert(model.FingerprintOf(frontier[0], true));
+  if (config.count_classes) classes.insert(model.FingerprintOf(frontier[0].world, true));
   stats.distinct = 1;
 
   // Rebuilds the path to state `index` of level `depth` (+ one more step).
@@ -1545,30 +1560,35 @@ ExploreResult Explore(const ExploreConfig& config,
 
   const unsigned jobs = std::max(1u, config.jobs);
   std::vector<Scratch> scratch(jobs);  // node steps taken, per job
+  struct Slice {
+    std::vector<Candidate> next;
+    std::uint64_t generated = 0, terminal = 0;
+    std::optional<std::tuple<std::uint32_t, std::optional<std::uint32_t>, Failure>> failure;
+  };
+  // Buffers kept from level to level (a fresh one per level costs a page
+  // fault per 4 KiB touched).
+  std::vector<Slice> slices(jobs);
+  std::vector<Candidate> merged;  // the slices' new states, with more than one job
+  std::vector<Fingerprint> added;
+  std::vector<FingerprintSet> seen(jobs);
+  FingerprintSet level;
   for (std::uint32_t depth = 0; !frontier.empty(); ++depth) {
     if (config.max_depth != 0 && depth >= config.max_depth) break;
     // Expand the level: each job takes a slice; results merge in order, so
     // the search is the same whatever the number of jobs.
-    struct Candidate {
-      Fingerprint fp;
-      std::uint32_t parent;
-      std::uint32_t ordinal;
-      World world;
-    };
-    struct Slice {
-      std::vector<Candidate> next;
-      std::uint64_t generated = 0, terminal = 0;
-      std::optional<std::tuple<std::uint32_t, std::optional<std::uint32_t>, Failure>> failure;
-    };
-    std::vector<Slice> slices(jobs);
+    for (Slice& slice : slices) {
+      slice.next.clear();
+      slice.generated = slice.terminal = 0;
+      slice.failure.reset();
+    }
     auto expand = [&](unsigned j) {
       Slice& out = slices[j];
-      FingerprintSet seen;
+      seen[j].Clear();
       const std::size_t from = frontier.size() * j / jobs, to = frontier.size() * (j + 1) / jobs;
       for (std::size_t i = from; i < to && !out.failure; ++i) {
         std::uint32_t ordinal = 0;
         const std::uint32_t n = model.Successors(
-            frontier[i],
+            frontier[i].world,
             [&](World&& next, auto&&, const Failure& f) {
               const std::uint32_t o = ordinal++;
               ++out.generated;
@@ -1579,14 +1599,14 @@ ExploreResult Explore(const ExploreConfig& config,
               }
               Fingerprint fp = model.FingerprintOf(next);
               if (std::binary_search(visited.begin(), visited.end(), fp)) return;
-              if (!seen.Insert(fp)) return;
+              if (!seen[j].Insert(fp)) return;
               out.next.emplace_back(fp, static_cast<std::uint32_t>(i), o, std::move(next));
             },
             &scratch[j]);
         if (n == 0 && !out.failure) {
           ++out.terminal;
           Failure f;
-          model.CheckTerminal(frontier[i], f);
+          model.CheckTerminal(frontier[i].world, f);
           if (!f.invariant.empty()) out.failure = {static_cast<std::uint32_t>(i), std::nullopt, f};
         }
       }
@@ -1614,37 +1634,48 @@ ExploreResult Explore(const ExploreConfig& config,
       break;
     }
     if (result.violation) break;
-    // Merge the slices' new states (deduplicated across slices too).
-    std::vector<World> next_frontier;
-    std::vector<Parent> next_parents;
-    std::vector<Fingerprint> added;
-    FingerprintSet level;  // one slice is deduplicated already
-    std::size_t candidates = 0;
-    for (const Slice& slice : slices) candidates += slice.next.size();
-    next_frontier.reserve(candidates);
-    next_parents.reserve(candidates);
-    added.reserve(candidates);
-    if (slices.size() > 1) level.Reserve(candidates);
-    for (Slice& slice : slices) {
-      for (Candidate& c : slice.next) {
-        if (slices.size() > 1 && !level.Insert(c.fp)) continue;
-        added.push_back(c.fp);
-        next_parents.push_back({c.parent, c.ordinal});
-        next_frontier.push_back(std::move(c.world));
+    // The next level: one slice's new states as they are, or the slices'
+    // merged (deduplicated across slices too).
+    std::vector<Candidate>* next = &slices[0].next;
+    if (jobs > 1) {
+      merged.clear();
+      level.Clear();
+      std::size_t candidates = 0;
+      for (const Slice& slice : slices) candidates += slice.next.size();
+      merged.reserve(candidates);
+      level.Reserve(candidates);
+      for (Slice& slice : slices) {
+        for (Candidate& c : slice.next) {
+          if (level.Insert(c.fp)) merged.push_back(std::move(c));
+        }
       }
+      next = &merged;
+    }
+    added.clear();
+    added.reserve(next->size());
+    std::vector<Parent> next_parents;
+    next_parents.reserve(next->size());
+    for (const Candidate& c : *next) {
+      added.push_back(c.fp);
+      next_parents.push_back({c.parent, c.ordinal});
     }
     std::sort(added.begin(), added.end());
-    std::vector<Fingerprint> merged;
-    merged.reserve(visited.size() + added.size());
-    std::merge(visited.begin(), visited.end(), added.begin(), added.end(),
-               std::back_inserter(merged));
-    visited.swap(merged);
+    // Merged in place, from the back (the array grows geometrically).
+    std::size_t i = visited.size(), k = added.size();
+    visited.resize(i + k);
+    for (std::size_t out = i + k; k > 0;) {
+      if (i > 0 && added[k - 1] < visited[i - 1]) {
+        visited[--out] = visited[--i];
+      } else {
+        visited[--out] = added[--k];
+      }
+    }
     stats.distinct = visited.size();
     stats.depth = depth + 1;
     if (config.count_classes) {
-      for (const World& w : next_frontier) classes.insert(model.FingerprintOf(w, true));
+      for (const Candidate& c : *next) classes.insert(model.FingerprintOf(c.world, true));
     }
-    frontier.swap(next_frontier);
+    frontier.swap(*next);  // the level before last goes, its buffer stays
     parents.push_back(std::move(next_parents));
     stats.visited_bytes = visited.capacity() * sizeof(Fingerprint);
     stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
