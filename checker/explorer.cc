@@ -202,6 +202,11 @@ class InlineVec {
     std::destroy(begin(), end());
     size_ = 0;
   }
+  void erase(std::size_t i) {
+    std::move(begin() + i + 1, end(), begin() + i);
+    std::destroy_at(end() - 1);
+    --size_;
+  }
 
  private:
   void CopyFrom(const InlineVec& other) {
@@ -216,25 +221,45 @@ class InlineVec {
   std::uint32_t size_ = 0;
 };
 
-// The messages in flight. A copy keeps room for a few more, so the step
-// that follows a copy (and sends) does not grow it again.
-struct Network : std::vector<MessageNode> {
-  Network() = default;
-  Network(const Network& other) : std::vector<MessageNode>() {
-    reserve(other.size() + 4);
-    insert(end(), other.begin(), other.end());
-  }
-  Network& operator=(const Network& other) {
-    if (this != &other) {
-      clear();
-      reserve(other.size() + 4);
-      insert(end(), other.begin(), other.end());
+// The messages in flight: inline while there are few (a state is copied
+// for every successor), in a vector beyond that.
+class Network {
+ public:
+  std::size_t size() const { return big_ ? heap_.size() : small_.size(); }
+  bool empty() const { return size() == 0; }
+  MessageNode* begin() { return big_ ? heap_.data() : small_.begin(); }
+  MessageNode* end() { return begin() + size(); }
+  const MessageNode* begin() const { return big_ ? heap_.data() : small_.begin(); }
+  const MessageNode* end() const { return begin() + size(); }
+  MessageNode& operator[](std::size_t i) { return begin()[i]; }
+  const MessageNode& operator[](std::size_t i) const { return begin()[i]; }
+  void push_back(MessageNode m) {  // by value: `m` may be one of ours
+    if (!big_ && small_.size() < kInline) {
+      small_.push_back(std::move(m));
+      return;
     }
-    return *this;
+    if (!big_) {
+      heap_.reserve(2 * kInline);
+      for (MessageNode& each : small_) heap_.push_back(std::move(each));
+      small_.clear();
+      big_ = true;
+    }
+    heap_.push_back(std::move(m));
   }
-  Network(Network&&) = default;
-  Network& operator=(Network&&) = default;
-  ~Network() = default;
+  void erase(const MessageNode* pos) {
+    const std::size_t i = static_cast<std::size_t>(pos - begin());
+    if (big_) {
+      heap_.erase(heap_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      small_.erase(i);
+    }
+  }
+
+ private:
+  static constexpr std::size_t kInline = 8;
+  InlineVec<MessageNode, kInline> small_;
+  std::vector<MessageNode> heap_;
+  bool big_ = false;
 };
 
 // The configuration's bounds (LoadExploreConfig and the command line).
