@@ -223,32 +223,39 @@ class InlineVec {
   std::uint32_t size_ = 0;
 };
 
-// The messages in flight: inline while there are few (a state is copied
-// for every successor), in a vector beyond that.
-class Network {
+// A vector kept inline while it has at most N elements (a state is copied
+// for every successor), in a heap vector beyond that.
+template <class T, std::size_t N>
+class SmallVec {
  public:
   std::size_t size() const { return big_ ? heap_.size() : small_.size(); }
   bool empty() const { return size() == 0; }
-  MessageNode* begin() { return big_ ? heap_.data() : small_.begin(); }
-  MessageNode* end() { return begin() + size(); }
-  const MessageNode* begin() const { return big_ ? heap_.data() : small_.begin(); }
-  const MessageNode* end() const { return begin() + size(); }
-  MessageNode& operator[](std::size_t i) { return begin()[i]; }
-  const MessageNode& operator[](std::size_t i) const { return begin()[i]; }
-  void push_back(MessageNode m) {  // by value: `m` may be one of ours
-    if (!big_ && small_.size() < kInline) {
+  T* begin() { return big_ ? heap_.data() : small_.begin(); }
+  T* end() { return begin() + size(); }
+  const T* begin() const { return big_ ? heap_.data() : small_.begin(); }
+  const T* end() const { return begin() + size(); }
+  T& operator[](std::size_t i) { return begin()[i]; }
+  const T& operator[](std::size_t i) const { return begin()[i]; }
+  void push_back(T m) {  // by value: it may be one of ours
+    if (!big_ && small_.size() < N) {
       small_.push_back(std::move(m));
       return;
     }
     if (!big_) {
-      heap_.reserve(2 * kInline);
-      for (MessageNode& each : small_) heap_.push_back(std::move(each));
+      heap_.reserve(2 * N);
+      for (T& each : small_) heap_.push_back(std::move(each));
       small_.clear();
       big_ = true;
     }
     heap_.push_back(std::move(m));
   }
-  void erase(const MessageNode* pos) {
+  void assign(std::size_t n, const T& value) {
+    small_.clear();
+    heap_.clear();
+    big_ = false;
+    for (std::size_t i = 0; i < n; ++i) push_back(value);
+  }
+  void erase(const T* pos) {
     const std::size_t i = static_cast<std::size_t>(pos - begin());
     if (big_) {
       heap_.erase(heap_.begin() + static_cast<std::ptrdiff_t>(i));
@@ -258,9 +265,8 @@ class Network {
   }
 
  private:
-  static constexpr std::size_t kInline = 8;
-  InlineVec<MessageNode, kInline> small_;
-  std::vector<MessageNode> heap_;
+  InlineVec<T, N> small_;
+  std::vector<T> heap_;
   bool big_ = false;
 };
 
@@ -292,11 +298,11 @@ struct World {
   InlineVec<Time, kMaxStores> store_deadline;
   InlineVec<AgentNode, kMaxProcs> agents;
   InlineVec<Time, kMaxProcs> agent_deadline;
-  InlineVec<McThread, kMaxThreads> threads;
-  Network net;  // in flight, in send order
+  SmallVec<McThread, 16> threads;  // up to kMaxThreads
+  SmallVec<MessageNode, 8> net;    // in flight, in send order
   std::uint8_t crashes = 0, losses = 0, duplicates = 0, restarts = 0;
   std::uint32_t asks = 0;
-  InlineVec<SessionView, kMaxSessions> view;
+  SmallVec<SessionView, 2> view;  // up to kMaxSessions
 };
 
 // One node's step, as a key: a 128-bit hash of the node's value (the hash
@@ -335,8 +341,8 @@ struct StoreOutcome {
   Time next_deadline = core::kNever;
 };
 
-// Per worker: the outcomes of the node steps taken so far, forgotten
-// between levels when there are many.
+// Per worker: the outcomes of the node steps taken so far, forgotten when
+// there are many.
 struct Scratch {
   std::unordered_map<StepKey, AgentOutcome, StepKeyHash> agent_steps;
   std::unordered_map<StepKey, StoreOutcome, StepKeyHash> store_steps;
@@ -356,12 +362,18 @@ struct Scratch {
 
   void EndLevel() {
     appends.clear();
-    if (agent_steps.size() + store_steps.size() > kMaxRemembered) {
+    Trim();
+  }
+  // Between two states' expansions (no outcome is in use then): forget
+  // everything once there is too much to keep.
+  void Trim() {
+    if (agent_steps.size() + store_steps.size() + appends.size() > kMaxRemembered) {
       agent_steps.clear();
       store_steps.clear();
+      appends.clear();  // its keys name outcomes
     }
   }
-  static constexpr std::size_t kMaxRemembered = 1 << 20;
+  static constexpr std::size_t kMaxRemembered = std::size_t{1} << 18;
 };
 
 // A set of fingerprints, open addressing (a level's new states).
@@ -1647,6 +1659,7 @@ ExploreResult Explore(const ExploreConfig& config,
       seen[j].Clear();
       const std::size_t from = frontier.size() * j / jobs, to = frontier.size() * (j + 1) / jobs;
       for (std::size_t i = from; i < to && !out.failure; ++i) {
+        scratch[j].Trim();
         std::uint32_t ordinal = 0;
         const std::uint32_t n = model.Successors(
             frontier[i].world,
