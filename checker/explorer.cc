@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -681,15 +682,17 @@ class Model {
       }
       part[p] = h.value();
       if (!symmetry) continue;
-      // The sort key adds what the stores keep about the process, so that
-      // ties (and the permutations tried for them) are rare.
-      for (const StoreNode& store : w.stores) {
-        const StoreSummary& summary = store.ExtraOnce(Summarize);
-        h.Mix(summary.present[p]);
-        if (summary.present[p]) core::HashFields(h, summary.entry[p].hi, summary.entry[p].lo);
-        h.Mix(0xfe);
+      // The sort key adds what the stores keep about the process (already
+      // hashed with each store), so that ties (and the permutations tried
+      // for them) are rare. Any function of the process's own part will do:
+      // tied processes are tried in every order.
+      key[p] = part[p];
+      for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
+        const StoreSummary& summary = w.stores[i].ExtraOnce(Summarize);
+        if (!summary.present[p]) continue;
+        key[p].hi ^= std::rotl(summary.entry[p].hi, static_cast<int>(i));
+        key[p].lo ^= std::rotl(summary.entry[p].lo, static_cast<int>(i));
       }
-      key[p] = h.value();
     }
     Renaming ids{};
     for (std::uint32_t p = 0; p <= n; ++p) ids[p] = p;
