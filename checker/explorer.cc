@@ -1,19 +1,28 @@
 #include "checker/explorer.h"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <type_traits>
+#include <unordered_map>
 #include <unordered_set>
+#include <variant>
 
 #include "core/agent.h"
+#include "core/assert.h"
 #include "core/hash.h"
 #include "core/store.h"
 #include "sim/simulator.h"
@@ -30,9 +39,9 @@ enum class Phase : std::uint8_t { kIdle, kWaiting, kHolding, kCommitting, kDone 
 
 struct McThread {
   Phase phase = Phase::kIdle;
+  bool entitled = false;    // waiting when its process was granted the session (R7)
   std::uint16_t pc = 0;     // requests finished (the program counter)
   std::uint32_t asked = 0;  // order of the current ask among all asks (bypass check)
-  bool entitled = false;    // waiting when its process was granted the session (R7)
   bool operator==(const McThread&) const = default;
 };
 
@@ -50,22 +59,36 @@ struct Fingerprint {
   auto operator<=>(const Fingerprint&) const = default;
 };
 
-// A value shared by copies until one of them changes it (Mut), with a slot
-// for its hash. Safe across the expanding threads: a node is changed only
-// through a World that alone holds it, and its hash is filled in before the
-// World is shared (every state is fingerprinted before it joins a frontier).
-template <class T>
+struct FingerprintHash {
+  std::size_t operator()(const Fingerprint& f) const { return f.lo; }
+};
+
+// A value shared by copies until one of them changes it (Mut), with slots
+// for what is derived from it: its hash, an extra summary, and up to
+// `Keyed` hashes that depend on a key (a store's hash under a renaming of
+// the process ids). Safe across the expanding threads: a node is changed
+// only through a World that alone holds it; its hash and extra are filled in
+// by the thread that made it, before the World is shared (every state is
+// fingerprinted before it joins a frontier); the keyed slots are claimed
+// with an atomic flag, so two threads may fill them at once.
+template <class T, class Extra = std::monostate, std::size_t Keyed = 0>
 class Cow {
  public:
-  Cow(T value) : node_(std::make_shared<Node>(Node{std::move(value), {}, false})) {}
+  Cow() = default;
+  Cow(T value) : node_(std::make_shared<Node>(std::move(value))) {}  // NOLINT: wraps the value
   const T& operator*() const { return node_->value; }
   const T* operator->() const { return &node_->value; }
   operator const T&() const { return node_->value; }  // NOLINT: reads as the value
   T& Mut() {
-    if (node_.use_count() != 1) node_ = std::make_shared<Node>(*node_);
-    node_->hashed = false;
+    if (node_.use_count() != 1) {
+      node_ = std::make_shared<Node>(node_->value);
+    } else {
+      node_->Forget();
+    }
     return node_->value;
   }
+  // Which node this is: equal ids, equal values.
+  const void* Id() const { return node_.get(); }
   template <class F>
   const Fingerprint& HashOnce(F&& hash) const {
     if (!node_->hashed) {
@@ -74,34 +97,328 @@ class Cow {
     }
     return node_->hash;
   }
+  template <class F>
+  const Extra& ExtraOnce(F&& make) const {
+    if (!node_->extra_done) {
+      node_->extra = make(node_->value);
+      node_->extra_done = true;
+    }
+    return node_->extra;
+  }
+  template <class F>
+  Fingerprint HashKeyed(std::uint64_t key, F&& hash) const {
+    for (Slot& slot : node_->slots) {
+      if (slot.state.load(std::memory_order_acquire) == kFull && slot.key == key) return slot.value;
+    }
+    const Fingerprint value = hash(node_->value);
+    for (Slot& slot : node_->slots) {
+      std::uint8_t empty = kEmpty;
+      if (slot.state.compare_exchange_strong(empty, kFilling, std::memory_order_acq_rel)) {
+        slot.key = key;
+        slot.value = value;
+        slot.state.store(kFull, std::memory_order_release);
+        break;
+      }
+    }
+    return value;
+  }
 
  private:
+  static constexpr std::uint8_t kEmpty = 0, kFilling = 1, kFull = 2;
+  struct Slot {
+    std::atomic<std::uint8_t> state{kEmpty};
+    std::uint64_t key = 0;
+    Fingerprint value;
+  };
   struct Node {
+    explicit Node(T v) : value(std::move(v)) {}
+    void Forget() {
+      hashed = false;
+      extra_done = false;
+      for (Slot& slot : slots) slot.state.store(kEmpty, std::memory_order_relaxed);
+    }
     T value;
     Fingerprint hash;
-    bool hashed;
+    bool hashed = false;
+    bool extra_done = false;
+    Extra extra{};
+    std::array<Slot, Keyed> slots;
   };
   std::shared_ptr<Node> node_;
 };
+
+using MessageNode = Cow<core::Envelope>;
+
+// A vector of at most N elements, kept inline: a World is copied for every
+// successor, and its fixed-size parts then cost no allocation.
+template <class T, std::size_t N>
+class InlineVec {
+ public:
+  InlineVec() = default;
+  InlineVec(const InlineVec& other) { CopyFrom(other); }
+  InlineVec& operator=(const InlineVec& other) {
+    if (this != &other) {
+      clear();
+      CopyFrom(other);
+    }
+    return *this;
+  }
+  InlineVec(InlineVec&& other) noexcept {
+    if constexpr (std::is_trivially_copyable_v<T>) {
+      CopyFrom(other);
+    } else {
+      for (T& item : other) push_back(std::move(item));
+      other.clear();
+    }
+  }
+  InlineVec& operator=(InlineVec&& other) noexcept {
+    if (this != &other) {
+      clear();
+      for (T& item : other) push_back(std::move(item));
+      other.clear();
+    }
+    return *this;
+  }
+  ~InlineVec() { clear(); }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  T& operator[](std::size_t i) { return begin()[i]; }
+  const T& operator[](std::size_t i) const { return begin()[i]; }
+  T* begin() { return std::launder(reinterpret_cast<T*>(storage_)); }
+  T* end() { return begin() + size_; }
+  const T* begin() const { return std::launder(reinterpret_cast<const T*>(storage_)); }
+  const T* end() const { return begin() + size_; }
+  void push_back(T value) {
+    LK_ASSERT(size_ < N);
+    new (storage_ + size_ * sizeof(T)) T(std::move(value));
+    ++size_;
+  }
+  template <class... Args>
+  void emplace_back(Args&&... args) {
+    push_back(T(std::forward<Args>(args)...));
+  }
+  void assign(std::size_t n, const T& value) {
+    clear();
+    for (std::size_t i = 0; i < n; ++i) push_back(value);
+  }
+  void clear() {
+    std::destroy(begin(), end());
+    size_ = 0;
+  }
+  void erase(std::size_t i) {
+    std::move(begin() + i + 1, end(), begin() + i);
+    std::destroy_at(end() - 1);
+    --size_;
+  }
+
+ private:
+  void CopyFrom(const InlineVec& other) {
+    if constexpr (std::is_trivially_copyable_v<T>) {
+      std::memcpy(storage_, other.storage_, other.size_ * sizeof(T));
+      size_ = other.size_;
+    } else {
+      for (const T& item : other) push_back(item);
+    }
+  }
+  alignas(T) unsigned char storage_[N * sizeof(T)];
+  std::uint32_t size_ = 0;
+};
+
+// A vector kept inline while it has at most N elements (a state is copied
+// for every successor), in a heap vector beyond that.
+template <class T, std::size_t N>
+class SmallVec {
+ public:
+  std::size_t size() const { return big_ ? heap_.size() : small_.size(); }
+  bool empty() const { return size() == 0; }
+  T* begin() { return big_ ? heap_.data() : small_.begin(); }
+  T* end() { return begin() + size(); }
+  const T* begin() const { return big_ ? heap_.data() : small_.begin(); }
+  const T* end() const { return begin() + size(); }
+  T& operator[](std::size_t i) { return begin()[i]; }
+  const T& operator[](std::size_t i) const { return begin()[i]; }
+  void push_back(T m) {  // by value: it may be one of ours
+    if (!big_ && small_.size() < N) {
+      small_.push_back(std::move(m));
+      return;
+    }
+    if (!big_) {
+      heap_.reserve(2 * N);
+      for (T& each : small_) heap_.push_back(std::move(each));
+      small_.clear();
+      big_ = true;
+    }
+    heap_.push_back(std::move(m));
+  }
+  void assign(std::size_t n, const T& value) {
+    small_.clear();
+    heap_.clear();
+    big_ = false;
+    for (std::size_t i = 0; i < n; ++i) push_back(value);
+  }
+  void erase(const T* pos) {
+    const std::size_t i = static_cast<std::size_t>(pos - begin());
+    if (big_) {
+      heap_.erase(heap_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      small_.erase(i);
+    }
+  }
+
+ private:
+  InlineVec<T, N> small_;
+  std::vector<T> heap_;
+  bool big_ = false;
+};
+
+// The configuration's bounds (LoadExploreConfig and the command line).
+constexpr std::size_t kMaxStores = 4;
+constexpr std::size_t kMaxProcs = 8;
+constexpr std::size_t kMaxThreads = 64;  // per world: 8 processes x 8 threads
+constexpr std::size_t kMaxSessions = 8;
+
+// What a store keeps about each process, hashed once per store version (the
+// symmetry reduction's sort key).
+struct StoreSummary {
+  std::array<Fingerprint, kMaxProcs> entry{};
+  std::array<bool, kMaxProcs> present{};
+};
+
+// Hashes of a store (and of a log) are kept for this many renamings.
+constexpr std::size_t kRenamingSlots = 2;
+using StoreNode = Cow<core::Store, StoreSummary, kRenamingSlots>;
+using LogNode = Cow<std::vector<core::Record>, std::monostate, kRenamingSlots>;
+using AgentNode = Cow<core::ProcessAgent>;
 
 struct World {
   Time now = 0;
   // The nodes are shared between a state and its successors until a step
   // changes them (copy on write): a step touches one or two of them.
-  std::vector<Cow<core::Store>> stores;
-  std::vector<Cow<std::vector<core::Record>>> logs;  // what each store persisted
-  std::vector<Time> store_deadline;
-  std::vector<Cow<core::ProcessAgent>> agents;
-  std::vector<Time> agent_deadline;
-  std::vector<McThread> threads;
-  std::vector<Cow<core::Envelope>> net;  // in flight, in send order
+  InlineVec<StoreNode, kMaxStores> stores;
+  InlineVec<LogNode, kMaxStores> logs;  // what each store persisted
+  InlineVec<Time, kMaxStores> store_deadline;
+  InlineVec<AgentNode, kMaxProcs> agents;
+  InlineVec<Time, kMaxProcs> agent_deadline;
+  SmallVec<McThread, 16> threads;  // up to kMaxThreads
+  SmallVec<MessageNode, 8> net;    // in flight, in send order
   std::uint8_t crashes = 0, losses = 0, duplicates = 0, restarts = 0;
   std::uint32_t asks = 0;
-  std::vector<SessionView> view;
+  SmallVec<SessionView, 2> view;  // up to kMaxSessions
 };
 
-struct FingerprintHash {
-  std::size_t operator()(const Fingerprint& f) const { return f.lo; }
+// One node's step, as a key: a 128-bit hash of the node's value (the hash
+// the fingerprint uses, which already stands for the value), which node it
+// is, what it was given, and the time. The core is deterministic and keeps
+// no hidden inputs, so equal keys give equal outcomes: a step met again (the
+// same agent state gets the same message in many states that differ
+// elsewhere) reuses the outcome, and its new node, instead of stepping again.
+struct StepKey {
+  Fingerprint node;         // the node's value (AgentHash, StoreHash)
+  Fingerprint input;        // a message's hash (MessageHash), or a thread's (index, pc)
+  std::uint64_t what = 0;   // StepKind | node index << 8, or a message's address kinds
+  std::uint64_t extra = 0;  // a message's sender id
+  Time now = 0;
+  bool operator==(const StepKey&) const = default;
+};
+struct StepKeyHash {
+  std::size_t operator()(const StepKey& k) const {
+    return k.node.lo ^ (k.input.lo * 0x9E3779B97F4A7C15ULL) ^ (k.what * 0xC2B2AE3D27D4EB4FULL) ^
+           (k.extra << 17) ^ (k.now * 0x165667B19E3779F9ULL);
+  }
+};
+enum StepKind : std::uint64_t { kDeliverStep = 1, kAskStep, kFinishStep, kTickStep };
+
+struct AgentOutcome {
+  AgentNode agent;
+  std::vector<MessageNode> send;
+  std::vector<core::ThreadEvent> wake;
+  Time next_deadline = core::kNever;
+  std::uint32_t newly_held = 0;  // bit s: session s is Held after the step and was not before
+};
+struct StoreOutcome {
+  StoreNode store;
+  std::vector<core::Record> persist;
+  std::vector<MessageNode> send;
+  Time next_deadline = core::kNever;
+};
+
+// Per worker: the outcomes of the node steps taken so far, forgotten when
+// there are many.
+struct Scratch {
+  std::unordered_map<StepKey, AgentOutcome, StepKeyHash> agent_steps;
+  std::unordered_map<StepKey, StoreOutcome, StepKeyHash> store_steps;
+  // A log after a store outcome's records, by the identities of both (the
+  // level's logs stay alive until it is done): forgotten after each level.
+  struct Append {
+    const void* log;
+    const StoreOutcome* outcome;
+    bool operator==(const Append&) const = default;
+  };
+  struct AppendHash {
+    std::size_t operator()(const Append& a) const {
+      return std::hash<const void*>()(a.log) ^ (std::hash<const void*>()(a.outcome) << 1);
+    }
+  };
+  std::unordered_map<Append, LogNode, AppendHash> appends;
+
+  void EndLevel() {
+    appends.clear();
+    Trim();
+  }
+  // Between two states' expansions (no outcome is in use then): forget
+  // everything once there is too much to keep.
+  void Trim() {
+    if (agent_steps.size() + store_steps.size() + appends.size() > kMaxRemembered) {
+      agent_steps.clear();
+      store_steps.clear();
+      appends.clear();  // its keys name outcomes
+    }
+  }
+  static constexpr std::size_t kMaxRemembered = std::size_t{1} << 18;
+};
+
+// A set of fingerprints, open addressing (a level's new states).
+class FingerprintSet {
+ public:
+  // Whether `f` was new.
+  bool Insert(const Fingerprint& f) {
+    if (f == Fingerprint{}) return !std::exchange(has_zero_, true);
+    if ((size_ + 1) * 2 > slots_.size()) Grow();
+    if (!Place(slots_, f)) return false;
+    ++size_;
+    return true;
+  }
+  void Reserve(std::size_t n) {
+    while (slots_.size() < 2 * n) Grow();
+  }
+  // Empty, keeping the table.
+  void Clear() {
+    std::fill(slots_.begin(), slots_.end(), Fingerprint{});
+    size_ = 0;
+    has_zero_ = false;
+  }
+
+ private:
+  static bool Place(std::vector<Fingerprint>& slots, const Fingerprint& f) {
+    const std::size_t mask = slots.size() - 1;
+    for (std::size_t i = f.lo & mask;; i = (i + 1) & mask) {
+      if (slots[i] == f) return false;
+      if (slots[i] == Fingerprint{}) {
+        slots[i] = f;
+        return true;
+      }
+    }
+  }
+  void Grow() {
+    std::vector<Fingerprint> bigger(slots_.empty() ? 64 : 2 * slots_.size());
+    for (const Fingerprint& f : slots_) {
+      if (f != Fingerprint{}) Place(bigger, f);
+    }
+    slots_.swap(bigger);
+  }
+  std::vector<Fingerprint> slots_;
+  std::size_t size_ = 0;
+  bool has_zero_ = false;
 };
 
 using sim::ParseCounter;
@@ -127,6 +444,20 @@ class Model {
  public:
   explicit Model(const ExploreConfig& c) : c_(c) {
     horizon_ = c.horizon_us != 0 ? c.horizon_us : 3 * c.lease_us;
+    for (std::uint32_t kind = 0; kind < 3; ++kind) {
+      if (c_.attributes >= 2 && kind == 1) {
+        portions_[kind] = core::Portion::Of({"a0", "a1"}, core::Mode::kExclusive);
+      } else if (c_.attributes >= 2 && kind == 2) {
+        portions_[kind] = core::Portion::Of({"a1"}, core::Mode::kShared);
+      } else {
+        portions_[kind] = core::Portion::Of({"a0"}, core::Mode::kExclusive);
+      }
+      counts_[kind] = portions_[kind].Writable("a0");
+    }
+    for (std::uint32_t a = 0; a < 3; ++a) {
+      for (std::uint32_t b = 0; b < 3; ++b)
+        conflicts_[a][b] = portions_[a].ConflictsWith(portions_[b]);
+    }
   }
 
   World Initial() const {
@@ -150,31 +481,38 @@ class Model {
     }
     w.view.assign(c_.sessions, SessionView{});
     for (std::uint32_t i = 0; i < c_.stores; ++i) {
-      core::Effects fx = w.stores[i].Mut().Start(0);
+      StoreOutcome out;
+      out.store = w.stores[i];
+      core::Effects fx = out.store.Mut().Start(0);
+      Collect(out, fx);
       Failure ignored;
-      ApplyStore(w, i, nullptr, std::move(fx), ignored);
+      ApplyStore(w, i, nullptr, out, nullptr, ignored);
     }
     return w;
   }
 
   // Enumerates the successors of `w` in a fixed order, calling
   // emit(successor, label, failure) for each; `failure` is set when the step
-  // broke an invariant. Returns the number of successors.
+  // broke an invariant. Returns the number of successors. With `scratch`,
+  // node steps met before in the level are not taken again (see StepKey).
   template <class Emit>
-  std::uint32_t Successors(const World& w, Emit&& emit) const {
+  std::uint32_t Successors(const World& w, Emit&& emit, Scratch* scratch = nullptr) const {
     std::uint32_t n = 0;
     auto each = [&](auto&& make, auto&& label) {
       World next = w;
       Failure f;
       make(next, f);
-      if (f.invariant.empty()) Check(next, f);
+      // The state invariants read only the agents and the time: when a step
+      // changed neither, they hold as they held in `w` (every state but the
+      // initial one was checked, and there no thread holds anything).
+      if (f.invariant.empty() && AgentsOrTimeChanged(w, next)) Check(next, f);
       emit(std::move(next), label, f);
       ++n;
     };
     // 1. Deliveries (FIFO per link unless reordering is on), and their faults.
     for (std::size_t i = 0; i < w.net.size(); ++i) {
       if (!Deliverable(w, i)) continue;
-      each([&](World& x, Failure& f) { Deliver(x, i, f); },
+      each([&](World& x, Failure& f) { Deliver(x, i, f, scratch); },
            [&] { return Labeled(sim::ScriptKind::kDeliver, "deliver ", w.net[i]); });
       if (w.losses < c_.losses) {
         each(
@@ -197,13 +535,13 @@ class Model {
     for (std::uint32_t t = 0; t < w.threads.size(); ++t) {
       const Phase phase = w.threads[t].phase;
       if (phase == Phase::kIdle) {
-        each([&](World& x, Failure& f) { Ask(x, t, f); },
+        each([&](World& x, Failure& f) { Ask(x, t, f, scratch); },
              [&] {
                return Step{ThreadName(t) + " asks " + PortionText(w.threads[t].pc, t),
                            {sim::ScriptKind::kAsk, t, 0, {}, {}}};
              });
       } else if (phase == Phase::kHolding) {
-        each([&](World& x, Failure& f) { Finish(x, t, f); },
+        each([&](World& x, Failure& f) { Finish(x, t, f, scratch); },
              [&] {
                return Step{ThreadName(t) + " writes and commits",
                            {sim::ScriptKind::kCommit, t, 0, {}, {}}};
@@ -220,7 +558,7 @@ class Model {
     if (next != core::kNever && next <= horizon_ &&
         (c_.lease_expiry || (w.net.empty() && n == 0))) {
       if (c_.symmetry && AsymmetricAdvance(w, next)) asymmetric_ = true;
-      each([&](World& x, Failure& f) { Advance(x, next, f); },
+      each([&](World& x, Failure& f) { Advance(x, next, f, scratch); },
            [&] {
              return Step{"time passes to " + std::to_string(next) + " us",
                          {sim::ScriptKind::kAdvance, 0, next, {}, {}}};
@@ -327,30 +665,34 @@ class Model {
     // process under a renaming.
     std::array<std::uint32_t, kMaxThreadsTotal> rank{};
     AskRanks(w, rank);
+    // Every node's own hash is filled in here, by the thread that made the
+    // state, before the state is shared (the step keys read them).
+    for (const StoreNode& store : w.stores) (void)StoreHash(store);
     std::array<Fingerprint, kMaxProcesses> part{};
     std::array<Fingerprint, kMaxProcesses> key{};
     for (std::uint32_t p = 0; p < n; ++p) {
-      const Fingerprint& agent = w.agents[p].HashOnce([](const core::ProcessAgent& a) {
-        Hasher2 ah;
-        core::HashFields(ah, a.state(), a.config().self.incarnation);
-        return ah.value();
-      });
+      const Fingerprint& agent = AgentHash(w.agents[p]);
       Hasher2 h;
       core::HashFields(h, agent.hi, agent.lo, w.agent_deadline[p]);
       for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
         const McThread& th = w.threads[t];
-        core::HashFields(h, th.phase, th.pc, th.entitled, rank[t]);
+        // One word: phase (8 bits), pc (16), entitled (1), rank (32).
+        h.Mix(static_cast<std::uint64_t>(th.phase) | (std::uint64_t{th.pc} << 8) |
+              (std::uint64_t{th.entitled} << 24) | (std::uint64_t{rank[t]} << 32));
       }
       part[p] = h.value();
       if (!symmetry) continue;
-      // The sort key adds what the stores keep about the process, so that
-      // ties (and the permutations tried for them) are rare.
-      for (const auto& store : w.stores) {
-        auto it = store->state().processes.find(p + 1);
-        if (it != store->state().processes.end()) core::HashValue(h, it->second);
-        h.Mix(0xfe);
+      // The sort key adds what the stores keep about the process (already
+      // hashed with each store), so that ties (and the permutations tried
+      // for them) are rare. Any function of the process's own part will do:
+      // tied processes are tried in every order.
+      key[p] = part[p];
+      for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
+        const StoreSummary& summary = w.stores[i].ExtraOnce(Summarize);
+        if (!summary.present[p]) continue;
+        key[p].hi ^= std::rotl(summary.entry[p].hi, static_cast<int>(i));
+        key[p].lo ^= std::rotl(summary.entry[p].lo, static_cast<int>(i));
       }
-      key[p] = h.value();
     }
     Renaming ids{};
     for (std::uint32_t p = 0; p <= n; ++p) ids[p] = p;
@@ -462,23 +804,44 @@ class Model {
   Fingerprint Hash(const World& w, const Renaming& ids,
                    const std::array<Fingerprint, kMaxProcesses>& part) const {
     Hasher2 h;
-    core::HashFields(h, w.now, w.crashes, w.losses, w.duplicates, w.restarts);
+    h.Mix(w.now);
+    h.Mix(std::uint64_t{w.crashes} | (std::uint64_t{w.losses} << 8) |
+          (std::uint64_t{w.duplicates} << 16) | (std::uint64_t{w.restarts} << 24));
+    // Each store's (and log's) hash under this renaming is kept with it.
+    std::uint64_t renaming = 0;
+    bool identity = true;
+    for (std::uint32_t p = 1; p <= c_.processes; ++p) {
+      renaming |= ids[p] << (4 * (p - 1));
+      identity &= ids[p] == p;
+    }
     for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
-      HashStore(h, w.stores[i]->state(), ids);
-      h.Mix(w.store_deadline[i]);
+      const Fingerprint store = identity
+                                    ? StoreHash(w.stores[i])
+                                    : w.stores[i].HashKeyed(renaming, [&](const core::Store& st) {
+                                        Hasher2 sh;
+                                        HashStore(sh, st.state(), ids);
+                                        return sh.value();
+                                      });
+      core::HashFields(h, store.hi, store.lo, w.store_deadline[i]);
       // The log matters only to a store that may still restart.
       if (c_.store_restarts > w.restarts) {
-        h.Mix(w.logs[i]->size());
-        for (const core::Record& r : *w.logs[i]) {
-          if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
-            core::GrantRecord renamed = *g;
-            renamed.holder.id = ids[renamed.holder.id];
-            h.Mix(r.index());
-            core::HashValue(h, renamed);
-          } else {
-            core::HashValue(h, r);
-          }
-        }
+        const Fingerprint log =
+            w.logs[i].HashKeyed(renaming, [&](const std::vector<core::Record>& records) {
+              Hasher2 lh;
+              lh.Mix(records.size());
+              for (const core::Record& r : records) {
+                if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
+                  core::GrantRecord renamed = *g;
+                  renamed.holder.id = ids[renamed.holder.id];
+                  lh.Mix(r.index());
+                  core::HashValue(lh, renamed);
+                } else {
+                  core::HashValue(lh, r);
+                }
+              }
+              return lh.value();
+            });
+        core::HashFields(h, log.hi, log.lo);
       }
     }
     const std::uint32_t n = c_.processes;
@@ -486,7 +849,7 @@ class Model {
     for (std::uint32_t p = 0; p < n; ++p) placed[ids[p + 1] - 1] = part[p];
     for (std::uint32_t p = 0; p < n; ++p) core::HashFields(h, placed[p].hi, placed[p].lo);
     for (const SessionView& v : w.view) {
-      core::HashFields(h, v.max_token, v.tenure, v.acked, v.unknown);
+      core::HashFields(h, v.max_token, v.tenure, v.acked | (std::uint64_t{v.unknown} << 32));
     }
     // The network: a bag when any message may arrive next, else per-link
     // queues (the interleaving of different links' sends does not matter).
@@ -496,26 +859,37 @@ class Model {
     };
     thread_local std::vector<Keyed> keyed;
     keyed.clear();
-    for (const Cow<core::Envelope>& e : w.net) {
+    for (const MessageNode& e : w.net) {
       // The message and the incarnations: the same under any renaming.
-      const Fingerprint& m = e.HashOnce([](const core::Envelope& x) {
-        Hasher2 mh;
-        core::HashFields(mh, x.from.incarnation, x.to.incarnation, x.message);
-        return mh.value();
-      });
+      const Fingerprint& m = MessageHash(e);
       keyed.push_back({LinkKey(Renamed(e->from, ids), Renamed(e->to, ids)), m});
     }
-    if (c_.reorder) {
-      std::sort(keyed.begin(), keyed.end(), [](const Keyed& a, const Keyed& b) {
-        return std::tie(a.link, a.m) < std::tie(b.link, b.m);
-      });
-    } else {
-      std::stable_sort(keyed.begin(), keyed.end(),
-                       [](const Keyed& a, const Keyed& b) { return a.link < b.link; });
+    // Insertion sort, stable (few messages are in flight).
+    auto before = [&](const Keyed& a, const Keyed& b) {
+      return c_.reorder ? std::tie(a.link, a.m) < std::tie(b.link, b.m) : a.link < b.link;
+    };
+    for (std::size_t i = 1; i < keyed.size(); ++i) {
+      const Keyed k = keyed[i];
+      std::size_t j = i;
+      for (; j > 0 && before(k, keyed[j - 1]); --j) keyed[j] = keyed[j - 1];
+      keyed[j] = k;
     }
     h.Mix(keyed.size());
     for (const Keyed& k : keyed) core::HashFields(h, k.link, k.m.hi, k.m.lo);
     return h.value();
+  }
+
+  // What each store keeps about each process, hashed (no process ids in it).
+  static StoreSummary Summarize(const core::Store& store) {
+    StoreSummary summary;
+    for (const auto& [pid, entry] : store.state().processes) {
+      if (pid < 1 || pid > kMaxProcs) continue;
+      Hasher2 eh;
+      core::HashValue(eh, entry);
+      summary.entry[pid - 1] = eh.value();
+      summary.present[pid - 1] = true;
+    }
+    return summary;
   }
 
   // core::HashValue(StoreState) with process ids renamed; the maps keyed by
@@ -614,14 +988,12 @@ class Model {
   core::SessionId SessionOf(std::uint32_t k, std::uint32_t t) const {
     return (t % c_.threads + k) % c_.sessions;
   }
-  core::Portion PortionOf(std::uint32_t k, std::uint32_t t) const {
-    const std::uint32_t kind = (t % c_.threads + k) % 3;
-    if (c_.attributes >= 2 && kind == 1) {
-      return core::Portion::Of({"a0", "a1"}, core::Mode::kExclusive);
-    }
-    if (c_.attributes >= 2 && kind == 2) return core::Portion::Of({"a1"}, core::Mode::kShared);
-    return core::Portion::Of({"a0"}, core::Mode::kExclusive);
+  std::uint32_t KindOf(std::uint32_t k, std::uint32_t t) const { return (t % c_.threads + k) % 3; }
+  const core::Portion& PortionOf(std::uint32_t k, std::uint32_t t) const {
+    return portions_[KindOf(k, t)];
   }
+  // Whether the request increments the counter a0.
+  bool Counts(std::uint32_t k, std::uint32_t t) const { return counts_[KindOf(k, t)]; }
   std::string PortionText(std::uint32_t k, std::uint32_t t) const {
     return sim::PortionToJson(PortionOf(k, t)).dump() + " of session " +
            std::to_string(SessionOf(k, t));
@@ -665,59 +1037,98 @@ class Model {
     return next == core::kNever ? next : std::max(next, w.now);
   }
 
-  void Deliver(World& w, std::size_t i, Failure& f) const {
-    core::Envelope e = w.net[i];
+  void Deliver(World& w, std::size_t i, Failure& f, Scratch* scratch) const {
+    const MessageNode e = w.net[i];
     w.net.erase(w.net.begin() + static_cast<std::ptrdiff_t>(i));
-    if (e.to.kind == core::NodeKind::kStore) {
-      const std::uint32_t s = static_cast<std::uint32_t>(e.to.id);
-      const Queues before = QueuesOf(*w.stores[s]);
-      ApplyStore(w, s, &before, w.stores[s].Mut().OnMessage(w.now, e), f);
+    const Time now = w.now;
+    StepKey key;
+    if (scratch != nullptr) {
+      const Fingerprint& m = MessageHash(e);
+      key.input = m;
+      key.what = kDeliverStep | (static_cast<std::uint64_t>(e->from.kind) << 8) |
+                 (static_cast<std::uint64_t>(e->to.kind) << 16) | (e->to.id << 24);
+      key.extra = e->from.id;
+      key.now = now;
+    }
+    if (e->to.kind == core::NodeKind::kStore) {
+      const std::uint32_t s = static_cast<std::uint32_t>(e->to.id);
+      const StoreNode before = w.stores[s];
+      StoreOutcome local;
+      const StoreOutcome& out =
+          StoreStep(scratch, before, key, local,
+                    [&](core::Store& store, core::Effects& fx) { store.OnMessage(now, *e, fx); });
+      ApplyStore(w, s, &*before, out, scratch, f);
     } else {
-      const std::uint32_t p = static_cast<std::uint32_t>(e.to.id - 1);
-      const std::vector<core::LockState> before = LockStates(w, p);
-      ApplyAgent(w, p, w.agents[p].Mut().OnMessage(w.now, e), f, &before);
+      const std::uint32_t p = static_cast<std::uint32_t>(e->to.id - 1);
+      AgentOutcome local;
+      const AgentOutcome& out =
+          AgentStep(scratch, w.agents[p], key, local,
+                    [&](core::ProcessAgent& a, core::Effects& fx) { a.OnMessage(now, *e, fx); });
+      ApplyAgent(w, p, out, f, /*progress=*/true);
     }
   }
 
-  void Ask(World& w, std::uint32_t t, Failure& f) const {
+  void Ask(World& w, std::uint32_t t, Failure& f, Scratch* scratch) const {
     McThread& th = w.threads[t];
     th.phase = Phase::kWaiting;
     th.asked = ++w.asks;
     const std::uint32_t p = t / c_.threads;
-    ApplyAgent(w, p,
-               w.agents[p].Mut().OnThreadAsk(w.now, t % c_.threads, SessionOf(th.pc, t),
-                                             PortionOf(th.pc, t)),
-               f);
+    const std::uint32_t pc = th.pc;
+    const Time now = w.now;
+    AgentOutcome local;
+    const AgentOutcome& out = AgentStep(
+        scratch, w.agents[p], StepKey{{}, {t, pc}, kAskStep, 0, now}, local,
+        [&](core::ProcessAgent& a, core::Effects& fx) {
+          a.OnThreadAsk(now, t % c_.threads, SessionOf(pc, t), PortionOf(pc, t), core::kNever,
+                        /*try_only=*/false, fx);
+        });
+    ApplyAgent(w, p, out, f, /*progress=*/false);
   }
 
-  void Finish(World& w, std::uint32_t t, Failure& f) const {
+  void Finish(World& w, std::uint32_t t, Failure& f, Scratch* scratch) const {
     McThread& th = w.threads[t];
     const std::uint32_t p = t / c_.threads;
     const core::ThreadId id = t % c_.threads;
-    const core::SessionId s = SessionOf(th.pc, t);
-    if (PortionOf(th.pc, t).Writable("a0")) {
-      // The counter workload's read-modify-write: a lost update shows in its value.
-      core::ReadResult r = w.agents[p]->Read(id, s, "a0");
-      if (r.reason == core::Reason::kNone) {
-        (void)w.agents[p].Mut().Write(id, s, "a0",
-                                      std::to_string(ParseCounter(r.value.value_or("")) + 1));
-      }
-    }
+    const std::uint32_t pc = th.pc;
+    const core::SessionId s = SessionOf(pc, t);
+    const Time now = w.now;
     th.phase = Phase::kCommitting;
-    ApplyAgent(w, p, w.agents[p].Mut().OnThreadFinish(w.now, id, s, /*commit=*/true), f);
+    AgentOutcome local;
+    const AgentOutcome& out = AgentStep(
+        scratch, w.agents[p], StepKey{{}, {t, pc}, kFinishStep, 0, now}, local,
+        [&](core::ProcessAgent& a, core::Effects& fx) {
+          if (Counts(pc, t)) {
+            // The counter workload's read-modify-write: a lost update shows in its value.
+            core::ReadResult r = a.Read(id, s, "a0");
+            if (r.reason == core::Reason::kNone) {
+              (void)a.Write(id, s, "a0", std::to_string(ParseCounter(r.value.value_or("")) + 1));
+            }
+          }
+          a.OnThreadFinish(now, id, s, /*commit=*/true, fx);
+        });
+    ApplyAgent(w, p, out, f, /*progress=*/false);
   }
 
-  void Advance(World& w, Time to, Failure& f) const {
+  void Advance(World& w, Time to, Failure& f, Scratch* scratch) const {
     w.now = to;
     for (std::uint32_t i = 0; i < w.stores.size() && f.invariant.empty(); ++i) {
+      const StepKey key{{}, {}, kTickStep | (std::uint64_t{i} << 8), 0, to};
       if (w.store_deadline[i] > to) continue;
-      const Queues before = QueuesOf(*w.stores[i]);
-      ApplyStore(w, i, &before, w.stores[i].Mut().OnTick(to), f);
+      const StoreNode before = w.stores[i];
+      StoreOutcome local;
+      const StoreOutcome& out =
+          StoreStep(scratch, before, key, local,
+                    [&](core::Store& store, core::Effects& fx) { store.OnTick(to, fx); });
+      ApplyStore(w, i, &*before, out, scratch, f);
     }
     for (std::uint32_t p = 0; p < w.agents.size() && f.invariant.empty(); ++p) {
       if (w.agent_deadline[p] > to) continue;
-      const std::vector<core::LockState> before = LockStates(w, p);
-      ApplyAgent(w, p, w.agents[p].Mut().OnTick(to), f, &before);
+      const StepKey key{{}, {}, kTickStep | (std::uint64_t{p} << 8), 0, to};
+      AgentOutcome local;
+      const AgentOutcome& out =
+          AgentStep(scratch, w.agents[p], key, local,
+                    [&](core::ProcessAgent& a, core::Effects& fx) { a.OnTick(to, fx); });
+      ApplyAgent(w, p, out, f, /*progress=*/true);
     }
   }
 
@@ -729,7 +1140,7 @@ class Model {
       if (th.phase == Phase::kWaiting || th.phase == Phase::kHolding ||
           th.phase == Phase::kCommitting) {
         // The request is cut; a commit in flight may or may not apply.
-        if (th.phase == Phase::kCommitting && PortionOf(th.pc, t).Writable("a0"))
+        if (th.phase == Phase::kCommitting && Counts(th.pc, t))
           ++w.view[SessionOf(th.pc, t)].unknown;
         NextRequest(th);
       }
@@ -742,8 +1153,10 @@ class Model {
   void RestartStore(World& w, std::uint32_t s, Failure& f) const {
     ++w.restarts;
     core::Effects fx;
-    w.stores[s] = core::Store::Recover(w.stores[s]->config(), *w.logs[s], w.now, &fx);
-    ApplyStore(w, s, nullptr, std::move(fx), f);
+    StoreOutcome out;
+    out.store = core::Store::Recover(w.stores[s]->config(), *w.logs[s], w.now, &fx);
+    Collect(out, fx);
+    ApplyStore(w, s, nullptr, out, nullptr, f);
   }
 
   void NextRequest(McThread& th) const {
@@ -752,17 +1165,66 @@ class Model {
     th.phase = th.pc >= c_.requests_per_thread ? Phase::kDone : Phase::kIdle;
   }
 
-  // A store's effects: persist, then send; the checker's view is updated
-  // and checked on the way (token validity, queue order, durability).
-  // Each session's queue of buffered requests, before a store event.
-  using Queues = std::map<core::SessionId, std::vector<core::ProcessRef>>;
-  static Queues QueuesOf(const core::Store& store) {
-    Queues q;
-    for (const auto& [id, session] : store.state().sessions) {
-      for (const core::Waiter& waiter : session.queue) q[id].push_back(waiter.process);
-    }
-    return q;
+  static void Collect(StoreOutcome& out, core::Effects& fx) {
+    out.persist = std::move(fx.persist);
+    out.send.reserve(fx.send.size());
+    for (core::Envelope& e : fx.send) out.send.emplace_back(std::move(e));
+    out.next_deadline = fx.next_deadline;
   }
+
+  // A store's step on `node`: the outcome met before in this level (with
+  // `scratch`), else `step` on a copy of the node, kept in `scratch` or
+  // `local`.
+  template <class F>
+  const StoreOutcome& StoreStep(Scratch* scratch, const StoreNode& node, StepKey key,
+                                StoreOutcome& local, F&& step) const {
+    if (scratch != nullptr) {
+      key.node = StoreHash(node);
+      auto it = scratch->store_steps.find(key);
+      if (it != scratch->store_steps.end()) return it->second;
+    }
+    StoreOutcome out;
+    out.store = node;
+    core::Effects fx;
+    step(out.store.Mut(), fx);
+    Collect(out, fx);
+    if (scratch == nullptr) {
+      local = std::move(out);
+      return local;
+    }
+    return scratch->store_steps.emplace(key, std::move(out)).first->second;
+  }
+
+  // The same for an agent's step.
+  template <class F>
+  const AgentOutcome& AgentStep(Scratch* scratch, const AgentNode& node, StepKey key,
+                                AgentOutcome& local, F&& step) const {
+    if (scratch != nullptr) {
+      key.node = AgentHash(node);
+      auto it = scratch->agent_steps.find(key);
+      if (it != scratch->agent_steps.end()) return it->second;
+    }
+    AgentOutcome out;
+    out.agent = node;
+    core::Effects fx;
+    step(out.agent.Mut(), fx);
+    out.send.reserve(fx.send.size());
+    for (core::Envelope& e : fx.send) out.send.emplace_back(std::move(e));
+    out.wake = std::move(fx.wake);
+    out.next_deadline = fx.next_deadline;
+    const LockStateArray before = LockStates(*node), after = LockStates(*out.agent);
+    for (core::SessionId s = 0; s < c_.sessions; ++s) {
+      if (before[s] != core::LockState::kHeld && after[s] == core::LockState::kHeld)
+        out.newly_held |= 1u << s;
+    }
+    if (scratch == nullptr) {
+      local = std::move(out);
+      return local;
+    }
+    return scratch->agent_steps.emplace(key, std::move(out)).first->second;
+  }
+
+  // Whether the store had `p` in session s's queue of buffered requests.
   static bool Queued(const core::Store& store, core::SessionId s, const core::ProcessRef& p) {
     auto it = store.state().sessions.find(s);
     if (it == store.state().sessions.end()) return false;
@@ -772,23 +1234,34 @@ class Model {
     return false;
   }
 
-  void ApplyStore(World& w, std::uint32_t s, const Queues* before, core::Effects fx,
-                  Failure& f) const {
-    for (const core::Record& r : fx.persist) {
+  // A store's effects: persist, then send; the checker's view is updated
+  // and checked on the way (token validity, queue order, durability).
+  // `before` is the store before the step (nullptr: nothing to compare).
+  void ApplyStore(World& w, std::uint32_t s, const core::Store* before, const StoreOutcome& out,
+                  Scratch* scratch, Failure& f) const {
+    const LogNode old_log = w.logs[s];
+    const std::vector<core::Record>& log = *old_log;
+    w.stores[s] = out.store;
+    const core::Store& after = *out.store;
+    for (std::size_t i = 0; i < out.persist.size(); ++i) {
+      const core::Record& r = out.persist[i];
       if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
         // Queue order (R4, R5): a buffered request is granted only when every
         // request buffered before it was granted or withdrawn.
         if (before != nullptr && f.invariant.empty()) {
-          auto q = before->find(g->session);
-          if (q != before->end()) {
-            const std::vector<core::ProcessRef>& order = q->second;
-            auto pos = std::find(order.begin(), order.end(), g->holder);
+          auto q = before->state().sessions.find(g->session);
+          if (q != before->state().sessions.end() && !q->second.queue.empty()) {
+            const std::deque<core::Waiter>& order = q->second.queue;
+            auto pos = std::find_if(order.begin(), order.end(), [&](const core::Waiter& waiter) {
+              return waiter.process == g->holder;
+            });
             for (auto it = order.begin(); it != order.end() && it < pos; ++it) {
-              if (Queued(*w.stores[s], g->session, *it)) {
+              if (Queued(after, g->session, it->process)) {
                 f = {"queue_order", "store s" + std::to_string(s) + " granted session " +
                                         std::to_string(g->session) + " to p" +
                                         std::to_string(g->holder.id) + " ahead of p" +
-                                        std::to_string(it->id) + ", buffered before it (R4, R5)"};
+                                        std::to_string(it->process.id) +
+                                        ", buffered before it (R4, R5)"};
                 break;
               }
             }
@@ -817,25 +1290,29 @@ class Model {
           if (aw.name != "a0" || aw.erase || !f.invariant.empty()) continue;
           // Serializability of the counter: each write follows the one before
           // (the log holds everything up to, not including, this commit).
-          const std::uint64_t before = LastCounter(*w.logs[s], c->session);
-          if (ParseCounter(aw.value) != before + 1) {
+          std::uint64_t last = 0;
+          for (const core::Record& earlier : log) CounterAfter(earlier, c->session, last);
+          for (std::size_t j = 0; j < i; ++j) CounterAfter(out.persist[j], c->session, last);
+          if (ParseCounter(aw.value) != last + 1) {
             f = {"serializability",
                  "session " + std::to_string(c->session) + ": a commit with token " +
                      std::to_string(c->token) + " wrote a0=" + aw.value +
-                     " over a0=" + std::to_string(before) + ": it read a stale value"};
+                     " over a0=" + std::to_string(last) + ": it read a stale value"};
           }
         }
       }
-      w.logs[s].Mut().push_back(r);
     }
-    for (core::Envelope& e : fx.send) {
-      if (const auto* a = std::get_if<core::CommitAck>(&e.message); a && f.invariant.empty()) {
+    if (!out.persist.empty()) w.logs[s] = Appended(scratch, old_log, out);
+    for (const MessageNode& e : out.send) {
+      if (const auto* a = std::get_if<core::CommitAck>(&e->message); a && f.invariant.empty()) {
         bool durable = false;
-        for (const core::Record& r : *w.logs[s]) {
+        auto made = [&](const core::Record& r) {
           const auto* c = std::get_if<core::CommitRecord>(&r);
           if (c && c->session == a->session && c->token == a->token && c->seq == a->seq)
             durable = true;
-        }
+        };
+        for (const core::Record& r : log) made(r);
+        for (const core::Record& r : out.persist) made(r);
         if (!durable) {
           f = {"no_lost_update", "store s" + std::to_string(s) + " acknowledged commit token " +
                                      std::to_string(a->token) + " seq " + std::to_string(a->seq) +
@@ -843,51 +1320,67 @@ class Model {
                                      " that it never made durable (B3)"};
         }
       }
-      w.net.push_back(std::move(e));
+      w.net.push_back(e);
     }
-    w.store_deadline[s] = fx.next_deadline;
+    w.store_deadline[s] = out.next_deadline;
   }
 
-  static std::uint64_t LastCounter(const std::vector<core::Record>& log, core::SessionId s) {
-    std::uint64_t value = 0;
-    for (const core::Record& r : log) {
-      if (const auto* c = std::get_if<core::CommitRecord>(&r); c && c->session == s) {
-        if (c->clear_first) value = 0;
-        for (const core::AttributeWrite& aw : c->writes) {
-          if (aw.name == "a0") value = aw.erase ? 0 : ParseCounter(aw.value);
-        }
-      } else if (const auto* d = std::get_if<core::SessionDroppedRecord>(&r);
-                 d && d->session == s) {
-        value = 0;
+  // `log` with the outcome's records appended; with `scratch` (where `out`
+  // then lives) the same append is made once per level.
+  static LogNode Appended(Scratch* scratch, const LogNode& log, const StoreOutcome& out) {
+    auto append = [&] {
+      LogNode next = log;
+      std::vector<core::Record>& records = next.Mut();
+      records.insert(records.end(), out.persist.begin(), out.persist.end());
+      return next;
+    };
+    if (scratch == nullptr) return append();
+    const Scratch::Append key{log.Id(), &out};
+    auto it = scratch->appends.find(key);
+    if (it != scratch->appends.end()) return it->second;
+    return scratch->appends.emplace(key, append()).first->second;
+  }
+
+  // The counter a0 of session s after the record `r`, given its value before.
+  static void CounterAfter(const core::Record& r, core::SessionId s, std::uint64_t& value) {
+    if (const auto* c = std::get_if<core::CommitRecord>(&r); c && c->session == s) {
+      if (c->clear_first) value = 0;
+      for (const core::AttributeWrite& aw : c->writes) {
+        if (aw.name == "a0") value = aw.erase ? 0 : ParseCounter(aw.value);
       }
+    } else if (const auto* d = std::get_if<core::SessionDroppedRecord>(&r); d && d->session == s) {
+      value = 0;
     }
-    return value;
   }
 
-  std::vector<core::LockState> LockStates(const World& w, std::uint32_t p) const {
-    std::vector<core::LockState> states(c_.sessions, core::LockState::kUnlocked);
-    for (const auto& [id, s] : w.agents[p]->state().sessions) {
+  using LockStateArray = std::array<core::LockState, kMaxSessions>;
+  LockStateArray LockStates(const core::ProcessAgent& agent) const {
+    LockStateArray states{};
+    states.fill(core::LockState::kUnlocked);
+    for (const auto& [id, s] : agent.state().sessions) {
       if (id < c_.sessions) states[id] = s.state;
     }
     return states;
   }
 
-  void ApplyAgent(World& w, std::uint32_t p, core::Effects fx, Failure& f,
-                  const std::vector<core::LockState>* before = nullptr) const {
+  // An agent's step: its new node, its sends and wake-ups; with `progress`,
+  // the Progress rule (R7) is followed across it.
+  void ApplyAgent(World& w, std::uint32_t p, const AgentOutcome& out, Failure& f,
+                  bool progress) const {
     // The Progress rule (R7): threads waiting when the process is granted a
     // session are served before the process gives it up, recalled or not.
-    if (before != nullptr) {
-      const std::vector<core::LockState> after = LockStates(w, p);
+    if (progress && out.newly_held != 0) {
       for (core::SessionId s = 0; s < c_.sessions; ++s) {
-        if ((*before)[s] == core::LockState::kHeld || after[s] != core::LockState::kHeld) continue;
+        if ((out.newly_held & (1u << s)) == 0) continue;
         for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
           if (w.threads[t].phase == Phase::kWaiting && SessionOf(w.threads[t].pc, t) == s)
             w.threads[t].entitled = true;
         }
       }
     }
-    for (const core::Envelope& e : fx.send) {
-      const auto* release = std::get_if<core::Release>(&e.message);
+    w.agents[p] = out.agent;
+    for (const MessageNode& e : out.send) {
+      const auto* release = std::get_if<core::Release>(&e->message);
       if (release == nullptr || !f.invariant.empty()) continue;
       // Only a lock given up on purpose (recall, idle): a lost lock (lease,
       // revocation) re-requests for its waiters instead.
@@ -898,7 +1391,7 @@ class Model {
       for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
         const McThread& th = w.threads[t];
         bool woken = false;  // answered in this very step: not left behind
-        for (const core::ThreadEvent& ev : fx.wake) woken |= ev.thread == t % c_.threads;
+        for (const core::ThreadEvent& ev : out.wake) woken |= ev.thread == t % c_.threads;
         if (!woken && th.entitled && th.phase == Phase::kWaiting &&
             SessionOf(th.pc, t) == release->session) {
           f = {"liveness", "p" + std::to_string(p + 1) + " released session " +
@@ -908,12 +1401,12 @@ class Model {
         }
       }
     }
-    for (core::Envelope& e : fx.send) w.net.push_back(std::move(e));
-    w.agent_deadline[p] = fx.next_deadline;
-    for (const core::ThreadEvent& ev : fx.wake) {
+    for (const MessageNode& e : out.send) w.net.push_back(e);
+    w.agent_deadline[p] = out.next_deadline;
+    for (const core::ThreadEvent& ev : out.wake) {
       const std::uint32_t t = p * c_.threads + ev.thread;
       McThread& th = w.threads[t];
-      const bool counter = PortionOf(th.pc, t).Writable("a0");
+      const bool counter = Counts(th.pc, t);
       switch (ev.kind) {
         case core::ThreadEventKind::kGranted:
           th.phase = Phase::kHolding;
@@ -939,16 +1432,52 @@ class Model {
   void CheckBypass(const World& w, std::uint32_t p, std::uint32_t t, core::SessionId s,
                    Failure& f) const {
     if (!f.invariant.empty()) return;
-    const core::Portion mine = PortionOf(w.threads[t].pc, t);
+    const std::uint32_t mine = KindOf(w.threads[t].pc, t);
     for (std::uint32_t u = p * c_.threads; u < (p + 1) * c_.threads; ++u) {
       const McThread& other = w.threads[u];
       if (u == t || other.phase != Phase::kWaiting || other.asked > w.threads[t].asked) continue;
-      if (SessionOf(other.pc, u) != s || !PortionOf(other.pc, u).ConflictsWith(mine)) continue;
+      if (SessionOf(other.pc, u) != s || !conflicts_[KindOf(other.pc, u)][mine]) continue;
       f = {"bounded_bypass", ThreadName(t) + " was granted session " + std::to_string(s) +
                                  " before " + ThreadName(u) +
                                  ", which asked earlier for a conflicting portion"};
       return;
     }
+  }
+
+  // The hashes of a node's value, once per node. An agent's and a message's
+  // leave out the process ids (they move under a renaming), so a step's key
+  // names the process and the message's ends itself.
+  static const Fingerprint& AgentHash(const AgentNode& agent) {
+    return agent.HashOnce([](const core::ProcessAgent& a) {
+      Hasher2 ah;
+      core::HashFields(ah, a.state(), a.config().self.incarnation);
+      return ah.value();
+    });
+  }
+  static const Fingerprint& MessageHash(const MessageNode& message) {
+    return message.HashOnce([](const core::Envelope& x) {
+      Hasher2 mh;
+      core::HashFields(mh, x.from.incarnation, x.to.incarnation, x.message);
+      return mh.value();
+    });
+  }
+  // A store's, as it is (process ids not renamed).
+  const Fingerprint& StoreHash(const StoreNode& store) const {
+    return store.HashOnce([&](const core::Store& st) {
+      Renaming ids{};
+      for (std::uint32_t p = 0; p < ids.size(); ++p) ids[p] = p;
+      Hasher2 sh;
+      HashStore(sh, st.state(), ids);
+      return sh.value();
+    });
+  }
+
+  static bool AgentsOrTimeChanged(const World& before, const World& after) {
+    if (before.now != after.now) return true;
+    for (std::size_t p = 0; p < after.agents.size(); ++p) {
+      if (before.agents[p].Id() != after.agents[p].Id()) return true;
+    }
+    return false;
   }
 
   // The online invariants, in every state.
@@ -997,11 +1526,49 @@ class Model {
 
   const ExploreConfig& c_;
   Time horizon_ = 0;
+  // The three portions of the program (see PortionOf), whether each
+  // increments the counter, and which conflict.
+  std::array<core::Portion, 3> portions_;
+  std::array<bool, 3> counts_{};
+  std::array<std::array<bool, 3>, 3> conflicts_{};
 
  public:
   // Set when a step was met that breaks the process symmetry (see
   // AsymmetricAdvance).
   mutable std::atomic<bool> asymmetric_{false};
+};
+
+// An allocator for the large buffers (a level's states, the visited set):
+// from 2 MiB on, aligned to and advised for transparent huge pages, so that
+// filling a level of tens of thousands of states (over 1 KiB each) takes a
+// page fault per 2 MiB instead of per 4 KiB.
+template <class T>
+struct BigAllocator {
+  using value_type = T;
+  static constexpr std::size_t kHuge = std::size_t{2} << 20;
+  BigAllocator() = default;
+  template <class U>
+  BigAllocator(const BigAllocator<U>&) {}  // NOLINT: rebinding
+  T* allocate(std::size_t n) {
+    const std::size_t bytes = n * sizeof(T);
+    if (bytes < kHuge) return static_cast<T*>(::operator new(bytes));
+    const std::size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+    void* p = std::aligned_alloc(kHuge, rounded);
+    if (p == nullptr) throw std::bad_alloc();
+    (void)madvise(p, rounded, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t n) {
+    if (n * sizeof(T) < kHuge) {
+      ::operator delete(p);
+    } else {
+      std::free(p);
+    }
+  }
+  template <class U>
+  bool operator==(const BigAllocator<U>&) const {
+    return true;
+  }
 };
 
 std::uint64_t PeakRss() {
@@ -1023,12 +1590,22 @@ ExploreResult Explore(const ExploreConfig& config,
   ExploreResult result;
   ExploreStats& stats = result.stats;
   Model model(config);
-  std::vector<Fingerprint> visited;  // sorted
-  std::vector<World> frontier{model.Initial()};
+  std::vector<Fingerprint, BigAllocator<Fingerprint>> visited;  // sorted
+  // A state of the next level, with its parent link.
+  struct Candidate {
+    Fingerprint fp;
+    std::uint32_t parent;
+    std::uint32_t ordinal;
+    World world;
+  };
+  using Level = std::vector<Candidate, BigAllocator<Candidate>>;
+  Level frontier;
+  frontier.push_back({{}, 0, 0, model.Initial()});
+  frontier[0].fp = model.FingerprintOf(frontier[0].world);
   std::vector<std::vector<Parent>> parents{{Parent{}}};
-  visited.push_back(model.FingerprintOf(frontier[0]));
+  visited.push_back(frontier[0].fp);
   std::unordered_set<Fingerprint, FingerprintHash> classes;  // config.count_classes
-  if (config.count_classes) classes.insert(model.FingerprintOf(frontier[0], true));
+  if (config.count_classes) classes.insert(model.FingerprintOf(frontier[0].world, true));
   stats.distinct = 1;
 
   // Rebuilds the path to state `index` of level `depth` (+ one more step).
@@ -1061,30 +1638,38 @@ ExploreResult Explore(const ExploreConfig& config,
   };
 
   const unsigned jobs = std::max(1u, config.jobs);
+  std::vector<Scratch> scratch(jobs);  // node steps taken, per job
+  struct Slice {
+    Level next;
+    std::uint64_t generated = 0, terminal = 0;
+    std::optional<std::tuple<std::uint32_t, std::optional<std::uint32_t>, Failure>> failure;
+  };
+  // Buffers kept from level to level (a fresh one per level costs a page
+  // fault per 4 KiB touched).
+  std::vector<Slice> slices(jobs);
+  Level merged;  // the slices' new states, with more than one job
+  std::vector<Fingerprint> added;
+  std::vector<FingerprintSet> seen(jobs);
+  FingerprintSet level;
   for (std::uint32_t depth = 0; !frontier.empty(); ++depth) {
     if (config.max_depth != 0 && depth >= config.max_depth) break;
     // Expand the level: each job takes a slice; results merge in order, so
     // the search is the same whatever the number of jobs.
-    struct Candidate {
-      Fingerprint fp;
-      std::uint32_t parent;
-      std::uint32_t ordinal;
-      World world;
-    };
-    struct Slice {
-      std::vector<Candidate> next;
-      std::uint64_t generated = 0, terminal = 0;
-      std::optional<std::tuple<std::uint32_t, std::optional<std::uint32_t>, Failure>> failure;
-    };
-    std::vector<Slice> slices(jobs);
+    for (Slice& slice : slices) {
+      slice.next.clear();
+      slice.generated = slice.terminal = 0;
+      slice.failure.reset();
+    }
     auto expand = [&](unsigned j) {
       Slice& out = slices[j];
-      std::unordered_set<Fingerprint, FingerprintHash> seen;
+      seen[j].Clear();
       const std::size_t from = frontier.size() * j / jobs, to = frontier.size() * (j + 1) / jobs;
       for (std::size_t i = from; i < to && !out.failure; ++i) {
+        scratch[j].Trim();
         std::uint32_t ordinal = 0;
-        const std::uint32_t n =
-            model.Successors(frontier[i], [&](World&& next, auto&&, const Failure& f) {
+        const std::uint32_t n = model.Successors(
+            frontier[i].world,
+            [&](World&& next, auto&&, const Failure& f) {
               const std::uint32_t o = ordinal++;
               ++out.generated;
               if (out.failure) return;
@@ -1094,13 +1679,14 @@ ExploreResult Explore(const ExploreConfig& config,
               }
               Fingerprint fp = model.FingerprintOf(next);
               if (std::binary_search(visited.begin(), visited.end(), fp)) return;
-              if (!seen.insert(fp).second) return;
-              out.next.push_back({fp, static_cast<std::uint32_t>(i), o, std::move(next)});
-            });
+              if (!seen[j].Insert(fp)) return;
+              out.next.emplace_back(fp, static_cast<std::uint32_t>(i), o, std::move(next));
+            },
+            &scratch[j]);
         if (n == 0 && !out.failure) {
           ++out.terminal;
           Failure f;
-          model.CheckTerminal(frontier[i], f);
+          model.CheckTerminal(frontier[i].world, f);
           if (!f.invariant.empty()) out.failure = {static_cast<std::uint32_t>(i), std::nullopt, f};
         }
       }
@@ -1112,6 +1698,7 @@ ExploreResult Explore(const ExploreConfig& config,
       for (unsigned j = 0; j < jobs; ++j) workers.emplace_back(expand, j);
       for (std::thread& t : workers) t.join();
     }
+    for (Scratch& each : scratch) each.EndLevel();
     if (model.asymmetric_) break;  // the reduction may not be exact: start over without it
     // The first failure in frontier order: the shortest counterexample.
     for (Slice& slice : slices) {
@@ -1127,31 +1714,48 @@ ExploreResult Explore(const ExploreConfig& config,
       break;
     }
     if (result.violation) break;
-    // Merge the slices' new states (deduplicated across slices too).
-    std::vector<World> next_frontier;
-    std::vector<Parent> next_parents;
-    std::vector<Fingerprint> added;
-    std::unordered_set<Fingerprint, FingerprintHash> level;
-    for (Slice& slice : slices) {
-      for (Candidate& c : slice.next) {
-        if (!level.insert(c.fp).second) continue;
-        added.push_back(c.fp);
-        next_parents.push_back({c.parent, c.ordinal});
-        next_frontier.push_back(std::move(c.world));
+    // The next level: one slice's new states as they are, or the slices'
+    // merged (deduplicated across slices too).
+    Level* next = &slices[0].next;
+    if (jobs > 1) {
+      merged.clear();
+      level.Clear();
+      std::size_t candidates = 0;
+      for (const Slice& slice : slices) candidates += slice.next.size();
+      merged.reserve(candidates);
+      level.Reserve(candidates);
+      for (Slice& slice : slices) {
+        for (Candidate& c : slice.next) {
+          if (level.Insert(c.fp)) merged.push_back(std::move(c));
+        }
       }
+      next = &merged;
+    }
+    added.clear();
+    added.reserve(next->size());
+    std::vector<Parent> next_parents;
+    next_parents.reserve(next->size());
+    for (const Candidate& c : *next) {
+      added.push_back(c.fp);
+      next_parents.push_back({c.parent, c.ordinal});
     }
     std::sort(added.begin(), added.end());
-    std::vector<Fingerprint> merged;
-    merged.reserve(visited.size() + added.size());
-    std::merge(visited.begin(), visited.end(), added.begin(), added.end(),
-               std::back_inserter(merged));
-    visited.swap(merged);
+    // Merged in place, from the back (the array grows geometrically).
+    std::size_t i = visited.size(), k = added.size();
+    visited.resize(i + k);
+    for (std::size_t out = i + k; k > 0;) {
+      if (i > 0 && added[k - 1] < visited[i - 1]) {
+        visited[--out] = visited[--i];
+      } else {
+        visited[--out] = added[--k];
+      }
+    }
     stats.distinct = visited.size();
     stats.depth = depth + 1;
     if (config.count_classes) {
-      for (const World& w : next_frontier) classes.insert(model.FingerprintOf(w, true));
+      for (const Candidate& c : *next) classes.insert(model.FingerprintOf(c.world, true));
     }
-    frontier.swap(next_frontier);
+    frontier.swap(*next);  // the level before last goes, its buffer stays
     parents.push_back(std::move(next_parents));
     stats.visited_bytes = visited.capacity() * sizeof(Fingerprint);
     stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
