@@ -183,7 +183,9 @@ void LoadProgram(const json& j, const std::string& path, WorkloadConfig& w, std:
   }
 }
 
-void LoadScript(const json& j, std::vector<ScriptStep>& script, std::string& error) {
+// Thread names are resolved against `topology`, which LoadConfig reads first.
+void LoadScript(const json& j, const SimConfig& topology, std::vector<ScriptStep>& script,
+                std::string& error) {
   if (!j.is_array()) {
     error = "/script: expected an array of steps, found " + Describe(j);
     return;
@@ -231,7 +233,7 @@ void LoadScript(const json& j, std::vector<ScriptStep>& script, std::string& err
         break;
       case ScriptKind::kAsk:
       case ScriptKind::kCommit: {
-        // "p2.t1": stored as (process, thread) until the topology is known.
+        // "p2.t1": process 2's thread 1.
         const json* v = o.Field("thread");
         std::uint32_t process = 0, thread = 0;
         const std::string text = v != nullptr && v->is_string() ? v->get<std::string>() : "";
@@ -242,8 +244,14 @@ void LoadScript(const json& j, std::vector<ScriptStep>& script, std::string& err
           error = path + "/thread: expected a thread name like \"p1.t0\", found " +
                   (v == nullptr ? std::string("nothing") : Describe(*v));
         }
-        step.target = process - 1;
-        step.to_us = thread;  // resolved to a thread index by ValidateConfig's caller
+        if (!error.empty()) break;
+        if (process > topology.processes() || thread >= topology.threads_per_process) {
+          error = path + "/thread: " + text + " does not exist (" +
+                  std::to_string(topology.processes()) + " processes x " +
+                  std::to_string(topology.threads_per_process) + " threads)";
+          break;
+        }
+        step.target = (process - 1) * topology.threads_per_process + thread;
         break;
       }
       case ScriptKind::kAdvance:
@@ -402,22 +410,8 @@ std::string LoadConfig(const json& j, SimConfig& c, std::initializer_list<const 
     }
     f.Finish();
   }
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> script_threads;
   if (const json* script = r.Field("script"); script != nullptr && error.empty()) {
-    LoadScript(*script, c.script, error);
-    // Thread names become thread indices now that the topology is known.
-    for (std::size_t i = 0; i < c.script.size() && error.empty(); ++i) {
-      ScriptStep& step = c.script[i];
-      if (step.kind != ScriptKind::kAsk && step.kind != ScriptKind::kCommit) continue;
-      const std::uint32_t process = step.target, thread = static_cast<std::uint32_t>(step.to_us);
-      if (process >= c.processes() || thread >= c.threads_per_process) {
-        error = "/script/" + std::to_string(i) + "/thread: p" + std::to_string(process + 1) + ".t" +
-                std::to_string(thread) + " does not exist (" + std::to_string(c.processes()) +
-                " processes x " + std::to_string(c.threads_per_process) + " threads)";
-      }
-      step.target = process * c.threads_per_process + thread;
-      step.to_us = 0;
-    }
+    LoadScript(*script, c, c.script, error);
   }
   r.Finish();
   if (error.empty()) error = ValidateConfig(c);
