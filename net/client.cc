@@ -122,11 +122,34 @@ struct Lock::Shared : std::enable_shared_from_this<Lock::Shared> {
   // Guarded by mu.
   std::mutex mu;
   std::optional<core::ProcessAgent> agent;  // built once every node's lease is known
+  // A thread's wake-up. Not a condition variable on mu: a thread woken
+  // under mu would at once block on it, and glibc marks a mutex retaken
+  // after a condition wait as contended, so every later unlock of mu would
+  // be a futex system call. Threads wait on `signalled` without mu instead,
+  // and are woken after mu is let go (UnlockWakeAndFlush).
   struct Slot {
-    std::condition_variable cv;
-    std::optional<core::ThreadEvent> event;
+    std::optional<core::ThreadEvent> event;   // guarded by mu
+    std::atomic<std::uint32_t> signalled{0};  // set (after event) by the waker, outside mu
+    void Signal() {
+      signalled.store(1, std::memory_order_release);
+      signalled.notify_one();
+    }
+    // Waits until the event is there or the client closes; returns with
+    // `lock` (on mu) held. A signal may be stale (its event already taken),
+    // so the event itself is what ends the wait.
+    void Await(std::unique_lock<std::mutex>& lock, const bool& closed) {
+      while (!event && !closed) {
+        signalled.store(0, std::memory_order_relaxed);  // under mu, no event: none is owed
+        lock.unlock();
+        while (signalled.load(std::memory_order_acquire) == 0) signalled.wait(0);
+        lock.lock();
+      }
+    }
   };
-  std::map<core::ThreadId, Slot> slots;
+  // Shared: a waker keeps the slot alive until it has signalled it, even if
+  // its thread has already taken the event and erased the slot.
+  std::map<core::ThreadId, std::shared_ptr<Slot>> slots;
+  std::vector<std::shared_ptr<Slot>> woken;  // events set, not yet notified
   core::ThreadId next_thread = 1;
   core::Time armed =
       core::kNever;  // when the I/O thread's timer fires (at or before the agent's deadline)
@@ -140,7 +163,11 @@ struct Lock::Shared : std::enable_shared_from_this<Lock::Shared> {
   std::map<core::ThreadId, std::string> refusals;
 
   void ApplyLocked(core::Effects fx);
-  void Deliver(std::uint32_t store, std::uint64_t epoch, core::Message message);
+  // Lets mu go, then wakes the threads ApplyLocked gave events and writes
+  // what it queued.
+  void UnlockWakeAndFlush(std::unique_lock<std::mutex>& lock);
+  // The messages of one read, under one acquisition of mu.
+  void Deliver(std::uint32_t store, std::uint64_t epoch, std::vector<core::Message>& messages);
   void Arm(core::Time deadline);
   // Writes what ApplyLocked queued; call without mu.
   void FlushAll();
@@ -173,6 +200,7 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
   // it from request threads.
   std::atomic<std::uint64_t> attempt{0};
   FrameDecoder decoder{64u << 20};
+  std::vector<core::Message> batch;  // I/O thread: decoded, not yet delivered
   std::array<char, 64 * 1024> buffer;
   // Sending, from any thread (guarded by send_mu). Frames are appended in
   // the agent's order (under the client's mu) and written after mu is let
@@ -201,6 +229,7 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
     if (stopped) return;
     std::uint64_t my = ++attempt;
     decoder = FrameDecoder(64u << 20);
+    batch.clear();
     {
       std::lock_guard lock(send_mu);
       pending.clear();
@@ -250,11 +279,15 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
       self->decoder.Feed(std::string_view(self->buffer.data(), n));
       for (;;) {
         auto next = self->decoder.Next();
-        if (!next.ok()) return self->Fail("bad frame from the server: " + next.status().message());
+        if (!next.ok()) {
+          self->DeliverBatch();  // what came before the bad frame is sound
+          return self->Fail("bad frame from the server: " + next.status().message());
+        }
         if (!next.value()) break;
         self->OnFrame(std::move(*next.value()));
         if (my != self->attempt) return;
       }
+      self->DeliverBatch();
       self->Read(my);
     };
     if (tls) {
@@ -264,7 +297,19 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
     }
   }
 
+  // Protocol messages are handed to the agent a read's worth at a time.
+  void DeliverBatch() {
+    if (batch.empty()) return;
+    owner->Deliver(index, epoch, batch);
+    batch.clear();
+  }
+
   void OnFrame(Frame frame) {
+    if (auto* message = std::get_if<core::Message>(&frame)) {
+      batch.push_back(std::move(*message));
+      return;
+    }
+    DeliverBatch();  // keeps the order of messages and other frames
     if (auto* challenge = std::get_if<ChallengeFrame>(&frame)) {
       Mac mac = AuthAnswer(owner->key, challenge->nonce, Role::kProcess, owner->options.process_id,
                            owner->incarnation);
@@ -322,9 +367,6 @@ struct StoreConnection : std::enable_shared_from_this<StoreConnection> {
         owner->Refused(index, epoch, *error);
       }
       return;
-    }
-    if (auto* message = std::get_if<core::Message>(&frame)) {
-      owner->Deliver(index, epoch, std::move(*message));
     }
   }
 
@@ -473,8 +515,8 @@ void Lock::Shared::ApplyLocked(core::Effects fx) {
   for (const core::ThreadEvent& w : fx.wake) {
     auto it = slots.find(w.thread);
     if (it == slots.end()) continue;
-    it->second.event = w;
-    it->second.cv.notify_one();
+    it->second->event = w;
+    woken.push_back(it->second);
   }
   // The timer is re-armed only for an earlier deadline: a later one (the
   // usual case: a retry timer pushed back by an answer) is served by an
@@ -497,33 +539,43 @@ void Lock::Shared::Arm(core::Time deadline) {
   timer.expires_at(SteadyTimeOf(deadline));
   timer.async_wait([this](const asio::error_code& ec) {
     if (ec) return;  // re-armed or cancelled
-    {
-      // A tick is harmless early, so it always runs: the agent then asks
-      // for its next deadline, which re-arms the timer.
-      std::lock_guard lock(mu);
-      if (closed || !agent) return;
-      armed = core::kNever;
-      ApplyLocked(agent->OnTick(MonotonicMicros()));
-    }
-    FlushAll();
+    // A tick is harmless early, so it always runs: the agent then asks
+    // for its next deadline, which re-arms the timer.
+    std::unique_lock lock(mu);
+    if (closed || !agent) return;
+    armed = core::kNever;
+    ApplyLocked(agent->OnTick(MonotonicMicros()));
+    UnlockWakeAndFlush(lock);
   });
 }
 
-void Lock::Shared::Deliver(std::uint32_t store, std::uint64_t epoch, core::Message message) {
-  {
-    std::lock_guard lock(mu);
-    if (!agent) return;
-    if (closed) {
-      // Shutting down: only the acknowledgements of the final releases matter.
+void Lock::Shared::UnlockWakeAndFlush(std::unique_lock<std::mutex>& lock) {
+  std::vector<std::shared_ptr<Slot>> wake;
+  wake.swap(woken);
+  lock.unlock();
+  for (const auto& slot : wake) slot->Signal();
+  FlushAll();
+}
+
+void Lock::Shared::Deliver(std::uint32_t store, std::uint64_t epoch,
+                           std::vector<core::Message>& messages) {
+  std::unique_lock lock(mu);
+  if (!agent) return;
+  if (closed) {
+    // Shutting down: only the acknowledgements of the final releases matter.
+    for (const core::Message& message : messages) {
       if (const auto* ack = std::get_if<core::ReleaseAck>(&message)) {
         awaiting_release.erase(ack->session);
       }
-      return;
     }
-    core::Envelope env{core::StoreAddress(store, epoch), agent->address(), std::move(message)};
-    ApplyLocked(agent->OnMessage(MonotonicMicros(), env));
+    return;
   }
-  FlushAll();
+  core::Time now = MonotonicMicros();
+  for (core::Message& message : messages) {
+    core::Envelope env{core::StoreAddress(store, epoch), agent->address(), std::move(message)};
+    ApplyLocked(agent->OnMessage(now, env));
+  }
+  UnlockWakeAndFlush(lock);
 }
 
 void Lock::Shared::FlushAll() {
@@ -535,9 +587,9 @@ void Lock::Shared::FlushAll() {
 // committing thread fails at once (a refused commit did not apply) and the
 // agent gives the session up; the thread's status carries the server's text.
 void Lock::Shared::Refused(std::uint32_t store, std::uint64_t epoch, const ErrorFrame& error) {
+  std::unique_lock lock(mu);
+  if (closed || !agent) return;
   {
-    std::lock_guard lock(mu);
-    if (closed || !agent) return;
     auto it = agent->state().sessions.find(error.session);
     if (it == agent->state().sessions.end()) return;
     const core::AgentSession& s = it->second;
@@ -559,7 +611,7 @@ void Lock::Shared::Refused(std::uint32_t store, std::uint64_t epoch, const Error
     core::Envelope env{core::StoreAddress(store, epoch), agent->address(), std::move(refusal)};
     ApplyLocked(agent->OnMessage(MonotonicMicros(), env));
   }
-  FlushAll();
+  UnlockWakeAndFlush(lock);
 }
 
 Status Lock::Shared::FailureFor(const core::ThreadEvent& event, std::string_view what) {
@@ -573,11 +625,12 @@ Status Lock::Shared::FailureFor(const core::ThreadEvent& event, std::string_view
 
 void Lock::Shared::Shutdown() {
   std::vector<std::pair<std::uint32_t, core::Message>> releases;
+  std::vector<std::shared_ptr<Slot>> waiting;
   {
     std::lock_guard lock(mu);
     if (closed) return;
     closed = true;
-    for (auto& [id, slot] : slots) slot.cv.notify_all();
+    for (auto& [id, slot] : slots) waiting.push_back(slot);
     if (agent) {
       // Give back what this process holds, so others need not wait for the lease.
       for (const auto& [session, s] : agent->state().sessions) {
@@ -592,6 +645,7 @@ void Lock::Shared::Shutdown() {
       }
     }
   }
+  for (const auto& slot : waiting) slot->Signal();  // they see `closed`
   auto self = shared_from_this();
   asio::post(io, [self, releases = std::move(releases)] {
     for (const auto& [store, m] : releases) {
@@ -662,8 +716,8 @@ namespace {
 // A holder's asynchronous news (the lock was lost under it), if any.
 std::optional<Status> HolderNews(Lock::Shared& s, core::ThreadId thread) {
   auto it = s.slots.find(thread);
-  if (it == s.slots.end() || !it->second.event) return std::nullopt;
-  return Failure(it->second.event->reason, "lock lost");
+  if (it == s.slots.end() || !it->second->event) return std::nullopt;
+  return Failure(it->second->event->reason, "lock lost");
 }
 
 }  // namespace
@@ -713,33 +767,33 @@ Status Lock::Finish(bool commit) {
   held_ = false;
   Shared& s = *shared_;
   std::unique_lock lock(s.mu);
-  auto slot = s.slots.find(thread_);
+  auto it = s.slots.find(thread_);
   if (s.closed) {
-    if (slot != s.slots.end()) s.slots.erase(slot);
+    if (it != s.slots.end()) s.slots.erase(it);
     return status_ = Closed();
   }
-  if (slot->second.event) {
+  std::shared_ptr<Shared::Slot> slot = it->second;
+  if (slot->event) {
     // The lock was lost before the thread finished: nothing was sent.
-    status_ = s.FailureFor(*slot->second.event, commit ? "commit" : "rollback");
-    s.slots.erase(slot);
+    status_ = s.FailureFor(*slot->event, commit ? "commit" : "rollback");
+    s.slots.erase(it);
     return status_;
   }
   s.ApplyLocked(s.agent->OnThreadFinish(MonotonicMicros(), thread_, session_, commit));
-  lock.unlock();
-  s.FlushAll();
+  s.UnlockWakeAndFlush(lock);
   lock.lock();
-  slot->second.cv.wait(lock, [&] { return slot->second.event.has_value() || s.closed; });
-  if (!slot->second.event) {
+  slot->Await(lock, s.closed);
+  if (!slot->event) {
     // Closed while a commit was on its way: it may still apply.
     status_ =
         commit ? Failure(core::Reason::kCommitOutcomeUnknown, "commit (client closed)") : Closed();
-  } else if (slot->second.event->kind == core::ThreadEventKind::kFailed) {
-    status_ = s.FailureFor(*slot->second.event, commit ? "commit" : "rollback");
+  } else if (slot->event->kind == core::ThreadEventKind::kFailed) {
+    status_ = s.FailureFor(*slot->event, commit ? "commit" : "rollback");
   } else {
     status_ = Status::Ok();  // done; held() is false from now on
   }
-  bool ok = slot->second.event && slot->second.event->kind != core::ThreadEventKind::kFailed;
-  s.slots.erase(slot);
+  bool ok = slot->event && slot->event->kind != core::ThreadEventKind::kFailed;
+  s.slots.erase(thread_);
   return ok ? Status::Ok() : status_;
 }
 
@@ -861,23 +915,23 @@ Lock Client::Ask(core::SessionId session, const core::Portion& portion, core::Ti
     return failed;
   }
   core::ThreadId thread = s.next_thread++;
-  auto slot = s.slots.try_emplace(thread).first;
+  auto slot = std::make_shared<Lock::Shared::Slot>();
+  s.slots.emplace(thread, slot);
   core::Time now = MonotonicMicros();
   core::Time deadline = timeout_us == core::kNever ? core::kNever : now + timeout_us;
   s.ApplyLocked(s.agent->OnThreadAsk(now, thread, session, portion, deadline, try_only));
-  lock.unlock();
-  s.FlushAll();
+  s.UnlockWakeAndFlush(lock);
   lock.lock();
-  slot->second.cv.wait(lock, [&] { return slot->second.event.has_value() || s.closed; });
-  if (!slot->second.event) {
-    s.slots.erase(slot);
+  slot->Await(lock, s.closed);
+  if (!slot->event) {
+    s.slots.erase(thread);
     failed.status_ = Closed();
     return failed;
   }
-  core::ThreadEvent event = *slot->second.event;
-  slot->second.event.reset();
+  core::ThreadEvent event = *slot->event;
+  slot->event.reset();
   if (event.kind == core::ThreadEventKind::kGranted) return Lock(std::move(keep), thread, session);
-  s.slots.erase(slot);
+  s.slots.erase(thread);
   failed.status_ = s.FailureFor(event, "acquire session " + std::to_string(session));
   return failed;
 }
