@@ -138,7 +138,8 @@ net::ClientOptions ClientFor(const Options& o, std::uint64_t process_id) {
 struct WorkerResult {
   std::int64_t start_ns = INT64_MAX, end_ns = 0;  // steady clock, comparable across processes
   std::uint64_t completed = 0, failed = 0, retries = 0, home_hits = 0;
-  std::vector<double> latency_us;
+  std::vector<double> latency_us;        // requests on sessions homed at the worker's process
+  std::vector<double> other_latency_us;  // the rest (each moves the lock here and back)
 };
 
 std::int64_t NowNs() {
@@ -204,9 +205,13 @@ int RunWorkerProcess(const Options& o, int p, int ready_fd, int go_fd, const std
         net::Status committed = good ? lock.Commit() : lock.Rollback();
         if (good && committed.ok()) {
           ++r.completed;
-          r.latency_us.push_back(
-              std::chrono::duration<double, std::micro>(Clock::now() - started).count());
-          if (Home(static_cast<std::uint64_t>(s), o.procs) == p) ++r.home_hits;
+          double us = std::chrono::duration<double, std::micro>(Clock::now() - started).count();
+          if (Home(static_cast<std::uint64_t>(s), o.procs) == p) {
+            ++r.home_hits;
+            r.latency_us.push_back(us);
+          } else {
+            r.other_latency_us.push_back(us);
+          }
         } else {
           ++r.failed;
         }
@@ -231,26 +236,34 @@ int RunWorkerProcess(const Options& o, int p, int ready_fd, int go_fd, const std
     all.retries += r.retries;
     all.home_hits += r.home_hits;
     all.latency_us.insert(all.latency_us.end(), r.latency_us.begin(), r.latency_us.end());
+    all.other_latency_us.insert(all.other_latency_us.end(), r.other_latency_us.begin(),
+                                r.other_latency_us.end());
   }
   std::ofstream f(out, std::ios::binary);
   f << all.start_ns << ' ' << all.end_ns << ' ' << all.completed << ' ' << all.failed << ' '
-    << all.retries << ' ' << all.home_hits << ' ' << all.latency_us.size() << '\n';
+    << all.retries << ' ' << all.home_hits << ' ' << all.latency_us.size() << ' '
+    << all.other_latency_us.size() << '\n';
   f.write(reinterpret_cast<const char*>(all.latency_us.data()),
           static_cast<std::streamsize>(all.latency_us.size() * sizeof(double)));
+  f.write(reinterpret_cast<const char*>(all.other_latency_us.data()),
+          static_cast<std::streamsize>(all.other_latency_us.size() * sizeof(double)));
   return f ? 0 : 1;
 }
 
 bool ReadResult(const std::string& path, WorkerResult* r) {
   std::ifstream f(path, std::ios::binary);
-  std::size_t n = 0;
+  std::size_t n = 0, other = 0;
   if (!(f >> r->start_ns >> r->end_ns >> r->completed >> r->failed >> r->retries >> r->home_hits >>
-        n)) {
+        n >> other)) {
     return false;
   }
   f.get();
   r->latency_us.resize(n);
   f.read(reinterpret_cast<char*>(r->latency_us.data()),
          static_cast<std::streamsize>(n * sizeof(double)));
+  r->other_latency_us.resize(other);
+  f.read(reinterpret_cast<char*>(r->other_latency_us.data()),
+         static_cast<std::streamsize>(other * sizeof(double)));
   return static_cast<bool>(f);
 }
 
@@ -391,7 +404,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   WorkerResult total;
-  std::vector<double> latency;
+  std::vector<double> home_latency, other_latency;
   for (int p = 0; p < o.procs; ++p) {
     WorkerResult r;
     if (!ReadResult(dir + "/p" + std::to_string(p), &r)) {
@@ -404,11 +417,16 @@ int main(int argc, char** argv) {
     total.failed += r.failed;
     total.retries += r.retries;
     total.home_hits += r.home_hits;
-    latency.insert(latency.end(), r.latency_us.begin(), r.latency_us.end());
+    home_latency.insert(home_latency.end(), r.latency_us.begin(), r.latency_us.end());
+    other_latency.insert(other_latency.end(), r.other_latency_us.begin(), r.other_latency_us.end());
     std::remove((dir + "/p" + std::to_string(p)).c_str());
   }
   ::rmdir(dir.c_str());
+  std::vector<double> latency = home_latency;
+  latency.insert(latency.end(), other_latency.begin(), other_latency.end());
   std::sort(latency.begin(), latency.end());
+  std::sort(home_latency.begin(), home_latency.end());
+  std::sort(other_latency.begin(), other_latency.end());
   Verification v;
   if (!Verify(o, &v)) return 1;
   double elapsed = static_cast<double>(total.end_ns - total.start_ns) / 1e9;
@@ -419,13 +437,15 @@ int main(int argc, char** argv) {
       "\"procs\":%d,\"threads\":%d,\"affinity\":%.3f,\"dist\":\"%s\",\"zipf_s\":%.2f,"
       "\"duration_s\":%.3f,\"requests\":%" PRIu64
       ",\"rps\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
+      "\"p99_home_us\":%.1f,\"p99_other_us\":%.1f,"
       "\"retries\":%" PRIu64 ",\"failed\":%" PRIu64
       ",\"home_fraction\":%.4f,\"counter_sum\":%" PRIu64 ",\"lost_updates\":%" PRId64
       ",\"locks_left\":%" PRId64 ",\"ok\":%s}\n",
       o.persistence.c_str(), o.sessions, o.procs, o.threads, o.affinity, o.dist.c_str(), o.zipf_s,
       elapsed, total.completed, elapsed > 0 ? static_cast<double>(total.completed) / elapsed : 0.0,
       NearestRank(latency, 0.50), NearestRank(latency, 0.99), NearestRank(latency, 0.999),
-      latency.empty() ? 0.0 : latency.back(), total.retries, total.failed,
+      latency.empty() ? 0.0 : latency.back(), NearestRank(home_latency, 0.99),
+      NearestRank(other_latency, 0.99), total.retries, total.failed,
       total.completed ? static_cast<double>(total.home_hits) / static_cast<double>(total.completed)
                       : 0.0,
       v.counter_sum, lost, v.locks_left, ok ? "true" : "false");
