@@ -933,6 +933,12 @@ Lock Client::Ask(core::SessionId session, const core::Portion& portion, core::Ti
   core::Time now = MonotonicMicros();
   core::Time deadline = timeout_us == core::kNever ? core::kNever : now + timeout_us;
   s.ApplyLocked(s.agent->OnThreadAsk(now, thread, session, portion, deadline, try_only));
+  if (slot->event && slot->event->kind == core::ThreadEventKind::kGranted) {
+    // Granted at once (the process holds the session): mu need not be taken again.
+    slot->event.reset();
+    s.UnlockWakeAndFlush(lock);
+    return Lock(std::move(keep), thread, session);
+  }
   s.UnlockWakeAndFlush(lock);
   lock.lock();
   slot->Await(lock, s.closed);
