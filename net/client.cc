@@ -1,6 +1,7 @@
 #include "net/client.h"
 
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -846,7 +847,10 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
     shared->stores.push_back(std::make_shared<StoreConnection>(
         shared.get(), static_cast<std::uint32_t>(i), hp.substr(0, colon), hp.substr(colon + 1)));
   }
-  shared->io_thread = std::thread([s = shared.get()] { s->io.run(); });
+  shared->io_thread = std::thread([s = shared.get()] {
+    pthread_setname_np(pthread_self(), "latchkey-io");  // for top -H, perf and debuggers
+    s->io.run();
+  });
   asio::post(shared->io, [s = shared.get()] {
     for (auto& c : s->stores) c->Start();
   });
