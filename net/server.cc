@@ -804,7 +804,8 @@ Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
   if (options.secret.empty()) return Status::Error("the shared secret is empty");
   auto impl = std::make_unique<Impl>(options);
   RecoveredLog recovered;
-  auto wal = Wal::Open(options.data_dir, options.fsync, &recovered, options.wal_damage);
+  auto wal = Wal::Open(options.data_dir, options.fsync, &recovered, options.wal_damage,
+                       options.wal_reserve_bytes);
   if (!wal.ok()) return wal.status();
   impl->wal = std::move(wal.value());
   if (!recovered.damaged_copy.empty()) {

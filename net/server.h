@@ -44,7 +44,8 @@ struct ServerOptions {
   std::string tls_key_file;
   FsyncPolicy fsync = FsyncPolicy::kAlways;
   DamagePolicy wal_damage = DamagePolicy::kRefuse;
-  std::uint32_t fsync_interval_ms = 10;  // --fsync batch
+  std::uint64_t wal_reserve_bytes = kDefaultReserveBytes;  // zeros written ahead of the log
+  std::uint32_t fsync_interval_ms = 10;                    // --fsync batch
   core::StoreConfig store;
   std::uint32_t max_frame_bytes = 1u << 20;
   std::uint32_t max_connections = 1024;

@@ -60,6 +60,24 @@ Status WriteAll(int fd, std::string_view bytes) {
   return Status::Ok();
 }
 
+// Positional, so the descriptor's offset (and O_APPEND) play no part.
+Status PWriteAll(int fd, std::string_view bytes, std::uint64_t offset) {
+  while (!bytes.empty()) {
+    ssize_t n = ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Error(Errno("write"));
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+bool AllZero(std::string_view bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
+}
+
 Status SyncDir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Status::Error(Errno("open " + dir));
@@ -307,6 +325,12 @@ Result<RecoveredLog> Wal::Parse(std::string_view d, const std::string& name) {
     }
     std::uint32_t length = static_cast<std::uint32_t>(GetLe(d.data() + pos, 4));
     std::uint32_t crc = static_cast<std::uint32_t>(GetLe(d.data() + pos + 4, 4));
+    // The zeros written ahead of the log (see Wal::Reserve): its clean end.
+    // No record has length 0, and a torn one has a nonzero header.
+    if (length == 0 && crc == 0 && AllZero(d.substr(pos))) {
+      log.zero_tail_bytes = d.size() - pos;
+      break;
+    }
     if (length > kMaxRecordBytes) {
       problem("record length " + std::to_string(length) + " above the maximum");
       break;
@@ -330,7 +354,7 @@ Result<RecoveredLog> Wal::Parse(std::string_view d, const std::string& name) {
     pos += kRecordHeaderBytes + length;
   }
   log.valid_bytes = pos;
-  log.dropped_bytes = d.size() - pos;
+  log.dropped_bytes = d.size() - pos - log.zero_tail_bytes;
   if (log.dropped_bytes > 0) {
     // A crash mid-write leaves nothing valid after the tear; a valid record
     // further on means the bytes at `pos` were damaged later.
@@ -345,7 +369,8 @@ Result<RecoveredLog> Wal::Parse(std::string_view d, const std::string& name) {
 }
 
 Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, FsyncPolicy policy,
-                                       RecoveredLog* recovered, DamagePolicy damage) {
+                                       RecoveredLog* recovered, DamagePolicy damage,
+                                       std::uint64_t reserve_bytes) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return Status::Error(Errno("mkdir " + dir));
   }
@@ -417,11 +442,10 @@ Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, FsyncPolicy polic
       return Status::Error(Errno("truncate " + path));
     }
   }
-  if (::lseek(wal->fd_, static_cast<off_t>(log.valid_bytes), SEEK_SET) < 0) {
-    return Status::Error(Errno("seek " + path));
-  }
   wal->generation_ = log.generation;
   wal->file_bytes_ = log.valid_bytes;
+  wal->reserve_chunk_ = reserve_bytes;
+  wal->reserved_bytes_ = log.valid_bytes + (log.dropped_bytes > 0 ? 0 : log.zero_tail_bytes);
   if (recovered != nullptr) *recovered = std::move(log);
   return wal;
 }
@@ -480,9 +504,32 @@ void Wal::SyncDone(std::uint64_t lsn, std::uint64_t micros) {
   if (synced_lsn_ == written_lsn_) unsynced_ = false;
 }
 
+// Appending to a file changes its size, so each fdatasync of a growing log
+// also commits the file system's journal: on ext4 here, 2.2 ms instead of
+// 0.15 ms for overwriting blocks already written. So the log writes zeros
+// ahead of itself, a chunk at a time, and its records overwrite them; the
+// first fsync after a chunk pays for it once. Parse reads the zeros as the
+// end of the log.
+Status Wal::Reserve(std::uint64_t end) {
+  if (end <= reserved_bytes_ || reserve_chunk_ == 0) return Status::Ok();
+  std::uint64_t chunk = std::max<std::uint64_t>(reserve_chunk_, end - reserved_bytes_);
+  static const std::string zeros(1u << 20, '\0');
+  std::uint64_t at = reserved_bytes_;
+  for (std::uint64_t left = chunk; left > 0;) {
+    std::uint64_t n = std::min<std::uint64_t>(left, zeros.size());
+    Status s = PWriteAll(fd_, std::string_view(zeros.data(), n), at);
+    if (!s.ok()) return s;
+    at += n;
+    left -= n;
+  }
+  reserved_bytes_ = at;
+  return Status::Ok();
+}
+
 Status Wal::WriteBuffered() {
   if (pending_.empty()) return Status::Ok();
-  Status s = WriteAll(fd_, pending_);
+  Status s = Reserve(file_bytes_ + pending_.size());
+  if (s.ok()) s = PWriteAll(fd_, pending_, file_bytes_);
   if (!s.ok()) return s;
   if (compacting_) flushed_while_compacting_ += pending_;
   written_lsn_ += pending_.size();
@@ -537,13 +584,13 @@ Status Wal::FinishCompaction() {
   }
   std::uint64_t next = generation_ + 1;
   std::string tmp = TempName(dir_, next);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) s = Status::Error(Errno("open " + tmp));
-  // The records flushed to the old generation since BeginCompaction.
-  if (s.ok()) s = WriteAll(fd, flushed_while_compacting_);
-  if (s.ok() && ::fsync(fd) != 0) s = Status::Error(Errno("fsync " + tmp));
   struct stat st {};
   if (s.ok() && ::fstat(fd, &st) != 0) s = Status::Error(Errno("stat " + tmp));
+  // The records flushed to the old generation since BeginCompaction.
+  if (s.ok()) s = PWriteAll(fd, flushed_while_compacting_, static_cast<std::uint64_t>(st.st_size));
+  if (s.ok() && ::fsync(fd) != 0) s = Status::Error(Errno("fsync " + tmp));
   if (s.ok()) s = PublishTemp(dir_, next);
   if (!s.ok()) {
     if (fd >= 0) ::close(fd);
@@ -554,7 +601,8 @@ Status Wal::FinishCompaction() {
   ::unlink((dir_ + "/" + FileName(generation_)).c_str());
   fd_ = fd;
   generation_ = next;
-  file_bytes_ = static_cast<std::uint64_t>(st.st_size);
+  file_bytes_ = static_cast<std::uint64_t>(st.st_size) + flushed_while_compacting_.size();
+  reserved_bytes_ = file_bytes_;
   unsynced_ = false;
   synced_lsn_ = written_lsn_;  // the new file was fsynced with every record
   compacting_ = false;

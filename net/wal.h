@@ -57,6 +57,7 @@ Result<DamagePolicy> ParseDamagePolicy(std::string_view text);
 inline constexpr std::uint32_t kMaxRecordBytes = 64u << 20;
 inline constexpr std::size_t kWalHeaderBytes = 16;
 inline constexpr std::size_t kRecordHeaderBytes = 8;
+inline constexpr std::uint64_t kDefaultReserveBytes = 4u << 20;
 
 // Replays records exactly as Store::Recover does and keeps only what it
 // needs, so a snapshot of it rebuilds the same store.
@@ -87,9 +88,10 @@ class LogState {
 struct RecoveredLog {
   std::vector<core::Record> records;
   std::uint64_t generation = 0;
-  std::uint64_t valid_bytes = 0;    // file size after truncation
-  std::uint64_t dropped_bytes = 0;  // torn or corrupt tail removed
-  std::string tail_problem;         // why the tail was dropped; empty if clean
+  std::uint64_t valid_bytes = 0;      // file size after truncation
+  std::uint64_t dropped_bytes = 0;    // torn or corrupt tail removed
+  std::uint64_t zero_tail_bytes = 0;  // zeros written ahead of the records (Wal::Reserve)
+  std::string tail_problem;           // why the tail was dropped; empty if clean
   // Offset of the first valid record after the bad one, or 0: nonzero means
   // the log is damaged, not torn (see DamagePolicy).
   std::uint64_t valid_record_after_problem = 0;
@@ -113,9 +115,12 @@ class Wal {
   // Opens the newest generation in `dir` (creating the directory and a first
   // generation if there is none), recovers its records into `recovered` and
   // truncates a torn tail; damage inside the log is handled by `damage`.
+  // `reserve_bytes`: how far ahead of its records the log writes zeros (see
+  // Reserve); 0: it does not.
   static Result<std::unique_ptr<Wal>> Open(const std::string& dir, FsyncPolicy policy,
                                            RecoveredLog* recovered,
-                                           DamagePolicy damage = DamagePolicy::kRefuse);
+                                           DamagePolicy damage = DamagePolicy::kRefuse,
+                                           std::uint64_t reserve_bytes = kDefaultReserveBytes);
   ~Wal();
   Wal(const Wal&) = delete;
   Wal& operator=(const Wal&) = delete;
@@ -172,7 +177,7 @@ class Wal {
   const std::string& dir() const { return dir_; }
 
   std::uint64_t generation() const { return generation_; }
-  std::uint64_t file_bytes() const { return file_bytes_; }
+  std::uint64_t file_bytes() const { return file_bytes_; }  // the records' end, not the zeros'
   FsyncPolicy policy() const { return policy_; }
   const WalStats& stats() const { return stats_; }
 
@@ -185,12 +190,15 @@ class Wal {
  private:
   Wal(std::string dir, FsyncPolicy policy) : dir_(std::move(dir)), policy_(policy) {}
   Status SyncFd();
+  Status Reserve(std::uint64_t end);
 
   std::string dir_;
   FsyncPolicy policy_;
   int fd_ = -1;
   std::uint64_t generation_ = 0;
   std::uint64_t file_bytes_ = 0;
+  std::uint64_t reserved_bytes_ = 0;  // the file's size: records, then zeros
+  std::uint64_t reserve_chunk_ = 0;   // zeros written at a time; 0: none
   bool unsynced_ = false;
   std::uint64_t written_lsn_ = 0;
   std::uint64_t synced_lsn_ = 0;

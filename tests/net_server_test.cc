@@ -25,6 +25,7 @@
 
 #include "net/auth.h"
 #include "net/codec.h"
+#include "net/wal.h"
 #include "tests/latchkeyd_harness.h"
 #include "tests/raw_client.h"
 
@@ -352,11 +353,14 @@ TEST_F(LatchkeydTest, DamagedLogRefusesToStartUnlessTruncateIsAsked) {
   std::string log_path;
   for (const auto& e : fs::directory_iterator(dir_.path() + "/data")) log_path = e.path().string();
   auto size = fs::file_size(log_path);
+  auto read = Wal::Read(log_path);
+  ASSERT_TRUE(read.ok()) << read.status().message();
+  std::uint64_t middle = read.value().valid_bytes / 2;  // of the records, not the zeros after
   {
     std::fstream f(log_path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(size / 2));
+    f.seekp(static_cast<std::streamoff>(middle));
     f.put('\x7f');
-    f.seekp(static_cast<std::streamoff>(size / 2 + 1));
+    f.seekp(static_cast<std::streamoff>(middle + 1));
     f.put('\x01');
   }
   std::string args = "--listen 127.0.0.1:0 --data-dir " + dir_.path() + "/data --secret-file " +

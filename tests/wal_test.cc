@@ -45,8 +45,9 @@ std::vector<core::Record> SampleRecords() {
 }
 
 std::unique_ptr<Wal> OpenOrDie(const std::string& dir, RecoveredLog* log,
-                               FsyncPolicy policy = FsyncPolicy::kAlways) {
-  auto wal = Wal::Open(dir, policy, log);
+                               FsyncPolicy policy = FsyncPolicy::kAlways,
+                               std::uint64_t reserve = kDefaultReserveBytes) {
+  auto wal = Wal::Open(dir, policy, log, DamagePolicy::kRefuse, reserve);
   EXPECT_TRUE(wal.ok()) << wal.status().message();
   return wal.ok() ? std::move(wal.value()) : nullptr;
 }
@@ -107,6 +108,7 @@ TEST(Wal, TornTailAtEveryByteOfTheLastRecord) {
     full = wal->file_bytes();
   }
   std::string file = source.path() + "/" + Wal::FileName(1);
+  fs::resize_file(file, full);  // without the zeros written ahead: smaller copies
   std::vector<core::Record> expected = SampleRecords();
   expected.pop_back();
   for (std::uint64_t cut = before_last; cut < full; ++cut) {
@@ -114,7 +116,7 @@ TEST(Wal, TornTailAtEveryByteOfTheLastRecord) {
     fs::copy_file(file, dir.path() + "/" + Wal::FileName(1));
     fs::resize_file(dir.path() + "/" + Wal::FileName(1), cut);
     {
-      auto wal = OpenOrDie(dir.path(), &log);
+      auto wal = OpenOrDie(dir.path(), &log, FsyncPolicy::kAlways, 4096);  // small: fast
       ASSERT_EQ(log.records, expected) << "cut at " << cut;
       EXPECT_EQ(log.valid_bytes, before_last);
       EXPECT_EQ(log.dropped_bytes, cut - before_last);
@@ -203,21 +205,126 @@ TEST(Wal, DamageWithPolicyTruncateKeepsACopyAndRecoversThePrefix) {
       fs::exists(dir.path() + "/" + Wal::FileName(1) + ".damaged-" + std::to_string(ends[1])));
 }
 
-// A crash while the file was being extended can leave zeros (or garbage)
-// after the last record: that is a torn tail, recovered without fuss.
-TEST(Wal, ZerosOrGarbageAfterTheLastRecordAreATornTail) {
-  for (char fill : {'\0', '\x5a'}) {
-    TempDir dir;
-    std::vector<std::uint64_t> ends = WriteSampleOneByOne(dir.path());
-    std::string path = dir.path() + "/" + Wal::FileName(1);
-    { std::ofstream(path, std::ios::app | std::ios::binary) << std::string(4096, fill); }
-    RecoveredLog log;
+// Garbage after the last record (a crash while the file grew) is a torn
+// tail, recovered without fuss.
+TEST(Wal, GarbageAfterTheLastRecordIsATornTail) {
+  TempDir dir;
+  std::vector<std::uint64_t> ends = WriteSampleOneByOne(dir.path());
+  std::string path = dir.path() + "/" + Wal::FileName(1);
+  fs::resize_file(path, ends.back());  // without the zeros written ahead
+  { std::ofstream(path, std::ios::app | std::ios::binary) << std::string(4096, '\x5a'); }
+  RecoveredLog log;
+  auto wal = OpenOrDie(dir.path(), &log);
+  EXPECT_EQ(log.records, SampleRecords());
+  EXPECT_EQ(log.valid_record_after_problem, 0u);
+  EXPECT_EQ(log.dropped_bytes, 4096u);
+  EXPECT_EQ(log.zero_tail_bytes, 0u);
+  EXPECT_FALSE(log.tail_problem.empty());
+  EXPECT_EQ(fs::file_size(path), ends.back());
+}
+
+// The log writes zeros ahead of its records, so an fdatasync does not also
+// have to commit a new file size. The zeros are the log's clean end: kept,
+// not reported, and overwritten by the next records.
+TEST(Wal, ZerosWrittenAheadAreTheCleanEndAndAreOverwritten) {
+  TempDir dir;
+  std::vector<std::uint64_t> ends = WriteSampleOneByOne(dir.path());
+  std::string path = dir.path() + "/" + Wal::FileName(1);
+  std::uint64_t size = fs::file_size(path);
+  EXPECT_GE(size, ends.back() + (1u << 20)) << "no zeros were written ahead";
+  EXPECT_TRUE(FileBytes(path).substr(ends.back()).find_first_not_of('\0') == std::string::npos);
+  RecoveredLog log;
+  {
     auto wal = OpenOrDie(dir.path(), &log);
     EXPECT_EQ(log.records, SampleRecords());
-    EXPECT_EQ(log.valid_record_after_problem, 0u);
-    EXPECT_EQ(log.dropped_bytes, 4096u);
-    EXPECT_EQ(fs::file_size(path), ends.back());
+    EXPECT_EQ(log.valid_bytes, ends.back());
+    EXPECT_EQ(log.dropped_bytes, 0u);
+    EXPECT_EQ(log.zero_tail_bytes, size - ends.back());
+    EXPECT_TRUE(log.tail_problem.empty()) << log.tail_problem;
+    EXPECT_EQ(fs::file_size(path), size);  // nothing truncated
+    EXPECT_EQ(wal->file_bytes(), ends.back());
+    wal->Append(core::StoreStartedRecord{9});
+    ASSERT_TRUE(wal->Flush().ok());
+    EXPECT_EQ(fs::file_size(path), size);  // written over the zeros
   }
+  auto wal = OpenOrDie(dir.path(), &log);
+  std::vector<core::Record> expected = SampleRecords();
+  expected.push_back(core::StoreStartedRecord{9});
+  EXPECT_EQ(log.records, expected);
+}
+
+// Records past the zeros written so far: more are written ahead, as often
+// as needed, also for one batch bigger than the amount written at a time.
+TEST(Wal, WritesMoreZerosAheadAsTheLogGrows) {
+  TempDir dir;
+  RecoveredLog log;
+  std::vector<core::Record> written;
+  std::string path = dir.path() + "/" + Wal::FileName(1);
+  constexpr std::uint64_t kChunk = 256u << 10;
+  {
+    auto wal = OpenOrDie(dir.path(), &log, FsyncPolicy::kAlways, kChunk);
+    std::vector<std::uint64_t> sizes;
+    for (std::uint64_t seq = 1; seq <= 40; ++seq) {
+      core::Record r =
+          core::CommitRecord{1, 1, seq, false, {{"k", std::string(16u << 10, 'v'), false}}};
+      wal->Append(r);
+      written.push_back(r);
+      if (seq != 8 && seq != 24 && seq != 40) continue;  // 128 KiB, 256 KiB, then 256 KiB again
+      ASSERT_TRUE(wal->Flush().ok());
+      std::uint64_t size = fs::file_size(path);
+      EXPECT_GT(size, wal->file_bytes());
+      EXPECT_LE(size, wal->file_bytes() + kChunk + (256u << 10));
+      sizes.push_back(size);
+    }
+    EXPECT_EQ(sizes[0], kWalHeaderBytes + kChunk);  // one chunk covered the first batch
+    EXPECT_GT(sizes[1], sizes[0]);
+    EXPECT_GT(sizes[2], sizes[1]);
+  }
+  auto wal = OpenOrDie(dir.path(), &log);
+  EXPECT_EQ(log.records, written);
+  EXPECT_TRUE(log.tail_problem.empty()) << log.tail_problem;
+}
+
+// With reserve 0 the file is exactly its records.
+TEST(Wal, WritesNoZerosWhenReserveIsOff) {
+  TempDir dir;
+  RecoveredLog log;
+  auto wal = OpenOrDie(dir.path(), &log, FsyncPolicy::kAlways, 0);
+  for (const core::Record& r : SampleRecords()) wal->Append(r);
+  ASSERT_TRUE(wal->Flush().ok());
+  EXPECT_EQ(fs::file_size(dir.path() + "/" + Wal::FileName(1)), wal->file_bytes());
+}
+
+// A crash in the middle of a write into the zeros: the record's own bytes
+// end early, the zeros follow. Its header is not zero, so it is a torn
+// record, dropped; the log is cut back and stays appendable.
+TEST(Wal, ARecordTornInsideTheZerosIsATornTail) {
+  TempDir dir;
+  std::vector<std::uint64_t> ends = WriteSampleOneByOne(dir.path());
+  std::string path = dir.path() + "/" + Wal::FileName(1);
+  std::uint64_t last = ends[ends.size() - 2];
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(last + kRecordHeaderBytes + 1));
+    std::string zeros(ends.back() - last - kRecordHeaderBytes - 1, '\0');
+    f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+  }
+  RecoveredLog log;
+  {
+    auto wal = OpenOrDie(dir.path(), &log);
+    std::vector<core::Record> expected = SampleRecords();
+    expected.pop_back();
+    EXPECT_EQ(log.records, expected);
+    EXPECT_EQ(log.valid_bytes, last);
+    EXPECT_FALSE(log.tail_problem.empty());
+    EXPECT_EQ(log.valid_record_after_problem, 0u);
+    EXPECT_EQ(fs::file_size(path), last);
+    wal->Append(core::StoreStartedRecord{4});
+    ASSERT_TRUE(wal->Flush().ok());
+  }
+  auto wal = OpenOrDie(dir.path(), &log);
+  EXPECT_EQ(log.records.back(), core::Record(core::StoreStartedRecord{4}));
+  EXPECT_TRUE(log.tail_problem.empty()) << log.tail_problem;
 }
 
 TEST(Wal, RefusesAFileThatIsNotALog) {

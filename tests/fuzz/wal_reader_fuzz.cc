@@ -33,7 +33,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   const latchkey::net::RecoveredLog& r = log.value();
-  if (r.valid_bytes + r.dropped_bytes != size) Fail("valid + dropped != size");
+  if (r.valid_bytes + r.dropped_bytes + r.zero_tail_bytes != size) {
+    Fail("valid + dropped + zero tail != size");
+  }
+  if (r.zero_tail_bytes > 0 &&
+      (r.dropped_bytes > 0 ||
+       bytes.substr(r.valid_bytes).find_first_not_of('\0') != std::string_view::npos)) {
+    Fail("a zero tail that is not all zeros after the records");
+  }
   if (r.valid_bytes < kWalHeaderBytes) Fail("valid prefix shorter than the header");
   if ((r.dropped_bytes > 0) == r.tail_problem.empty()) Fail("dropped bytes without a reason");
   if (r.valid_record_after_problem != 0 &&
