@@ -91,8 +91,8 @@ int main(int argc, char** argv) {
   app.add_option("--compact-bytes", o.compact_bytes, "compact the log past this size")
       ->capture_default_str();
   app.add_option("--wal-reserve-bytes", o.wal_reserve_bytes,
-                 "write this many zeros ahead of the log at a time, so an fsync need not also "
-                 "commit a new file size; 0: off")
+                 "under --fsync always or batch, write this many zeros ahead of the log at a "
+                 "time, so an fsync need not also commit a new file size; 0: off")
       ->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen,
                  "host:port of the Prometheus endpoint (GET /metrics); off if not given");

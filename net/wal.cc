@@ -444,7 +444,8 @@ Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, FsyncPolicy polic
   }
   wal->generation_ = log.generation;
   wal->file_bytes_ = log.valid_bytes;
-  wal->reserve_chunk_ = reserve_bytes;
+  // Without fsyncs of ours there is nothing to gain, only zeros to write.
+  wal->reserve_chunk_ = policy == FsyncPolicy::kNever ? 0 : reserve_bytes;
   wal->reserved_bytes_ = log.valid_bytes + (log.dropped_bytes > 0 ? 0 : log.zero_tail_bytes);
   if (recovered != nullptr) *recovered = std::move(log);
   return wal;

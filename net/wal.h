@@ -116,7 +116,7 @@ class Wal {
   // generation if there is none), recovers its records into `recovered` and
   // truncates a torn tail; damage inside the log is handled by `damage`.
   // `reserve_bytes`: how far ahead of its records the log writes zeros (see
-  // Reserve); 0: it does not.
+  // Reserve) under policies always and batch; 0: it does not.
   static Result<std::unique_ptr<Wal>> Open(const std::string& dir, FsyncPolicy policy,
                                            RecoveredLog* recovered,
                                            DamagePolicy damage = DamagePolicy::kRefuse,
