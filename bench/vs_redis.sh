@@ -107,13 +107,15 @@ cases = [
     ("affinity 0 uniform", 0.0, "uniform", "fsync-never", "lock-spin", "none", 1, None),
     ("durable, affinity 0.9 uniform", 0.9, "uniform", "fsync-always", "lua-1rt", "always", 2, None),
 ]
-print("| workload | Latchkey rps | Redis variant | Redis rps | rps ratio (target) | Latchkey p99 us | Redis p99 us | p99 ratio (target) | runs | lost updates |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| workload | Latchkey rps | Redis variant | Redis rps | rps ratio (target) | Latchkey p99 us | Redis p99 us | p99 ratio (target) | Latchkey p99 home / other us | runs | lost updates |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for name, aff, dist, lk_p, variant, r_p, rps_target, p99_target in cases:
     lk_rps, n1 = med("latchkey", "latchkey", lk_p, aff, dist, "rps")
     rd_rps, n2 = med("redis", variant, r_p, aff, dist, "rps")
     lk_p99, _ = med("latchkey", "latchkey", lk_p, aff, dist, "p99_us")
     rd_p99, _ = med("redis", variant, r_p, aff, dist, "p99_us")
+    home_p99, _ = med("latchkey", "latchkey", lk_p, aff, dist, "p99_home_us")
+    other_p99, _ = med("latchkey", "latchkey", lk_p, aff, dist, "p99_other_us")
     lost = max([r["lost_updates"] for r in rows if abs(r["affinity"] - aff) < 1e-9
                 and r["dist"] == dist] or [0])
     ratio = lk_rps / rd_rps if rd_rps else float("nan")
@@ -122,6 +124,7 @@ for name, aff, dist, lk_p, variant, r_p, rps_target, p99_target in cases:
     t2 = (f"<= {p99_target:.2f} {'met' if p99r <= p99_target else 'NOT met'}" if p99_target
           else "-")
     print(f"| {name} | {lk_rps:,.0f} | {variant} ({r_p}) | {rd_rps:,.0f} | {ratio:.2f} ({t1}) "
-          f"| {lk_p99:,.0f} | {rd_p99:,.0f} | {p99r:.2f} ({t2}) | {n1}+{n2} | {lost} |")
+          f"| {lk_p99:,.0f} | {rd_p99:,.0f} | {p99r:.2f} ({t2}) | {home_p99:,.0f} / {other_p99:,.0f} "
+          f"| {n1}+{n2} | {lost} |")
 EOF
 echo "# JSON lines: $OUT" >&2
