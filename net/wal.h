@@ -57,7 +57,7 @@ Result<DamagePolicy> ParseDamagePolicy(std::string_view text);
 inline constexpr std::uint32_t kMaxRecordBytes = 64u << 20;
 inline constexpr std::size_t kWalHeaderBytes = 16;
 inline constexpr std::size_t kRecordHeaderBytes = 8;
-inline constexpr std::uint64_t kDefaultReserveBytes = 4u << 20;
+inline constexpr std::uint64_t kDefaultReserveBytes = 1u << 20;
 
 // Replays records exactly as Store::Recover does and keeps only what it
 // needs, so a snapshot of it rebuilds the same store.
