@@ -126,14 +126,13 @@ struct Lock::Shared : std::enable_shared_from_this<Lock::Shared> {
   // Guarded by mu.
   std::mutex mu;
   std::optional<core::ProcessAgent> agent;  // built once every node's lease is known
-  // A thread's wake-up. Not a condition variable on mu: a thread woken
-  // under mu would at once block on it, and glibc marks a mutex retaken
-  // after a condition wait as contended, so every later unlock of mu would
-  // be a futex system call. Threads wait on `signalled` without mu instead,
-  // and are woken after mu is let go (UnlockWakeAndFlush).
-  // A futex of its own rather than std::atomic::wait, which spins on
-  // sched_yield first: with more request threads than cores that was a
-  // third of the client's time.
+  // A thread's wake-up: the thread sleeps on a futex of its own without
+  // mu, and is woken after its waker has let mu go (UnlockWakeAndFlush).
+  // A condition variable on mu woke threads into a mutex their waker still
+  // held, and glibc marks a mutex retaken after a condition wait as
+  // contended, so every later unlock was a futex call; std::atomic::wait
+  // spins on sched_yield first, a third of the client's time with more
+  // request threads than cores.
   struct Slot {
     static constexpr std::uint32_t kClear = 0, kSignalled = 1, kSleeping = 2;
     std::optional<core::ThreadEvent> event;        // guarded by mu
