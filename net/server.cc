@@ -148,9 +148,15 @@ struct Server::Impl {
     std::array<std::uint64_t, 32> messages_received{};
     std::array<std::uint64_t, 32> messages_sent{};
   } metrics;
-  std::thread compactor;             // writes a snapshot off the loop (see Compact)
-  asio::thread_pool sync_thread{1};  // --fsync always: fdatasync off the loop
-  bool sync_running = false;
+  std::thread compactor;  // writes a snapshot off the loop (see Compact)
+  // --fsync always: fdatasyncs off the loop, several at once. On this
+  // project's test machine (ext4 on a virtual disk) one thread syncing a
+  // block at a time managed 800-1,000 fdatasyncs a second, two threads
+  // 3,200, three 5,300: the disk finishes concurrent flushes together.
+  static constexpr int kMaxSyncs = 4;
+  asio::thread_pool sync_thread{kMaxSyncs};
+  int syncs_running = 0;
+  std::uint64_t sync_started_lsn = 0;  // the furthest log position a sync was started for
   struct UnsyncedReplies {
     std::uint64_t lsn;  // the log position they need durable
     std::vector<core::Envelope> replies;
@@ -203,13 +209,17 @@ struct Server::Impl {
     if (wal->file_bytes() > options.compact_bytes) Compact();
   }
 
-  // One fdatasync at a time runs on the sync thread, covering everything
-  // written when it starts; the loop keeps handling messages meanwhile, and
-  // their records and replies make up the next batch (group commit).
+  // An fdatasync runs on a sync thread, covering everything written when it
+  // starts; the loop keeps handling messages meanwhile, and their records
+  // and replies make up the next batch (group commit), whose fsync starts at
+  // once while fewer than kMaxSyncs run. One that returns makes durable all
+  // that was written before it started, whatever the others are doing.
   void StartSync() {
-    if (sync_running || wal->synced_lsn() == wal->written_lsn()) return;
-    sync_running = true;
+    if (syncs_running >= kMaxSyncs) return;
+    if (wal->written_lsn() <= std::max(wal->synced_lsn(), sync_started_lsn)) return;
+    ++syncs_running;
     Wal::SyncJob job = wal->PrepareSync();
+    sync_started_lsn = job.lsn;
     asio::post(sync_thread, [this, job]() mutable {
       std::int64_t micros = job.Run();
       asio::post(io, [this, lsn = job.lsn, micros] { Synced(lsn, micros); });
@@ -217,7 +227,7 @@ struct Server::Impl {
   }
 
   void Synced(std::uint64_t lsn, std::int64_t micros) {
-    sync_running = false;
+    --syncs_running;
     if (micros < 0) return WalFailed("wal_sync_failed", "fdatasync failed");
     wal->SyncDone(lsn, static_cast<std::uint64_t>(micros));
     while (!unsynced.empty() && unsynced.front().lsn <= wal->synced_lsn()) {
