@@ -482,7 +482,14 @@ Status Wal::Flush() {
   return SyncFd();
 }
 
-Wal::SyncJob Wal::PrepareSync() const { return SyncJob{::dup(fd_), written_lsn_}; }
+// A descriptor of its own, not a dup: write-back errors are reported once
+// per open file, so with a shared one, of two fsyncs running at once only
+// the first to look would see an error, and the other could return success
+// first for data that was lost.
+Wal::SyncJob Wal::PrepareSync() const {
+  return SyncJob{::open((dir_ + "/" + FileName(generation_)).c_str(), O_WRONLY | O_CLOEXEC),
+                 written_lsn_};
+}
 
 std::int64_t Wal::SyncJob::Run() {
   if (fd < 0) return -1;

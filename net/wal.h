@@ -140,9 +140,10 @@ class Wal {
   std::uint64_t written_lsn() const { return written_lsn_; }
   std::uint64_t synced_lsn() const { return synced_lsn_; }
   // An fdatasync of the records written so far, runnable on another thread
-  // (it holds its own descriptor, so compaction may switch files meanwhile).
+  // (it holds its own descriptor, so compaction may switch files meanwhile),
+  // and alongside other SyncJobs.
   struct SyncJob {
-    int fd = -1;  // a dup of the current file's descriptor; Run closes it
+    int fd = -1;  // the current file, opened again; Run closes it
     std::uint64_t lsn = 0;
     // Returns the fdatasync's duration in microseconds, or -1 on failure.
     std::int64_t Run();
