@@ -421,6 +421,82 @@ class FingerprintSet {
   bool has_zero_ = false;
 };
 
+// The 128-bit hasher behind every fingerprint (of states, and of the nodes
+// whose hashes a state's hash takes in). Words are taken in pairs, each pair
+// at its position in the stream: two lanes, each with its own secret words
+// per position, add up the folded 128-bit products (x ^ secret) * (y ^
+// secret'), as XXH3 does; every 64 words the lanes are avalanched, so blocks
+// do not commute. Two words then cost two multiplies, where the two seeded
+// splitmix lanes before cost four multiplies per word. See bench/RESULTS.md
+// (issue 6, speed round 3) for the collision argument.
+constexpr std::size_t kFingerprintBlock = 64;  // words per block (secret words per lane)
+struct FingerprintSecrets {
+  std::array<std::uint64_t, kFingerprintBlock> a{}, b{};
+};
+constexpr FingerprintSecrets MakeFingerprintSecrets() {
+  FingerprintSecrets s;
+  std::uint64_t x = 0x6C61746368ULL;  // "latch"
+  for (std::size_t i = 0; i < kFingerprintBlock; ++i) {
+    s.a[i] = core::Splitmix64(x += 0x9E3779B97F4A7C15ULL);
+    s.b[i] = core::Splitmix64(x += 0x9E3779B97F4A7C15ULL);
+  }
+  return s;
+}
+class FingerprintHasher {
+ public:
+  // Words are buffered and hashed a block at a time: the loop over a block
+  // keeps the lanes in registers.
+  void Mix(std::uint64_t word) {
+    buf_[n_++] = word;
+    if (n_ == kBlock) {
+      Absorb(kBlock, a_, b_);
+      a_ = Avalanche(a_);
+      b_ = Avalanche(b_ ^ kSecrets.b[0]);
+      words_ += kBlock;
+      n_ = 0;
+    }
+  }
+  Fingerprint value() const {
+    std::uint64_t a = a_, b = b_;
+    const std::uint32_t pairs = n_ & ~1u;
+    Absorb(pairs, a, b);
+    if (n_ != pairs) {  // the last word alone; the odd count tells it from a pair ending in 0
+      a += Fold(buf_[pairs] ^ kSecrets.a[pairs], kSecrets.a[pairs + 1]);
+      b += Fold(buf_[pairs] ^ kSecrets.b[pairs], kSecrets.b[pairs + 1]);
+    }
+    const std::uint64_t words = words_ + n_;
+    return {Avalanche(a ^ (words * 0x9E3779B97F4A7C15ULL)),
+            Avalanche(b + (words * 0xC2B2AE3D27D4EB4FULL))};
+  }
+
+ private:
+  static constexpr std::size_t kBlock = kFingerprintBlock;
+  static constexpr FingerprintSecrets kSecrets = MakeFingerprintSecrets();
+  // The first `count` (even) buffered words, a pair at a time.
+  void Absorb(std::uint32_t count, std::uint64_t& a_out, std::uint64_t& b_out) const {
+    std::uint64_t a = a_out, b = b_out;
+    for (std::uint32_t i = 0; i < count; i += 2) {
+      a += Fold(buf_[i] ^ kSecrets.a[i], buf_[i + 1] ^ kSecrets.a[i + 1]);
+      b += Fold(buf_[i] ^ kSecrets.b[i], buf_[i + 1] ^ kSecrets.b[i + 1]);
+    }
+    a_out = a;
+    b_out = b;
+  }
+  static std::uint64_t Fold(std::uint64_t x, std::uint64_t y) {
+    const unsigned __int128 p = static_cast<unsigned __int128>(x) * y;
+    return static_cast<std::uint64_t>(p) ^ static_cast<std::uint64_t>(p >> 64);
+  }
+  // XXH3's avalanche (a bijection).
+  static std::uint64_t Avalanche(std::uint64_t h) {
+    h ^= h >> 37;
+    h *= 0x165667919E3779F9ULL;
+    return h ^ (h >> 32);
+  }
+  std::uint64_t a_ = 0, b_ = 0, words_ = 0;
+  std::uint32_t n_ = 0;
+  std::uint64_t buf_[kBlock];  // NOLINT: filled before it is read
+};
+
 using sim::ParseCounter;
 
 // A step taken, or the reason the path ended in a violation.
@@ -767,16 +843,7 @@ class Model {
   // ids[old process id] = new process id (ids are 1-based).
   using Renaming = std::array<std::uint64_t, kMaxProcesses + 1>;
 
-  // Two differently seeded 64-bit hashers fed the same words.
-  struct Hasher2 {
-    core::Hasher a;
-    core::Hasher b{0x5eed5eed5eed5eedULL};
-    void Mix(std::uint64_t word) {
-      a.Mix(word);
-      b.Mix(word);
-    }
-    Fingerprint value() const { return {a.value(), b.value()}; }
-  };
+  using Hasher2 = FingerprintHasher;
 
   // Asks are ordered only relative to each other: rank the waiting ones.
   void AskRanks(const World& w, std::array<std::uint32_t, kMaxThreadsTotal>& rank) const {
