@@ -1649,6 +1649,75 @@ struct Parent {
   std::uint32_t ordinal = 0;  // which successor of the parent
 };
 
+// The visited set: every fingerprint seen, in one sorted array (16 bytes a
+// state, no empty slots), and a directory by the top bits of `hi` (about one
+// entry per four states): fingerprints are uniform, so a look-up reads one
+// directory entry and scans a few neighbouring fingerprints where a binary
+// search took about 20 dependent reads. New states come a level at a time.
+class VisitedSet {
+ public:
+  bool Contains(const Fingerprint& f) const {
+    const std::size_t b = Bucket(f);
+    for (std::uint32_t i = dir_[b], end = dir_[b + 1]; i < end; ++i) {
+      if (sorted_[i] == f) return true;
+      if (f < sorted_[i]) return false;
+    }
+    return false;
+  }
+  std::size_t size() const { return sorted_.size(); }
+  std::uint64_t bytes() const {
+    return sorted_.size() * sizeof(Fingerprint) + dir_.size() * sizeof(std::uint32_t);
+  }
+  // Adds `added` (none of them in the set yet, no two equal); uses `scratch`.
+  void Add(std::vector<Fingerprint>& added, std::vector<Fingerprint>& scratch) {
+    SortUniform(added, scratch);
+    // Merged in place, from the back (the array grows geometrically).
+    std::size_t i = sorted_.size(), k = added.size();
+    sorted_.resize(i + k);
+    for (std::size_t out = i + k; k > 0;) {
+      if (i > 0 && added[k - 1] < sorted_[i - 1]) {
+        sorted_[--out] = sorted_[--i];
+      } else {
+        sorted_[--out] = added[--k];
+      }
+    }
+    // The directory: dir_[b] is the first fingerprint in bucket b or after.
+    bits_ = std::max(0, static_cast<int>(std::bit_width(sorted_.size())) - 3);
+    dir_.assign((std::size_t{1} << bits_) + 1, 0);
+    for (const Fingerprint& f : sorted_) ++dir_[Bucket(f) + 1];
+    for (std::size_t b = 1; b < dir_.size(); ++b) dir_[b] += dir_[b - 1];
+  }
+
+ private:
+  std::size_t Bucket(const Fingerprint& f) const {
+    return bits_ == 0 ? 0 : static_cast<std::size_t>(f.hi >> (64 - bits_));
+  }
+  // Sorts uniformly distributed fingerprints in linear expected time: a
+  // counting pass by the top bits, then an insertion sort that has only
+  // neighbours in the same bucket to swap.
+  static void SortUniform(std::vector<Fingerprint>& v, std::vector<Fingerprint>& tmp) {
+    const int bits = std::max(0, static_cast<int>(std::bit_width(v.size())) - 1);
+    auto bucket = [&](const Fingerprint& f) {
+      return bits == 0 ? std::size_t{0} : static_cast<std::size_t>(f.hi >> (64 - bits));
+    };
+    std::vector<std::uint32_t> start((std::size_t{1} << bits) + 1, 0);
+    for (const Fingerprint& f : v) ++start[bucket(f) + 1];
+    for (std::size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
+    tmp.resize(v.size());
+    for (const Fingerprint& f : v) tmp[start[bucket(f)]++] = f;
+    for (std::size_t i = 1; i < tmp.size(); ++i) {
+      const Fingerprint f = tmp[i];
+      std::size_t j = i;
+      for (; j > 0 && f < tmp[j - 1]; --j) tmp[j] = tmp[j - 1];
+      tmp[j] = f;
+    }
+    v.swap(tmp);
+  }
+  std::vector<Fingerprint, BigAllocator<Fingerprint>> sorted_;
+  std::vector<std::uint32_t> dir_{0, 0};
+  int bits_ = 0;
+};
+
 }  // namespace
 
 ExploreResult Explore(const ExploreConfig& config,
@@ -1657,7 +1726,7 @@ ExploreResult Explore(const ExploreConfig& config,
   ExploreResult result;
   ExploreStats& stats = result.stats;
   Model model(config);
-  std::vector<Fingerprint, BigAllocator<Fingerprint>> visited;  // sorted
+  VisitedSet visited;
   // A state of the next level, with its parent link.
   struct Candidate {
     Fingerprint fp;
@@ -1670,7 +1739,8 @@ ExploreResult Explore(const ExploreConfig& config,
   frontier.push_back({{}, 0, 0, model.Initial()});
   frontier[0].fp = model.FingerprintOf(frontier[0].world);
   std::vector<std::vector<Parent>> parents{{Parent{}}};
-  visited.push_back(frontier[0].fp);
+  std::vector<Fingerprint> added{frontier[0].fp}, sort_buffer;
+  visited.Add(added, sort_buffer);
   std::unordered_set<Fingerprint, FingerprintHash> classes;  // config.count_classes
   if (config.count_classes) classes.insert(model.FingerprintOf(frontier[0].world, true));
   stats.distinct = 1;
@@ -1715,7 +1785,6 @@ ExploreResult Explore(const ExploreConfig& config,
   // fault per 4 KiB touched).
   std::vector<Slice> slices(jobs);
   Level merged;  // the slices' new states, with more than one job
-  std::vector<Fingerprint> added;
   std::vector<FingerprintSet> seen(jobs);
   FingerprintSet level;
   for (std::uint32_t depth = 0; !frontier.empty(); ++depth) {
@@ -1745,7 +1814,7 @@ ExploreResult Explore(const ExploreConfig& config,
                 return;
               }
               Fingerprint fp = model.FingerprintOf(next);
-              if (std::binary_search(visited.begin(), visited.end(), fp)) return;
+              if (visited.Contains(fp)) return;
               if (!seen[j].Insert(fp)) return;
               out.next.emplace_back(fp, static_cast<std::uint32_t>(i), o, std::move(next));
             },
@@ -1806,17 +1875,7 @@ ExploreResult Explore(const ExploreConfig& config,
       added.push_back(c.fp);
       next_parents.push_back({c.parent, c.ordinal});
     }
-    std::sort(added.begin(), added.end());
-    // Merged in place, from the back (the array grows geometrically).
-    std::size_t i = visited.size(), k = added.size();
-    visited.resize(i + k);
-    for (std::size_t out = i + k; k > 0;) {
-      if (i > 0 && added[k - 1] < visited[i - 1]) {
-        visited[--out] = visited[--i];
-      } else {
-        visited[--out] = added[--k];
-      }
-    }
+    visited.Add(added, sort_buffer);
     stats.distinct = visited.size();
     stats.depth = depth + 1;
     if (config.count_classes) {
@@ -1824,7 +1883,7 @@ ExploreResult Explore(const ExploreConfig& config,
     }
     frontier.swap(*next);  // the level before last goes, its buffer stays
     parents.push_back(std::move(next_parents));
-    stats.visited_bytes = visited.capacity() * sizeof(Fingerprint);
+    stats.visited_bytes = visited.bytes();
     stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (progress) progress({depth + 1, frontier.size(), &stats});
     if (stats.distinct >= config.max_states) break;
@@ -1840,7 +1899,7 @@ ExploreResult Explore(const ExploreConfig& config,
   stats.classes = classes.size();
   stats.complete = !result.violation && frontier.empty();
   stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  stats.visited_bytes = visited.size() * sizeof(Fingerprint);
+  stats.visited_bytes = visited.bytes();
   stats.peak_rss_bytes = PeakRss();
   return result;
 }
