@@ -63,6 +63,13 @@ struct FingerprintHash {
   std::size_t operator()(const Fingerprint& f) const { return f.lo; }
 };
 
+// Whether nodes may be shared by several threads now (an Explore with more
+// than one job is running): their counts of holders are then changed
+// atomically. Nodes of one Explore are never seen by another, and a
+// one-job Explore's nodes by one thread only, so counting without atomic
+// read-modify-writes there is safe whatever other Explores run.
+std::atomic<int> parallel_explores{0};
+
 // A value shared by copies until one of them changes it (Mut), with slots
 // for what is derived from it: its hash, an extra summary, and up to
 // `Keyed` hashes that depend on a key (a store's hash under a renaming of
@@ -70,25 +77,42 @@ struct FingerprintHash {
 // only through a World that alone holds it; its hash and extra are filled in
 // by the thread that made it, before the World is shared (every state is
 // fingerprinted before it joins a frontier); the keyed slots are claimed
-// with an atomic flag, so two threads may fill them at once.
+// with an atomic flag, so two threads may fill them at once. The holders
+// are counted in the node (a state is copied for every successor: no
+// shared_ptr control block, and no locked instruction with one job).
 template <class T, class Extra = std::monostate, std::size_t Keyed = 0>
 class Cow {
  public:
+  // A Cow may be moved by copying its bytes (see InlineVec).
+  static constexpr bool kRelocatable = true;
   Cow() = default;
-  Cow(T value) : node_(std::make_shared<Node>(std::move(value))) {}  // NOLINT: wraps the value
+  Cow(T value) : node_(new Node(std::move(value))) {}  // NOLINT: wraps the value
+  Cow(const Cow& other) : node_(other.node_) { Ref(node_); }
+  Cow(Cow&& other) noexcept : node_(std::exchange(other.node_, nullptr)) {}
+  Cow& operator=(const Cow& other) {
+    Ref(other.node_);
+    Unref(std::exchange(node_, other.node_));
+    return *this;
+  }
+  Cow& operator=(Cow&& other) noexcept {
+    if (this != &other) Unref(std::exchange(node_, std::exchange(other.node_, nullptr)));
+    return *this;
+  }
+  ~Cow() { Unref(node_); }
   const T& operator*() const { return node_->value; }
   const T* operator->() const { return &node_->value; }
   operator const T&() const { return node_->value; }  // NOLINT: reads as the value
   T& Mut() {
-    if (node_.use_count() != 1) {
-      node_ = std::make_shared<Node>(node_->value);
+    if (node_->refs.load(std::memory_order_acquire) != 1) {
+      Node* copy = new Node(node_->value);
+      Unref(std::exchange(node_, copy));
     } else {
       node_->Forget();
     }
     return node_->value;
   }
   // Which node this is: equal ids, equal values.
-  const void* Id() const { return node_.get(); }
+  const void* Id() const { return node_; }
   template <class F>
   const Fingerprint& HashOnce(F&& hash) const {
     if (!node_->hashed) {
@@ -141,10 +165,32 @@ class Cow {
     Fingerprint hash;
     bool hashed = false;
     bool extra_done = false;
+    std::atomic<std::uint32_t> refs{1};
     Extra extra{};
     std::array<Slot, Keyed> slots;
   };
-  std::shared_ptr<Node> node_;
+  static void Ref(Node* node) {
+    if (node == nullptr) return;
+    if (parallel_explores.load(std::memory_order_relaxed) != 0) {
+      node->refs.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      node->refs.store(node->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+  }
+  static void Unref(Node* node) {
+    if (node == nullptr) return;
+    if (parallel_explores.load(std::memory_order_relaxed) != 0) {
+      if (node->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete node;
+      return;
+    }
+    const std::uint32_t refs = node->refs.load(std::memory_order_relaxed);
+    if (refs == 1) {
+      delete node;
+    } else {
+      node->refs.store(refs - 1, std::memory_order_relaxed);
+    }
+  }
+  Node* node_ = nullptr;
 };
 
 using MessageNode = Cow<core::Envelope>;
@@ -163,19 +209,11 @@ class InlineVec {
     }
     return *this;
   }
-  InlineVec(InlineVec&& other) noexcept {
-    if constexpr (std::is_trivially_copyable_v<T>) {
-      CopyFrom(other);
-    } else {
-      for (T& item : other) push_back(std::move(item));
-      other.clear();
-    }
-  }
+  InlineVec(InlineVec&& other) noexcept { MoveFrom(other); }
   InlineVec& operator=(InlineVec&& other) noexcept {
     if (this != &other) {
       clear();
-      for (T& item : other) push_back(std::move(item));
-      other.clear();
+      MoveFrom(other);
     }
     return *this;
   }
@@ -212,12 +250,27 @@ class InlineVec {
   }
 
  private:
+  // Values that may move by their bytes: trivially copyable ones, and
+  // Cow (a pointer to a counted node).
+  static constexpr bool kRelocatable = std::is_trivially_copyable_v<T> || requires {
+    requires T::kRelocatable;
+  };
+  // Whole buffers are copied (a fixed size: a few vector moves, no call).
   void CopyFrom(const InlineVec& other) {
     if constexpr (std::is_trivially_copyable_v<T>) {
-      std::memcpy(storage_, other.storage_, other.size_ * sizeof(T));
-      size_ = other.size_;
+      std::memcpy(storage_, other.storage_, sizeof(storage_));
     } else {
-      for (const T& item : other) push_back(item);
+      std::uninitialized_copy(other.begin(), other.end(), begin());
+    }
+    size_ = other.size_;
+  }
+  void MoveFrom(InlineVec& other) {
+    if constexpr (kRelocatable) {
+      std::memcpy(storage_, other.storage_, sizeof(storage_));
+      size_ = std::exchange(other.size_, 0);
+    } else {
+      for (T& item : other) push_back(std::move(item));
+      other.clear();
     }
   }
   alignas(T) unsigned char storage_[N * sizeof(T)];
@@ -1722,6 +1775,17 @@ class VisitedSet {
 
 ExploreResult Explore(const ExploreConfig& config,
                       const std::function<void(const ExploreProgress&)>& progress) {
+  // Node counts are atomic while this runs with several jobs (see Cow);
+  // the guard outlives every node of the search.
+  struct ParallelGuard {
+    explicit ParallelGuard(bool on) : on(on) {
+      if (on) parallel_explores.fetch_add(1);
+    }
+    ~ParallelGuard() {
+      if (on) parallel_explores.fetch_sub(1);
+    }
+    bool on;
+  } parallel(config.jobs > 1);
   const auto start = std::chrono::steady_clock::now();
   ExploreResult result;
   ExploreStats& stats = result.stats;
