@@ -1724,20 +1724,42 @@ class VisitedSet {
   // Adds `added` (none of them in the set yet, no two equal); uses `scratch`.
   void Add(std::vector<Fingerprint>& added, std::vector<Fingerprint>& scratch) {
     SortUniform(added, scratch);
-    // Merged in place, from the back (the array grows geometrically).
-    std::size_t i = sorted_.size(), k = added.size();
-    sorted_.resize(i + k);
-    for (std::size_t out = i + k; k > 0;) {
-      if (i > 0 && added[k - 1] < sorted_[i - 1]) {
-        sorted_[--out] = sorted_[--i];
-      } else {
-        sorted_[--out] = added[--k];
+    // Merged in place from the back: each new fingerprint's place found
+    // through the directory (still the old array's), the old ones after it
+    // moved up as a block.
+    std::size_t i = sorted_.size(), out = i + added.size();
+    sorted_.resize(out);
+    for (std::size_t k = added.size(); k > 0; --k) {
+      const Fingerprint& f = added[k - 1];
+      const std::size_t b = Bucket(f);
+      const std::size_t lo = std::min<std::size_t>(dir_[b], i);
+      const std::size_t hi = std::min<std::size_t>(dir_[b + 1], i);
+      const std::size_t at = static_cast<std::size_t>(
+          std::upper_bound(sorted_.begin() + lo, sorted_.begin() + hi, f) - sorted_.begin());
+      if (at < i) {
+        std::memmove(&sorted_[out - (i - at)], &sorted_[at], (i - at) * sizeof(Fingerprint));
+        out -= i - at;
+        i = at;
       }
+      sorted_[--out] = f;
     }
     // The directory: dir_[b] is the first fingerprint in bucket b or after.
-    bits_ = std::max(0, static_cast<int>(std::bit_width(sorted_.size())) - 3);
-    dir_.assign((std::size_t{1} << bits_) + 1, 0);
-    for (const Fingerprint& f : sorted_) ++dir_[Bucket(f) + 1];
+    const int bits = std::max(0, static_cast<int>(std::bit_width(sorted_.size())) - 3);
+    if (bits != bits_) {
+      bits_ = bits;
+      dir_.assign((std::size_t{1} << bits_) + 1, 0);
+      for (const Fingerprint& f : sorted_) ++dir_[Bucket(f) + 1];
+    } else {
+      // Only the new ones shift the buckets after theirs.
+      counts_.assign(dir_.size(), 0);
+      for (const Fingerprint& f : added) ++counts_[Bucket(f) + 1];
+      std::uint32_t below = 0;
+      for (std::size_t b = 0; b < dir_.size(); ++b) {
+        below += counts_[b];
+        dir_[b] += below;
+      }
+      return;
+    }
     for (std::size_t b = 1; b < dir_.size(); ++b) dir_[b] += dir_[b - 1];
   }
 
@@ -1767,7 +1789,7 @@ class VisitedSet {
     v.swap(tmp);
   }
   std::vector<Fingerprint, BigAllocator<Fingerprint>> sorted_;
-  std::vector<std::uint32_t> dir_{0, 0};
+  std::vector<std::uint32_t> dir_{0, 0}, counts_;
   int bits_ = 0;
 };
 
