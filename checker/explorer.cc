@@ -792,7 +792,7 @@ class Model {
     // Each process's own part: its agent, its threads, and its entries in
     // the stores; none of it names a process id, so it moves with the
     // process under a renaming.
-    std::array<std::uint32_t, kMaxThreadsTotal> rank{};
+    std::array<std::uint32_t, kMaxThreadsTotal> rank;  // NOLINT: AskRanks sets each thread's
     AskRanks(w, rank);
     // Every node's own hash is filled in here, by the thread that made the
     // state, before the state is shared (the step keys read them).
@@ -833,9 +833,15 @@ class Model {
     // fingerprints), never soundness.
     std::array<std::uint32_t, kMaxProcesses> order{};
     for (std::uint32_t p = 0; p < n; ++p) order[p] = p;
-    std::sort(order.begin(), order.begin() + n, [&](std::uint32_t a, std::uint32_t b) {
-      return std::tie(key[a], a) < std::tie(key[b], b);  // ties ascending: see the odometer
-    });
+    // Insertion sort (a few processes; std::sort costs more here).
+    for (std::uint32_t i = 1; i < n; ++i) {
+      const std::uint32_t x = order[i];
+      std::uint32_t j = i;
+      // Ties ascending: see the odometer.
+      for (; j > 0 && std::tie(key[x], x) < std::tie(key[order[j - 1]], order[j - 1]); --j)
+        order[j] = order[j - 1];
+      order[j] = x;
+    }
     std::uint64_t tries = 1;
     std::array<std::pair<std::uint32_t, std::uint32_t>, kMaxProcesses> ties{};  // [from, to)
     std::uint32_t tie_count = 0;
@@ -900,17 +906,24 @@ class Model {
 
   // Asks are ordered only relative to each other: rank the waiting ones.
   void AskRanks(const World& w, std::array<std::uint32_t, kMaxThreadsTotal>& rank) const {
-    std::array<std::uint32_t, kMaxThreadsTotal> asks{};
+    std::array<std::uint32_t, kMaxThreadsTotal> asks;  // NOLINT: the first `waiting` are set
     std::uint32_t waiting = 0;
-    for (const McThread& t : w.threads) {
-      if (t.phase == Phase::kWaiting) asks[waiting++] = t.asked;
+    for (std::uint32_t t = 0; t < w.threads.size(); ++t) {
+      rank[t] = 0;
+      if (w.threads[t].phase == Phase::kWaiting) asks[waiting++] = w.threads[t].asked;
     }
-    std::sort(asks.begin(), asks.begin() + waiting);
+    if (waiting < 2) return;
+    const bool few = waiting <= 8;  // then counting beats sorting
+    if (!few) std::sort(asks.begin(), asks.begin() + waiting);
     for (std::uint32_t t = 0; t < w.threads.size(); ++t) {
       if (w.threads[t].phase != Phase::kWaiting) continue;
-      rank[t] = static_cast<std::uint32_t>(
-          std::lower_bound(asks.begin(), asks.begin() + waiting, w.threads[t].asked) -
-          asks.begin());
+      const std::uint32_t mine = w.threads[t].asked;
+      if (few) {
+        for (std::uint32_t i = 0; i < waiting; ++i) rank[t] += asks[i] < mine;
+      } else {
+        rank[t] = static_cast<std::uint32_t>(
+            std::lower_bound(asks.begin(), asks.begin() + waiting, mine) - asks.begin());
+      }
     }
   }
 
