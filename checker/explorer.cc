@@ -340,7 +340,28 @@ struct StoreSummary {
 // Hashes of a store (and of a log) are kept for this many renamings.
 constexpr std::size_t kRenamingSlots = 2;
 using StoreNode = Cow<core::Store, StoreSummary, kRenamingSlots>;
-using LogNode = Cow<std::vector<core::Record>, std::monostate, kRenamingSlots>;
+struct LogChunk;
+using LogNode = Cow<LogChunk, std::monostate, kRenamingSlots>;
+// A store's log: the records of one step after the log before them (shared
+// with every state that has that log), so that a step's append costs its own
+// records, not a copy of the log.
+struct LogChunk {
+  LogNode prev;  // none for the empty log
+  std::vector<core::Record> records;
+  std::size_t size = 0;                          // records in the whole log
+  std::array<std::uint64_t, kMaxSessions> a0{};  // each session's counter after the log
+};
+// The whole log, oldest record first.
+std::vector<core::Record> Flatten(const LogNode& log) {
+  std::vector<const LogChunk*> chunks;
+  for (const LogNode* n = &log; n->Id() != nullptr; n = &(*n)->prev) chunks.push_back(&**n);
+  std::vector<core::Record> records;
+  records.reserve(log->size);
+  for (auto it = chunks.rbegin(); it != chunks.rend(); ++it) {
+    records.insert(records.end(), (*it)->records.begin(), (*it)->records.end());
+  }
+  return records;
+}
 using AgentNode = Cow<core::ProcessAgent>;
 
 struct World {
@@ -597,7 +618,7 @@ class Model {
       sc.lease_us = c_.lease_us;
       sc.recall_retry_us = c_.recall_retry_us;
       w.stores.emplace_back(core::Store(sc));
-      w.logs.emplace_back(std::vector<core::Record>{});
+      w.logs.emplace_back(LogChunk{});
       w.store_deadline.push_back(core::kNever);
     }
     for (std::uint32_t p = 0; p < c_.processes; ++p) {
@@ -762,7 +783,7 @@ class Model {
     // No lost update: each counter as recovered from the log.
     for (std::uint32_t i = 0; i < c_.stores; ++i) {
       core::Store recovered =
-          core::Store::Recover(w.stores[i]->config(), *w.logs[i], w.now, nullptr);
+          core::Store::Recover(w.stores[i]->config(), Flatten(w.logs[i]), w.now, nullptr);
       for (core::SessionId s = 0; s < c_.sessions; ++s) {
         if (core::StoreForSession(s, c_.stores) != i) continue;
         std::uint64_t value = 0;
@@ -958,22 +979,7 @@ class Model {
       core::HashFields(h, store.hi, store.lo, w.store_deadline[i]);
       // The log matters only to a store that may still restart.
       if (c_.store_restarts > w.restarts) {
-        const Fingerprint log =
-            w.logs[i].HashKeyed(renaming, [&](const std::vector<core::Record>& records) {
-              Hasher2 lh;
-              lh.Mix(records.size());
-              for (const core::Record& r : records) {
-                if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
-                  core::GrantRecord renamed = *g;
-                  renamed.holder.id = ids[renamed.holder.id];
-                  lh.Mix(r.index());
-                  core::HashValue(lh, renamed);
-                } else {
-                  core::HashValue(lh, r);
-                }
-              }
-              return lh.value();
-            });
+        const Fingerprint log = LogHash(w.logs[i], renaming, ids);
         core::HashFields(h, log.hi, log.lo);
       }
     }
@@ -1010,6 +1016,30 @@ class Model {
     h.Mix(keyed.size());
     for (const Keyed& k : keyed) core::HashFields(h, k.link, k.m.hi, k.m.lo);
     return h.value();
+  }
+
+  // A log's hash under a renaming (kept with each chunk): a chain over its
+  // records, each hashed with the hash of the records before it, so that it
+  // depends on the records only, not on how steps cut them into chunks.
+  static Fingerprint LogHash(const LogNode& log, std::uint64_t renaming, const Renaming& ids) {
+    return log.HashKeyed(renaming, [&](const LogChunk& chunk) {
+      Fingerprint h =
+          chunk.prev.Id() != nullptr ? LogHash(chunk.prev, renaming, ids) : Hasher2{}.value();
+      for (const core::Record& r : chunk.records) {
+        Hasher2 lh;
+        core::HashFields(lh, h.hi, h.lo);
+        if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
+          core::GrantRecord renamed = *g;
+          renamed.holder.id = ids[renamed.holder.id];
+          lh.Mix(r.index());
+          core::HashValue(lh, renamed);
+        } else {
+          core::HashValue(lh, r);
+        }
+        h = lh.value();
+      }
+      return h;
+    });
   }
 
   // What each store keeps about each process, hashed (no process ids in it).
@@ -1287,7 +1317,7 @@ class Model {
     ++w.restarts;
     core::Effects fx;
     StoreOutcome out;
-    out.store = core::Store::Recover(w.stores[s]->config(), *w.logs[s], w.now, &fx);
+    out.store = core::Store::Recover(w.stores[s]->config(), Flatten(w.logs[s]), w.now, &fx);
     Collect(out, fx);
     ApplyStore(w, s, nullptr, out, nullptr, f);
   }
@@ -1373,7 +1403,7 @@ class Model {
   void ApplyStore(World& w, std::uint32_t s, const core::Store* before, const StoreOutcome& out,
                   Scratch* scratch, Failure& f) const {
     const LogNode old_log = w.logs[s];
-    const std::vector<core::Record>& log = *old_log;
+    const LogChunk& log = *old_log;
     w.stores[s] = out.store;
     const core::Store& after = *out.store;
     for (std::size_t i = 0; i < out.persist.size(); ++i) {
@@ -1423,8 +1453,7 @@ class Model {
           if (aw.name != "a0" || aw.erase || !f.invariant.empty()) continue;
           // Serializability of the counter: each write follows the one before
           // (the log holds everything up to, not including, this commit).
-          std::uint64_t last = 0;
-          for (const core::Record& earlier : log) CounterAfter(earlier, c->session, last);
+          std::uint64_t last = log.a0[c->session];
           for (std::size_t j = 0; j < i; ++j) CounterAfter(out.persist[j], c->session, last);
           if (ParseCounter(aw.value) != last + 1) {
             f = {"serializability",
@@ -1444,8 +1473,10 @@ class Model {
           if (c && c->session == a->session && c->token == a->token && c->seq == a->seq)
             durable = true;
         };
-        for (const core::Record& r : log) made(r);
         for (const core::Record& r : out.persist) made(r);
+        for (const LogNode* n = &old_log; !durable && n->Id() != nullptr; n = &(*n)->prev) {
+          for (const core::Record& r : (*n)->records) made(r);
+        }
         if (!durable) {
           f = {"no_lost_update", "store s" + std::to_string(s) + " acknowledged commit token " +
                                      std::to_string(a->token) + " seq " + std::to_string(a->seq) +
@@ -1462,10 +1493,15 @@ class Model {
   // then lives) the same append is made once per level.
   static LogNode Appended(Scratch* scratch, const LogNode& log, const StoreOutcome& out) {
     auto append = [&] {
-      LogNode next = log;
-      std::vector<core::Record>& records = next.Mut();
-      records.insert(records.end(), out.persist.begin(), out.persist.end());
-      return next;
+      LogChunk next;
+      next.prev = log;
+      next.records = out.persist;
+      next.size = log->size + out.persist.size();
+      next.a0 = log->a0;
+      for (const core::Record& r : out.persist) {
+        for (core::SessionId s = 0; s < kMaxSessions; ++s) CounterAfter(r, s, next.a0[s]);
+      }
+      return LogNode(std::move(next));
     };
     if (scratch == nullptr) return append();
     const Scratch::Append key{log.Id(), &out};
