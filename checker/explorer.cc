@@ -593,6 +593,7 @@ Step Labeled(sim::ScriptKind kind, const char* verb, const core::Envelope& e) {
 class Model {
  public:
   explicit Model(const ExploreConfig& c) : c_(c) {
+    LK_ASSERT(c.processes <= kMaxProcesses && c.threads <= kMaxThreadsPerProcess);
     horizon_ = c.horizon_us != 0 ? c.horizon_us : 3 * c.lease_us;
     for (std::uint32_t kind = 0; kind < 3; ++kind) {
       if (c_.attributes >= 2 && kind == 1) {
@@ -818,25 +819,32 @@ class Model {
     // Every node's own hash is filled in here, by the thread that made the
     // state, before the state is shared (the step keys read them).
     for (const StoreNode& store : w.stores) (void)StoreHash(store);
-    std::array<Fingerprint, kMaxProcesses> part{};
-    std::array<Fingerprint, kMaxProcesses> key{};
+    // Each process's part as words (hashed in place by Hash, in the
+    // renamed order): its agent's hash, its deadline, and one word per
+    // thread: phase (8 bits), pc (16), entitled (1), rank (32).
+    Parts part;                                  // NOLINT: the first n are set
+    std::array<Fingerprint, kMaxProcesses> key;  // NOLINT: the first n are set
     for (std::uint32_t p = 0; p < n; ++p) {
       const Fingerprint& agent = AgentHash(w.agents[p]);
-      Hasher2 h;
-      core::HashFields(h, agent.hi, agent.lo, w.agent_deadline[p]);
-      for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
+      std::uint64_t* words = part[p].data();
+      words[0] = agent.hi;
+      words[1] = agent.lo;
+      words[2] = w.agent_deadline[p];
+      std::uint64_t threads = 0;
+      for (std::uint32_t i = 0; i < c_.threads; ++i) {
+        const std::uint32_t t = p * c_.threads + i;
         const McThread& th = w.threads[t];
-        // One word: phase (8 bits), pc (16), entitled (1), rank (32).
-        h.Mix(static_cast<std::uint64_t>(th.phase) | (std::uint64_t{th.pc} << 8) |
-              (std::uint64_t{th.entitled} << 24) | (std::uint64_t{rank[t]} << 32));
+        words[3 + i] = static_cast<std::uint64_t>(th.phase) | (std::uint64_t{th.pc} << 8) |
+                       (std::uint64_t{th.entitled} << 24) | (std::uint64_t{rank[t]} << 32);
+        threads = (threads ^ words[3 + i]) * 0x9E3779B97F4A7C15ULL;
       }
-      part[p] = h.value();
       if (!symmetry) continue;
-      // The sort key adds what the stores keep about the process (already
-      // hashed with each store), so that ties (and the permutations tried
-      // for them) are rare. Any function of the process's own part will do:
-      // tied processes are tried in every order.
-      key[p] = part[p];
+      // The sort key: the same words, cheaply mixed, and what the stores
+      // keep about the process (already hashed with each store), so that
+      // ties (and the permutations tried for them) are rare. Any function
+      // of the process's own part will do: tied processes are tried in
+      // every order.
+      key[p] = {agent.hi ^ (words[2] * 0xC2B2AE3D27D4EB4FULL), agent.lo ^ threads};
       for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
         const StoreSummary& summary = w.stores[i].ExtraOnce(Summarize);
         if (!summary.present[p]) continue;
@@ -919,9 +927,12 @@ class Model {
  private:
   static constexpr std::uint32_t kMaxProcesses = 8;
   static constexpr std::uint32_t kMaxThreadsTotal = 64;
+  static constexpr std::uint32_t kMaxThreadsPerProcess = 8;
   static constexpr std::uint64_t kMaxTies = 24;
   // ids[old process id] = new process id (ids are 1-based).
   using Renaming = std::array<std::uint64_t, kMaxProcesses + 1>;
+  // Each process's part of the state as words (see FingerprintOf).
+  using Parts = std::array<std::array<std::uint64_t, 3 + kMaxThreadsPerProcess>, kMaxProcesses>;
 
   using Hasher2 = FingerprintHasher;
 
@@ -955,8 +966,7 @@ class Model {
 
   // The whole state, with process p's part at place ids[p + 1] - 1 and every
   // process id renamed by `ids`.
-  Fingerprint Hash(const World& w, const Renaming& ids,
-                   const std::array<Fingerprint, kMaxProcesses>& part) const {
+  Fingerprint Hash(const World& w, const Renaming& ids, const Parts& part) const {
     Hasher2 h;
     h.Mix(w.now);
     h.Mix(std::uint64_t{w.crashes} | (std::uint64_t{w.losses} << 8) |
@@ -984,9 +994,12 @@ class Model {
       }
     }
     const std::uint32_t n = c_.processes;
-    std::array<Fingerprint, kMaxProcesses> placed{};
-    for (std::uint32_t p = 0; p < n; ++p) placed[ids[p + 1] - 1] = part[p];
-    for (std::uint32_t p = 0; p < n; ++p) core::HashFields(h, placed[p].hi, placed[p].lo);
+    std::array<std::uint32_t, kMaxProcesses> placed;  // NOLINT: the first n are set
+    for (std::uint32_t p = 0; p < n; ++p) placed[ids[p + 1] - 1] = p;
+    for (std::uint32_t q = 0; q < n; ++q) {
+      const std::uint64_t* words = part[placed[q]].data();
+      for (std::uint32_t i = 0; i < 3 + c_.threads; ++i) h.Mix(words[i]);
+    }
     for (const SessionView& v : w.view) {
       core::HashFields(h, v.max_token, v.tenure, v.acked | (std::uint64_t{v.unknown} << 32));
     }
