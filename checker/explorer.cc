@@ -54,8 +54,10 @@ struct SessionView {
   bool operator==(const SessionView&) const = default;
 };
 
+// Not zeroed unless value-initialized (Fingerprint{}): scratch arrays of them
+// are filled as used.
 struct Fingerprint {
-  std::uint64_t hi = 0, lo = 0;
+  std::uint64_t hi, lo;
   auto operator<=>(const Fingerprint&) const = default;
 };
 
@@ -152,7 +154,7 @@ class Cow {
   struct Slot {
     std::atomic<std::uint8_t> state{kEmpty};
     std::uint64_t key = 0;
-    Fingerprint value;
+    Fingerprint value{};
   };
   struct Node {
     explicit Node(T v) : value(std::move(v)) {}
@@ -162,7 +164,7 @@ class Cow {
       for (Slot& slot : slots) slot.state.store(kEmpty, std::memory_order_relaxed);
     }
     T value;
-    Fingerprint hash;
+    Fingerprint hash{};
     bool hashed = false;
     bool extra_done = false;
     std::atomic<std::uint32_t> refs{1};
@@ -387,8 +389,8 @@ struct World {
 // same agent state gets the same message in many states that differ
 // elsewhere) reuses the outcome, and its new node, instead of stepping again.
 struct StepKey {
-  Fingerprint node;         // the node's value (AgentHash, StoreHash)
-  Fingerprint input;        // a message's hash (MessageHash), or a thread's (index, pc)
+  Fingerprint node{};       // the node's value (AgentHash, StoreHash)
+  Fingerprint input{};      // a message's hash (MessageHash), or a thread's (index, pc)
   std::uint64_t what = 0;   // StepKind | node index << 8, or a message's address kinds
   std::uint64_t extra = 0;  // a message's sender id
   Time now = 0;
@@ -1009,25 +1011,30 @@ class Model {
       std::uint64_t link;
       Fingerprint m;
     };
-    thread_local std::vector<Keyed> keyed;
-    keyed.clear();
-    for (const MessageNode& e : w.net) {
+    constexpr std::size_t kOnStack = 16;
+    Keyed on_stack[kOnStack];  // NOLINT: the first `count` are set
+    std::vector<Keyed> on_heap;
+    const std::size_t count = w.net.size();
+    if (count > kOnStack) on_heap.resize(count);
+    Keyed* keyed = count > kOnStack ? on_heap.data() : on_stack;
+    for (std::size_t i = 0; i < count; ++i) {
       // The message and the incarnations: the same under any renaming.
-      const Fingerprint& m = MessageHash(e);
-      keyed.push_back({LinkKey(Renamed(e->from, ids), Renamed(e->to, ids)), m});
+      const MessageNode& e = w.net[i];
+      keyed[i] = {LinkKey(Renamed(e->from, ids), Renamed(e->to, ids)), MessageHash(e)};
     }
     // Insertion sort, stable (few messages are in flight).
     auto before = [&](const Keyed& a, const Keyed& b) {
       return c_.reorder ? std::tie(a.link, a.m) < std::tie(b.link, b.m) : a.link < b.link;
     };
-    for (std::size_t i = 1; i < keyed.size(); ++i) {
+    for (std::size_t i = 1; i < count; ++i) {
       const Keyed k = keyed[i];
       std::size_t j = i;
       for (; j > 0 && before(k, keyed[j - 1]); --j) keyed[j] = keyed[j - 1];
       keyed[j] = k;
     }
-    h.Mix(keyed.size());
-    for (const Keyed& k : keyed) core::HashFields(h, k.link, k.m.hi, k.m.lo);
+    h.Mix(count);
+    for (std::size_t i = 0; i < count; ++i)
+      core::HashFields(h, keyed[i].link, keyed[i].m.hi, keyed[i].m.lo);
     return h.value();
   }
 
@@ -1217,7 +1224,7 @@ class Model {
     const MessageNode e = w.net[i];
     w.net.erase(w.net.begin() + static_cast<std::ptrdiff_t>(i));
     const Time now = w.now;
-    StepKey key;
+    StepKey key{};
     if (scratch != nullptr) {
       const Fingerprint& m = MessageHash(e);
       key.input = m;
