@@ -87,57 +87,75 @@ class Cow {
  public:
   // A Cow may be moved by copying its bytes (see InlineVec).
   static constexpr bool kRelocatable = true;
+  // A borrowed Cow names a node without counting itself among its holders:
+  // a successor under construction borrows its parent's nodes (the parent
+  // outlives it), so that the many successors that are dropped as seen
+  // before never touch the counts of nodes that other jobs share. A copy of
+  // a borrowed Cow is an ordinary one; Adopt makes a kept successor's own.
+  struct BorrowTag {};
   Cow() = default;
-  Cow(T value) : node_(new Node(std::move(value))) {}  // NOLINT: wraps the value
-  Cow(const Cow& other) : node_(other.node_) { Ref(node_); }
-  Cow(Cow&& other) noexcept : node_(std::exchange(other.node_, nullptr)) {}
+  Cow(T value) : bits_(Bits(new Node(std::move(value)))) {}  // NOLINT: wraps the value
+  Cow(const Cow& other, BorrowTag) : bits_(other.bits_ | kBorrowed) {}
+  Cow(const Cow& other) : bits_(Bits(other.node())) { Ref(node()); }
+  Cow(Cow&& other) noexcept : bits_(std::exchange(other.bits_, 0)) {}
   Cow& operator=(const Cow& other) {
-    Ref(other.node_);
-    Unref(std::exchange(node_, other.node_));
+    Node* keep = other.node();
+    Ref(keep);
+    Release();
+    bits_ = Bits(keep);
     return *this;
   }
   Cow& operator=(Cow&& other) noexcept {
-    if (this != &other) Unref(std::exchange(node_, std::exchange(other.node_, nullptr)));
+    if (this != &other) {
+      Release();
+      bits_ = std::exchange(other.bits_, 0);
+    }
     return *this;
   }
-  ~Cow() { Unref(node_); }
-  const T& operator*() const { return node_->value; }
-  const T* operator->() const { return &node_->value; }
-  operator const T&() const { return node_->value; }  // NOLINT: reads as the value
+  ~Cow() { Release(); }
+  void Adopt() {
+    if ((bits_ & kBorrowed) == 0) return;
+    bits_ &= ~kBorrowed;
+    Ref(node());
+  }
+  const T& operator*() const { return node()->value; }
+  const T* operator->() const { return &node()->value; }
+  operator const T&() const { return node()->value; }  // NOLINT: reads as the value
   T& Mut() {
-    if (node_->refs.load(std::memory_order_acquire) != 1) {
-      Node* copy = new Node(node_->value);
-      Unref(std::exchange(node_, copy));
+    if ((bits_ & kBorrowed) != 0 || node()->refs.load(std::memory_order_acquire) != 1) {
+      Node* copy = new Node(node()->value);
+      Release();
+      bits_ = Bits(copy);
     } else {
-      node_->Forget();
+      node()->Forget();
     }
-    return node_->value;
+    return node()->value;
   }
   // Which node this is: equal ids, equal values.
-  const void* Id() const { return node_; }
+  const void* Id() const { return node(); }
   template <class F>
   const Fingerprint& HashOnce(F&& hash) const {
-    if (!node_->hashed) {
-      node_->hash = hash(node_->value);
-      node_->hashed = true;
+    if (!node()->hashed) {
+      node()->hash = hash(node()->value);
+      node()->hashed = true;
     }
-    return node_->hash;
+    return node()->hash;
   }
   template <class F>
   const Extra& ExtraOnce(F&& make) const {
-    if (!node_->extra_done) {
-      node_->extra = make(node_->value);
-      node_->extra_done = true;
+    if (!node()->extra_done) {
+      node()->extra = make(node()->value);
+      node()->extra_done = true;
     }
-    return node_->extra;
+    return node()->extra;
   }
   template <class F>
   Fingerprint HashKeyed(std::uint64_t key, F&& hash) const {
-    for (Slot& slot : node_->slots) {
+    for (Slot& slot : node()->slots) {
       if (slot.state.load(std::memory_order_acquire) == kFull && slot.key == key) return slot.value;
     }
-    const Fingerprint value = hash(node_->value);
-    for (Slot& slot : node_->slots) {
+    const Fingerprint value = hash(node()->value);
+    for (Slot& slot : node()->slots) {
       std::uint8_t empty = kEmpty;
       if (slot.state.compare_exchange_strong(empty, kFilling, std::memory_order_acq_rel)) {
         slot.key = key;
@@ -192,7 +210,13 @@ class Cow {
       node->refs.store(refs - 1, std::memory_order_relaxed);
     }
   }
-  Node* node_ = nullptr;
+  static constexpr std::uintptr_t kBorrowed = 1;  // nodes are aligned: bit 0 is free
+  static std::uintptr_t Bits(Node* node) { return reinterpret_cast<std::uintptr_t>(node); }
+  Node* node() const { return reinterpret_cast<Node*>(bits_ & ~kBorrowed); }
+  void Release() {
+    if ((bits_ & kBorrowed) == 0) Unref(node());
+  }
+  std::uintptr_t bits_ = 0;
 };
 
 using MessageNode = Cow<core::Envelope>;
@@ -220,6 +244,15 @@ class InlineVec {
     return *this;
   }
   ~InlineVec() { clear(); }
+  // For Cow elements: borrows `other`'s nodes, or makes borrowed ones own.
+  void BorrowFrom(const InlineVec& other) {
+    clear();
+    for (const T& item : other)
+      new (storage_ + size_++ * sizeof(T)) T(item, typename T::BorrowTag{});
+  }
+  void Adopt() {
+    for (T& item : *this) item.Adopt();
+  }
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   T& operator[](std::size_t i) { return begin()[i]; }
@@ -292,6 +325,18 @@ class SmallVec {
   const T* end() const { return begin() + size(); }
   T& operator[](std::size_t i) { return begin()[i]; }
   const T& operator[](std::size_t i) const { return begin()[i]; }
+  void BorrowFrom(const SmallVec& other) {
+    if (other.big_) {
+      *this = other;  // rare: an ordinary copy
+    } else {
+      heap_.clear();
+      big_ = false;
+      small_.BorrowFrom(other.small_);
+    }
+  }
+  void Adopt() {
+    for (T& item : *this) item.Adopt();
+  }
   void push_back(T m) {  // by value: it may be one of ours
     if (!big_ && small_.size() < N) {
       small_.push_back(std::move(m));
@@ -380,6 +425,38 @@ struct World {
   std::uint8_t crashes = 0, losses = 0, duplicates = 0, restarts = 0;
   std::uint32_t asks = 0;
   SmallVec<SessionView, 2> view;  // up to kMaxSessions
+
+  World() = default;
+  World(const World&) = default;
+  World(World&&) = default;
+  World& operator=(const World&) = default;
+  World& operator=(World&&) = default;
+  // A copy that borrows `other`'s nodes (see Cow): valid while `other`
+  // lives, or after Adopt.
+  struct BorrowTag {};
+  World(const World& other, BorrowTag)
+      : now(other.now),
+        store_deadline(other.store_deadline),
+        agent_deadline(other.agent_deadline),
+        threads(other.threads),
+        crashes(other.crashes),
+        losses(other.losses),
+        duplicates(other.duplicates),
+        restarts(other.restarts),
+        asks(other.asks),
+        view(other.view) {
+    // Every field: the nodes borrowed, the rest copied.
+    stores.BorrowFrom(other.stores);
+    logs.BorrowFrom(other.logs);
+    agents.BorrowFrom(other.agents);
+    net.BorrowFrom(other.net);
+  }
+  void Adopt() {
+    stores.Adopt();
+    logs.Adopt();
+    agents.Adopt();
+    net.Adopt();
+  }
 };
 
 // One node's step, as a key: a 128-bit hash of the node's value (the hash
@@ -652,7 +729,9 @@ class Model {
   std::uint32_t Successors(const World& w, Emit&& emit, Scratch* scratch = nullptr) const {
     std::uint32_t n = 0;
     auto each = [&](auto&& make, auto&& label) {
-      World next = w;
+      // In a search (with `scratch`) the successor borrows the parent's
+      // nodes; the search adopts the ones it keeps while the parent lives.
+      World next = scratch != nullptr ? World(w, World::BorrowTag{}) : World(w);
       Failure f;
       make(next, f);
       // The state invariants read only the agents and the time: when a step
@@ -1220,8 +1299,10 @@ class Model {
     return next == core::kNever ? next : std::max(next, w.now);
   }
 
+  // `w` is a successor being built: its parent holds every node it started
+  // with, so the step borrows them (see Cow).
   void Deliver(World& w, std::size_t i, Failure& f, Scratch* scratch) const {
-    const MessageNode e = w.net[i];
+    const MessageNode e(w.net[i], MessageNode::BorrowTag{});
     w.net.erase(w.net.begin() + static_cast<std::ptrdiff_t>(i));
     const Time now = w.now;
     StepKey key{};
@@ -1235,7 +1316,7 @@ class Model {
     }
     if (e->to.kind == core::NodeKind::kStore) {
       const std::uint32_t s = static_cast<std::uint32_t>(e->to.id);
-      const StoreNode before = w.stores[s];
+      const StoreNode before(w.stores[s], StoreNode::BorrowTag{});
       StoreOutcome local;
       const StoreOutcome& out =
           StoreStep(scratch, before, key, local,
@@ -1988,6 +2069,11 @@ ExploreResult Explore(const ExploreConfig& config,
       std::vector<std::thread> workers;
       for (unsigned j = 0; j < jobs; ++j) workers.emplace_back(expand, j);
       for (std::thread& t : workers) t.join();
+    }
+    // The kept successors borrowed their parents' nodes (see Cow): make
+    // them their own while the parents live, on one thread.
+    for (Slice& slice : slices) {
+      for (Candidate& c : slice.next) c.world.Adopt();
     }
     for (Scratch& each : scratch) each.EndLevel();
     if (model.asymmetric_) break;  // the reduction may not be exact: start over without it
