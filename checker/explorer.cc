@@ -54,14 +54,23 @@ struct SessionView {
   bool operator==(const SessionView&) const = default;
 };
 
+// Not zeroed unless value-initialized (Fingerprint{}): scratch arrays of them
+// are filled as used.
 struct Fingerprint {
-  std::uint64_t hi = 0, lo = 0;
+  std::uint64_t hi, lo;
   auto operator<=>(const Fingerprint&) const = default;
 };
 
 struct FingerprintHash {
   std::size_t operator()(const Fingerprint& f) const { return f.lo; }
 };
+
+// Whether nodes may be shared by several threads now (an Explore with more
+// than one job is running): their counts of holders are then changed
+// atomically. Nodes of one Explore are never seen by another, and a
+// one-job Explore's nodes by one thread only, so counting without atomic
+// read-modify-writes there is safe whatever other Explores run.
+std::atomic<int> parallel_explores{0};
 
 // A value shared by copies until one of them changes it (Mut), with slots
 // for what is derived from it: its hash, an extra summary, and up to
@@ -70,48 +79,83 @@ struct FingerprintHash {
 // only through a World that alone holds it; its hash and extra are filled in
 // by the thread that made it, before the World is shared (every state is
 // fingerprinted before it joins a frontier); the keyed slots are claimed
-// with an atomic flag, so two threads may fill them at once.
+// with an atomic flag, so two threads may fill them at once. The holders
+// are counted in the node (a state is copied for every successor: no
+// shared_ptr control block, and no locked instruction with one job).
 template <class T, class Extra = std::monostate, std::size_t Keyed = 0>
 class Cow {
  public:
+  // A Cow may be moved by copying its bytes (see InlineVec).
+  static constexpr bool kRelocatable = true;
+  // A borrowed Cow names a node without counting itself among its holders:
+  // a successor under construction borrows its parent's nodes (the parent
+  // outlives it), so that the many successors that are dropped as seen
+  // before never touch the counts of nodes that other jobs share. A copy of
+  // a borrowed Cow is an ordinary one; Adopt makes a kept successor's own.
+  struct BorrowTag {};
   Cow() = default;
-  Cow(T value) : node_(std::make_shared<Node>(std::move(value))) {}  // NOLINT: wraps the value
-  const T& operator*() const { return node_->value; }
-  const T* operator->() const { return &node_->value; }
-  operator const T&() const { return node_->value; }  // NOLINT: reads as the value
-  T& Mut() {
-    if (node_.use_count() != 1) {
-      node_ = std::make_shared<Node>(node_->value);
-    } else {
-      node_->Forget();
+  Cow(T value) : bits_(Bits(new Node(std::move(value)))) {}  // NOLINT: wraps the value
+  Cow(const Cow& other, BorrowTag) : bits_(other.bits_ | kBorrowed) {}
+  Cow(const Cow& other) : bits_(Bits(other.node())) { Ref(node()); }
+  Cow(Cow&& other) noexcept : bits_(std::exchange(other.bits_, 0)) {}
+  Cow& operator=(const Cow& other) {
+    Node* keep = other.node();
+    Ref(keep);
+    Release();
+    bits_ = Bits(keep);
+    return *this;
+  }
+  Cow& operator=(Cow&& other) noexcept {
+    if (this != &other) {
+      Release();
+      bits_ = std::exchange(other.bits_, 0);
     }
-    return node_->value;
+    return *this;
+  }
+  ~Cow() { Release(); }
+  void Adopt() {
+    if ((bits_ & kBorrowed) == 0) return;
+    bits_ &= ~kBorrowed;
+    Ref(node());
+  }
+  const T& operator*() const { return node()->value; }
+  const T* operator->() const { return &node()->value; }
+  operator const T&() const { return node()->value; }  // NOLINT: reads as the value
+  T& Mut() {
+    if ((bits_ & kBorrowed) != 0 || node()->refs.load(std::memory_order_acquire) != 1) {
+      Node* copy = new Node(node()->value);
+      Release();
+      bits_ = Bits(copy);
+    } else {
+      node()->Forget();
+    }
+    return node()->value;
   }
   // Which node this is: equal ids, equal values.
-  const void* Id() const { return node_.get(); }
+  const void* Id() const { return node(); }
   template <class F>
   const Fingerprint& HashOnce(F&& hash) const {
-    if (!node_->hashed) {
-      node_->hash = hash(node_->value);
-      node_->hashed = true;
+    if (!node()->hashed) {
+      node()->hash = hash(node()->value);
+      node()->hashed = true;
     }
-    return node_->hash;
+    return node()->hash;
   }
   template <class F>
   const Extra& ExtraOnce(F&& make) const {
-    if (!node_->extra_done) {
-      node_->extra = make(node_->value);
-      node_->extra_done = true;
+    if (!node()->extra_done) {
+      node()->extra = make(node()->value);
+      node()->extra_done = true;
     }
-    return node_->extra;
+    return node()->extra;
   }
   template <class F>
   Fingerprint HashKeyed(std::uint64_t key, F&& hash) const {
-    for (Slot& slot : node_->slots) {
+    for (Slot& slot : node()->slots) {
       if (slot.state.load(std::memory_order_acquire) == kFull && slot.key == key) return slot.value;
     }
-    const Fingerprint value = hash(node_->value);
-    for (Slot& slot : node_->slots) {
+    const Fingerprint value = hash(node()->value);
+    for (Slot& slot : node()->slots) {
       std::uint8_t empty = kEmpty;
       if (slot.state.compare_exchange_strong(empty, kFilling, std::memory_order_acq_rel)) {
         slot.key = key;
@@ -128,7 +172,7 @@ class Cow {
   struct Slot {
     std::atomic<std::uint8_t> state{kEmpty};
     std::uint64_t key = 0;
-    Fingerprint value;
+    Fingerprint value{};
   };
   struct Node {
     explicit Node(T v) : value(std::move(v)) {}
@@ -138,13 +182,41 @@ class Cow {
       for (Slot& slot : slots) slot.state.store(kEmpty, std::memory_order_relaxed);
     }
     T value;
-    Fingerprint hash;
+    Fingerprint hash{};
     bool hashed = false;
     bool extra_done = false;
+    std::atomic<std::uint32_t> refs{1};
     Extra extra{};
     std::array<Slot, Keyed> slots;
   };
-  std::shared_ptr<Node> node_;
+  static void Ref(Node* node) {
+    if (node == nullptr) return;
+    if (parallel_explores.load(std::memory_order_relaxed) != 0) {
+      node->refs.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      node->refs.store(node->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+  }
+  static void Unref(Node* node) {
+    if (node == nullptr) return;
+    if (parallel_explores.load(std::memory_order_relaxed) != 0) {
+      if (node->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete node;
+      return;
+    }
+    const std::uint32_t refs = node->refs.load(std::memory_order_relaxed);
+    if (refs == 1) {
+      delete node;
+    } else {
+      node->refs.store(refs - 1, std::memory_order_relaxed);
+    }
+  }
+  static constexpr std::uintptr_t kBorrowed = 1;  // nodes are aligned: bit 0 is free
+  static std::uintptr_t Bits(Node* node) { return reinterpret_cast<std::uintptr_t>(node); }
+  Node* node() const { return reinterpret_cast<Node*>(bits_ & ~kBorrowed); }
+  void Release() {
+    if ((bits_ & kBorrowed) == 0) Unref(node());
+  }
+  std::uintptr_t bits_ = 0;
 };
 
 using MessageNode = Cow<core::Envelope>;
@@ -163,23 +235,24 @@ class InlineVec {
     }
     return *this;
   }
-  InlineVec(InlineVec&& other) noexcept {
-    if constexpr (std::is_trivially_copyable_v<T>) {
-      CopyFrom(other);
-    } else {
-      for (T& item : other) push_back(std::move(item));
-      other.clear();
-    }
-  }
+  InlineVec(InlineVec&& other) noexcept { MoveFrom(other); }
   InlineVec& operator=(InlineVec&& other) noexcept {
     if (this != &other) {
       clear();
-      for (T& item : other) push_back(std::move(item));
-      other.clear();
+      MoveFrom(other);
     }
     return *this;
   }
   ~InlineVec() { clear(); }
+  // For Cow elements: borrows `other`'s nodes, or makes borrowed ones own.
+  void BorrowFrom(const InlineVec& other) {
+    clear();
+    for (const T& item : other)
+      new (storage_ + size_++ * sizeof(T)) T(item, typename T::BorrowTag{});
+  }
+  void Adopt() {
+    for (T& item : *this) item.Adopt();
+  }
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   T& operator[](std::size_t i) { return begin()[i]; }
@@ -212,12 +285,27 @@ class InlineVec {
   }
 
  private:
+  // Values that may move by their bytes: trivially copyable ones, and
+  // Cow (a pointer to a counted node).
+  static constexpr bool kRelocatable = std::is_trivially_copyable_v<T> || requires {
+    requires T::kRelocatable;
+  };
+  // Whole buffers are copied (a fixed size: a few vector moves, no call).
   void CopyFrom(const InlineVec& other) {
     if constexpr (std::is_trivially_copyable_v<T>) {
-      std::memcpy(storage_, other.storage_, other.size_ * sizeof(T));
-      size_ = other.size_;
+      std::memcpy(storage_, other.storage_, sizeof(storage_));
     } else {
-      for (const T& item : other) push_back(item);
+      std::uninitialized_copy(other.begin(), other.end(), begin());
+    }
+    size_ = other.size_;
+  }
+  void MoveFrom(InlineVec& other) {
+    if constexpr (kRelocatable) {
+      std::memcpy(storage_, other.storage_, sizeof(storage_));
+      size_ = std::exchange(other.size_, 0);
+    } else {
+      for (T& item : other) push_back(std::move(item));
+      other.clear();
     }
   }
   alignas(T) unsigned char storage_[N * sizeof(T)];
@@ -237,6 +325,18 @@ class SmallVec {
   const T* end() const { return begin() + size(); }
   T& operator[](std::size_t i) { return begin()[i]; }
   const T& operator[](std::size_t i) const { return begin()[i]; }
+  void BorrowFrom(const SmallVec& other) {
+    if (other.big_) {
+      *this = other;  // rare: an ordinary copy
+    } else {
+      heap_.clear();
+      big_ = false;
+      small_.BorrowFrom(other.small_);
+    }
+  }
+  void Adopt() {
+    for (T& item : *this) item.Adopt();
+  }
   void push_back(T m) {  // by value: it may be one of ours
     if (!big_ && small_.size() < N) {
       small_.push_back(std::move(m));
@@ -287,7 +387,28 @@ struct StoreSummary {
 // Hashes of a store (and of a log) are kept for this many renamings.
 constexpr std::size_t kRenamingSlots = 2;
 using StoreNode = Cow<core::Store, StoreSummary, kRenamingSlots>;
-using LogNode = Cow<std::vector<core::Record>, std::monostate, kRenamingSlots>;
+struct LogChunk;
+using LogNode = Cow<LogChunk, std::monostate, kRenamingSlots>;
+// A store's log: the records of one step after the log before them (shared
+// with every state that has that log), so that a step's append costs its own
+// records, not a copy of the log.
+struct LogChunk {
+  LogNode prev;  // none for the empty log
+  std::vector<core::Record> records;
+  std::size_t size = 0;                          // records in the whole log
+  std::array<std::uint64_t, kMaxSessions> a0{};  // each session's counter after the log
+};
+// The whole log, oldest record first.
+std::vector<core::Record> Flatten(const LogNode& log) {
+  std::vector<const LogChunk*> chunks;
+  for (const LogNode* n = &log; n->Id() != nullptr; n = &(*n)->prev) chunks.push_back(&**n);
+  std::vector<core::Record> records;
+  records.reserve(log->size);
+  for (auto it = chunks.rbegin(); it != chunks.rend(); ++it) {
+    records.insert(records.end(), (*it)->records.begin(), (*it)->records.end());
+  }
+  return records;
+}
 using AgentNode = Cow<core::ProcessAgent>;
 
 struct World {
@@ -304,6 +425,38 @@ struct World {
   std::uint8_t crashes = 0, losses = 0, duplicates = 0, restarts = 0;
   std::uint32_t asks = 0;
   SmallVec<SessionView, 2> view;  // up to kMaxSessions
+
+  World() = default;
+  World(const World&) = default;
+  World(World&&) = default;
+  World& operator=(const World&) = default;
+  World& operator=(World&&) = default;
+  // A copy that borrows `other`'s nodes (see Cow): valid while `other`
+  // lives, or after Adopt.
+  struct BorrowTag {};
+  World(const World& other, BorrowTag)
+      : now(other.now),
+        store_deadline(other.store_deadline),
+        agent_deadline(other.agent_deadline),
+        threads(other.threads),
+        crashes(other.crashes),
+        losses(other.losses),
+        duplicates(other.duplicates),
+        restarts(other.restarts),
+        asks(other.asks),
+        view(other.view) {
+    // Every field: the nodes borrowed, the rest copied.
+    stores.BorrowFrom(other.stores);
+    logs.BorrowFrom(other.logs);
+    agents.BorrowFrom(other.agents);
+    net.BorrowFrom(other.net);
+  }
+  void Adopt() {
+    stores.Adopt();
+    logs.Adopt();
+    agents.Adopt();
+    net.Adopt();
+  }
 };
 
 // One node's step, as a key: a 128-bit hash of the node's value (the hash
@@ -313,8 +466,8 @@ struct World {
 // same agent state gets the same message in many states that differ
 // elsewhere) reuses the outcome, and its new node, instead of stepping again.
 struct StepKey {
-  Fingerprint node;         // the node's value (AgentHash, StoreHash)
-  Fingerprint input;        // a message's hash (MessageHash), or a thread's (index, pc)
+  Fingerprint node{};       // the node's value (AgentHash, StoreHash)
+  Fingerprint input{};      // a message's hash (MessageHash), or a thread's (index, pc)
   std::uint64_t what = 0;   // StepKind | node index << 8, or a message's address kinds
   std::uint64_t extra = 0;  // a message's sender id
   Time now = 0;
@@ -421,6 +574,82 @@ class FingerprintSet {
   bool has_zero_ = false;
 };
 
+// The 128-bit hasher behind every fingerprint (of states, and of the nodes
+// whose hashes a state's hash takes in). Words are taken in pairs, each pair
+// at its position in the stream: two lanes, each with its own secret words
+// per position, add up the folded 128-bit products (x ^ secret) * (y ^
+// secret'), as XXH3 does; every 64 words the lanes are avalanched, so blocks
+// do not commute. Two words then cost two multiplies, where the two seeded
+// splitmix lanes before cost four multiplies per word. See bench/RESULTS.md
+// (issue 6, speed round 3) for the collision argument.
+constexpr std::size_t kFingerprintBlock = 64;  // words per block (secret words per lane)
+struct FingerprintSecrets {
+  std::array<std::uint64_t, kFingerprintBlock> a{}, b{};
+};
+constexpr FingerprintSecrets MakeFingerprintSecrets() {
+  FingerprintSecrets s;
+  std::uint64_t x = 0x6C61746368ULL;  // "latch"
+  for (std::size_t i = 0; i < kFingerprintBlock; ++i) {
+    s.a[i] = core::Splitmix64(x += 0x9E3779B97F4A7C15ULL);
+    s.b[i] = core::Splitmix64(x += 0x9E3779B97F4A7C15ULL);
+  }
+  return s;
+}
+class FingerprintHasher {
+ public:
+  // Words are buffered and hashed a block at a time: the loop over a block
+  // keeps the lanes in registers.
+  void Mix(std::uint64_t word) {
+    buf_[n_++] = word;
+    if (n_ == kBlock) {
+      Absorb(kBlock, a_, b_);
+      a_ = Avalanche(a_);
+      b_ = Avalanche(b_ ^ kSecrets.b[0]);
+      words_ += kBlock;
+      n_ = 0;
+    }
+  }
+  Fingerprint value() const {
+    std::uint64_t a = a_, b = b_;
+    const std::uint32_t pairs = n_ & ~1u;
+    Absorb(pairs, a, b);
+    if (n_ != pairs) {  // the last word alone; the odd count tells it from a pair ending in 0
+      a += Fold(buf_[pairs] ^ kSecrets.a[pairs], kSecrets.a[pairs + 1]);
+      b += Fold(buf_[pairs] ^ kSecrets.b[pairs], kSecrets.b[pairs + 1]);
+    }
+    const std::uint64_t words = words_ + n_;
+    return {Avalanche(a ^ (words * 0x9E3779B97F4A7C15ULL)),
+            Avalanche(b + (words * 0xC2B2AE3D27D4EB4FULL))};
+  }
+
+ private:
+  static constexpr std::size_t kBlock = kFingerprintBlock;
+  static constexpr FingerprintSecrets kSecrets = MakeFingerprintSecrets();
+  // The first `count` (even) buffered words, a pair at a time.
+  void Absorb(std::uint32_t count, std::uint64_t& a_out, std::uint64_t& b_out) const {
+    std::uint64_t a = a_out, b = b_out;
+    for (std::uint32_t i = 0; i < count; i += 2) {
+      a += Fold(buf_[i] ^ kSecrets.a[i], buf_[i + 1] ^ kSecrets.a[i + 1]);
+      b += Fold(buf_[i] ^ kSecrets.b[i], buf_[i + 1] ^ kSecrets.b[i + 1]);
+    }
+    a_out = a;
+    b_out = b;
+  }
+  static std::uint64_t Fold(std::uint64_t x, std::uint64_t y) {
+    const unsigned __int128 p = static_cast<unsigned __int128>(x) * y;
+    return static_cast<std::uint64_t>(p) ^ static_cast<std::uint64_t>(p >> 64);
+  }
+  // XXH3's avalanche (a bijection).
+  static std::uint64_t Avalanche(std::uint64_t h) {
+    h ^= h >> 37;
+    h *= 0x165667919E3779F9ULL;
+    return h ^ (h >> 32);
+  }
+  std::uint64_t a_ = 0, b_ = 0, words_ = 0;
+  std::uint32_t n_ = 0;
+  std::uint64_t buf_[kBlock];  // NOLINT: filled before it is read
+};
+
 using sim::ParseCounter;
 
 // A step taken, or the reason the path ended in a violation.
@@ -443,6 +672,7 @@ Step Labeled(sim::ScriptKind kind, const char* verb, const core::Envelope& e) {
 class Model {
  public:
   explicit Model(const ExploreConfig& c) : c_(c) {
+    LK_ASSERT(c.processes <= kMaxProcesses && c.threads <= kMaxThreadsPerProcess);
     horizon_ = c.horizon_us != 0 ? c.horizon_us : 3 * c.lease_us;
     for (std::uint32_t kind = 0; kind < 3; ++kind) {
       if (c_.attributes >= 2 && kind == 1) {
@@ -468,7 +698,7 @@ class Model {
       sc.lease_us = c_.lease_us;
       sc.recall_retry_us = c_.recall_retry_us;
       w.stores.emplace_back(core::Store(sc));
-      w.logs.emplace_back(std::vector<core::Record>{});
+      w.logs.emplace_back(LogChunk{});
       w.store_deadline.push_back(core::kNever);
     }
     for (std::uint32_t p = 0; p < c_.processes; ++p) {
@@ -499,7 +729,9 @@ class Model {
   std::uint32_t Successors(const World& w, Emit&& emit, Scratch* scratch = nullptr) const {
     std::uint32_t n = 0;
     auto each = [&](auto&& make, auto&& label) {
-      World next = w;
+      // In a search (with `scratch`) the successor borrows the parent's
+      // nodes; the search adopts the ones it keeps while the parent lives.
+      World next = scratch != nullptr ? World(w, World::BorrowTag{}) : World(w);
       Failure f;
       make(next, f);
       // The state invariants read only the agents and the time: when a step
@@ -633,7 +865,7 @@ class Model {
     // No lost update: each counter as recovered from the log.
     for (std::uint32_t i = 0; i < c_.stores; ++i) {
       core::Store recovered =
-          core::Store::Recover(w.stores[i]->config(), *w.logs[i], w.now, nullptr);
+          core::Store::Recover(w.stores[i]->config(), Flatten(w.logs[i]), w.now, nullptr);
       for (core::SessionId s = 0; s < c_.sessions; ++s) {
         if (core::StoreForSession(s, c_.stores) != i) continue;
         std::uint64_t value = 0;
@@ -663,30 +895,37 @@ class Model {
     // Each process's own part: its agent, its threads, and its entries in
     // the stores; none of it names a process id, so it moves with the
     // process under a renaming.
-    std::array<std::uint32_t, kMaxThreadsTotal> rank{};
+    std::array<std::uint32_t, kMaxThreadsTotal> rank;  // NOLINT: AskRanks sets each thread's
     AskRanks(w, rank);
     // Every node's own hash is filled in here, by the thread that made the
     // state, before the state is shared (the step keys read them).
     for (const StoreNode& store : w.stores) (void)StoreHash(store);
-    std::array<Fingerprint, kMaxProcesses> part{};
-    std::array<Fingerprint, kMaxProcesses> key{};
+    // Each process's part as words (hashed in place by Hash, in the
+    // renamed order): its agent's hash, its deadline, and one word per
+    // thread: phase (8 bits), pc (16), entitled (1), rank (32).
+    Parts part;                                  // NOLINT: the first n are set
+    std::array<Fingerprint, kMaxProcesses> key;  // NOLINT: the first n are set
     for (std::uint32_t p = 0; p < n; ++p) {
       const Fingerprint& agent = AgentHash(w.agents[p]);
-      Hasher2 h;
-      core::HashFields(h, agent.hi, agent.lo, w.agent_deadline[p]);
-      for (std::uint32_t t = p * c_.threads; t < (p + 1) * c_.threads; ++t) {
+      std::uint64_t* words = part[p].data();
+      words[0] = agent.hi;
+      words[1] = agent.lo;
+      words[2] = w.agent_deadline[p];
+      std::uint64_t threads = 0;
+      for (std::uint32_t i = 0; i < c_.threads; ++i) {
+        const std::uint32_t t = p * c_.threads + i;
         const McThread& th = w.threads[t];
-        // One word: phase (8 bits), pc (16), entitled (1), rank (32).
-        h.Mix(static_cast<std::uint64_t>(th.phase) | (std::uint64_t{th.pc} << 8) |
-              (std::uint64_t{th.entitled} << 24) | (std::uint64_t{rank[t]} << 32));
+        words[3 + i] = static_cast<std::uint64_t>(th.phase) | (std::uint64_t{th.pc} << 8) |
+                       (std::uint64_t{th.entitled} << 24) | (std::uint64_t{rank[t]} << 32);
+        threads = (threads ^ words[3 + i]) * 0x9E3779B97F4A7C15ULL;
       }
-      part[p] = h.value();
       if (!symmetry) continue;
-      // The sort key adds what the stores keep about the process (already
-      // hashed with each store), so that ties (and the permutations tried
-      // for them) are rare. Any function of the process's own part will do:
-      // tied processes are tried in every order.
-      key[p] = part[p];
+      // The sort key: the same words, cheaply mixed, and what the stores
+      // keep about the process (already hashed with each store), so that
+      // ties (and the permutations tried for them) are rare. Any function
+      // of the process's own part will do: tied processes are tried in
+      // every order.
+      key[p] = {agent.hi ^ (words[2] * 0xC2B2AE3D27D4EB4FULL), agent.lo ^ threads};
       for (std::uint32_t i = 0; i < w.stores.size(); ++i) {
         const StoreSummary& summary = w.stores[i].ExtraOnce(Summarize);
         if (!summary.present[p]) continue;
@@ -704,9 +943,15 @@ class Model {
     // fingerprints), never soundness.
     std::array<std::uint32_t, kMaxProcesses> order{};
     for (std::uint32_t p = 0; p < n; ++p) order[p] = p;
-    std::sort(order.begin(), order.begin() + n, [&](std::uint32_t a, std::uint32_t b) {
-      return std::tie(key[a], a) < std::tie(key[b], b);  // ties ascending: see the odometer
-    });
+    // Insertion sort (a few processes; std::sort costs more here).
+    for (std::uint32_t i = 1; i < n; ++i) {
+      const std::uint32_t x = order[i];
+      std::uint32_t j = i;
+      // Ties ascending: see the odometer.
+      for (; j > 0 && std::tie(key[x], x) < std::tie(key[order[j - 1]], order[j - 1]); --j)
+        order[j] = order[j - 1];
+      order[j] = x;
+    }
     std::uint64_t tries = 1;
     std::array<std::pair<std::uint32_t, std::uint32_t>, kMaxProcesses> ties{};  // [from, to)
     std::uint32_t tie_count = 0;
@@ -763,34 +1008,35 @@ class Model {
  private:
   static constexpr std::uint32_t kMaxProcesses = 8;
   static constexpr std::uint32_t kMaxThreadsTotal = 64;
+  static constexpr std::uint32_t kMaxThreadsPerProcess = 8;
   static constexpr std::uint64_t kMaxTies = 24;
   // ids[old process id] = new process id (ids are 1-based).
   using Renaming = std::array<std::uint64_t, kMaxProcesses + 1>;
+  // Each process's part of the state as words (see FingerprintOf).
+  using Parts = std::array<std::array<std::uint64_t, 3 + kMaxThreadsPerProcess>, kMaxProcesses>;
 
-  // Two differently seeded 64-bit hashers fed the same words.
-  struct Hasher2 {
-    core::Hasher a;
-    core::Hasher b{0x5eed5eed5eed5eedULL};
-    void Mix(std::uint64_t word) {
-      a.Mix(word);
-      b.Mix(word);
-    }
-    Fingerprint value() const { return {a.value(), b.value()}; }
-  };
+  using Hasher2 = FingerprintHasher;
 
   // Asks are ordered only relative to each other: rank the waiting ones.
   void AskRanks(const World& w, std::array<std::uint32_t, kMaxThreadsTotal>& rank) const {
-    std::array<std::uint32_t, kMaxThreadsTotal> asks{};
+    std::array<std::uint32_t, kMaxThreadsTotal> asks;  // NOLINT: the first `waiting` are set
     std::uint32_t waiting = 0;
-    for (const McThread& t : w.threads) {
-      if (t.phase == Phase::kWaiting) asks[waiting++] = t.asked;
+    for (std::uint32_t t = 0; t < w.threads.size(); ++t) {
+      rank[t] = 0;
+      if (w.threads[t].phase == Phase::kWaiting) asks[waiting++] = w.threads[t].asked;
     }
-    std::sort(asks.begin(), asks.begin() + waiting);
+    if (waiting < 2) return;
+    const bool few = waiting <= 8;  // then counting beats sorting
+    if (!few) std::sort(asks.begin(), asks.begin() + waiting);
     for (std::uint32_t t = 0; t < w.threads.size(); ++t) {
       if (w.threads[t].phase != Phase::kWaiting) continue;
-      rank[t] = static_cast<std::uint32_t>(
-          std::lower_bound(asks.begin(), asks.begin() + waiting, w.threads[t].asked) -
-          asks.begin());
+      const std::uint32_t mine = w.threads[t].asked;
+      if (few) {
+        for (std::uint32_t i = 0; i < waiting; ++i) rank[t] += asks[i] < mine;
+      } else {
+        rank[t] = static_cast<std::uint32_t>(
+            std::lower_bound(asks.begin(), asks.begin() + waiting, mine) - asks.begin());
+      }
     }
   }
 
@@ -801,8 +1047,7 @@ class Model {
 
   // The whole state, with process p's part at place ids[p + 1] - 1 and every
   // process id renamed by `ids`.
-  Fingerprint Hash(const World& w, const Renaming& ids,
-                   const std::array<Fingerprint, kMaxProcesses>& part) const {
+  Fingerprint Hash(const World& w, const Renaming& ids, const Parts& part) const {
     Hasher2 h;
     h.Mix(w.now);
     h.Mix(std::uint64_t{w.crashes} | (std::uint64_t{w.losses} << 8) |
@@ -825,29 +1070,17 @@ class Model {
       core::HashFields(h, store.hi, store.lo, w.store_deadline[i]);
       // The log matters only to a store that may still restart.
       if (c_.store_restarts > w.restarts) {
-        const Fingerprint log =
-            w.logs[i].HashKeyed(renaming, [&](const std::vector<core::Record>& records) {
-              Hasher2 lh;
-              lh.Mix(records.size());
-              for (const core::Record& r : records) {
-                if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
-                  core::GrantRecord renamed = *g;
-                  renamed.holder.id = ids[renamed.holder.id];
-                  lh.Mix(r.index());
-                  core::HashValue(lh, renamed);
-                } else {
-                  core::HashValue(lh, r);
-                }
-              }
-              return lh.value();
-            });
+        const Fingerprint log = LogHash(w.logs[i], renaming, ids);
         core::HashFields(h, log.hi, log.lo);
       }
     }
     const std::uint32_t n = c_.processes;
-    std::array<Fingerprint, kMaxProcesses> placed{};
-    for (std::uint32_t p = 0; p < n; ++p) placed[ids[p + 1] - 1] = part[p];
-    for (std::uint32_t p = 0; p < n; ++p) core::HashFields(h, placed[p].hi, placed[p].lo);
+    std::array<std::uint32_t, kMaxProcesses> placed;  // NOLINT: the first n are set
+    for (std::uint32_t p = 0; p < n; ++p) placed[ids[p + 1] - 1] = p;
+    for (std::uint32_t q = 0; q < n; ++q) {
+      const std::uint64_t* words = part[placed[q]].data();
+      for (std::uint32_t i = 0; i < 3 + c_.threads; ++i) h.Mix(words[i]);
+    }
     for (const SessionView& v : w.view) {
       core::HashFields(h, v.max_token, v.tenure, v.acked | (std::uint64_t{v.unknown} << 32));
     }
@@ -857,26 +1090,55 @@ class Model {
       std::uint64_t link;
       Fingerprint m;
     };
-    thread_local std::vector<Keyed> keyed;
-    keyed.clear();
-    for (const MessageNode& e : w.net) {
+    constexpr std::size_t kOnStack = 16;
+    Keyed on_stack[kOnStack];  // NOLINT: the first `count` are set
+    std::vector<Keyed> on_heap;
+    const std::size_t count = w.net.size();
+    if (count > kOnStack) on_heap.resize(count);
+    Keyed* keyed = count > kOnStack ? on_heap.data() : on_stack;
+    for (std::size_t i = 0; i < count; ++i) {
       // The message and the incarnations: the same under any renaming.
-      const Fingerprint& m = MessageHash(e);
-      keyed.push_back({LinkKey(Renamed(e->from, ids), Renamed(e->to, ids)), m});
+      const MessageNode& e = w.net[i];
+      keyed[i] = {LinkKey(Renamed(e->from, ids), Renamed(e->to, ids)), MessageHash(e)};
     }
     // Insertion sort, stable (few messages are in flight).
     auto before = [&](const Keyed& a, const Keyed& b) {
       return c_.reorder ? std::tie(a.link, a.m) < std::tie(b.link, b.m) : a.link < b.link;
     };
-    for (std::size_t i = 1; i < keyed.size(); ++i) {
+    for (std::size_t i = 1; i < count; ++i) {
       const Keyed k = keyed[i];
       std::size_t j = i;
       for (; j > 0 && before(k, keyed[j - 1]); --j) keyed[j] = keyed[j - 1];
       keyed[j] = k;
     }
-    h.Mix(keyed.size());
-    for (const Keyed& k : keyed) core::HashFields(h, k.link, k.m.hi, k.m.lo);
+    h.Mix(count);
+    for (std::size_t i = 0; i < count; ++i)
+      core::HashFields(h, keyed[i].link, keyed[i].m.hi, keyed[i].m.lo);
     return h.value();
+  }
+
+  // A log's hash under a renaming (kept with each chunk): a chain over its
+  // records, each hashed with the hash of the records before it, so that it
+  // depends on the records only, not on how steps cut them into chunks.
+  static Fingerprint LogHash(const LogNode& log, std::uint64_t renaming, const Renaming& ids) {
+    return log.HashKeyed(renaming, [&](const LogChunk& chunk) {
+      Fingerprint h =
+          chunk.prev.Id() != nullptr ? LogHash(chunk.prev, renaming, ids) : Hasher2{}.value();
+      for (const core::Record& r : chunk.records) {
+        Hasher2 lh;
+        core::HashFields(lh, h.hi, h.lo);
+        if (const auto* g = std::get_if<core::GrantRecord>(&r)) {
+          core::GrantRecord renamed = *g;
+          renamed.holder.id = ids[renamed.holder.id];
+          lh.Mix(r.index());
+          core::HashValue(lh, renamed);
+        } else {
+          core::HashValue(lh, r);
+        }
+        h = lh.value();
+      }
+      return h;
+    });
   }
 
   // What each store keeps about each process, hashed (no process ids in it).
@@ -1037,11 +1299,13 @@ class Model {
     return next == core::kNever ? next : std::max(next, w.now);
   }
 
+  // `w` is a successor being built: its parent holds every node it started
+  // with, so the step borrows them (see Cow).
   void Deliver(World& w, std::size_t i, Failure& f, Scratch* scratch) const {
-    const MessageNode e = w.net[i];
+    const MessageNode e(w.net[i], MessageNode::BorrowTag{});
     w.net.erase(w.net.begin() + static_cast<std::ptrdiff_t>(i));
     const Time now = w.now;
-    StepKey key;
+    StepKey key{};
     if (scratch != nullptr) {
       const Fingerprint& m = MessageHash(e);
       key.input = m;
@@ -1052,7 +1316,7 @@ class Model {
     }
     if (e->to.kind == core::NodeKind::kStore) {
       const std::uint32_t s = static_cast<std::uint32_t>(e->to.id);
-      const StoreNode before = w.stores[s];
+      const StoreNode before(w.stores[s], StoreNode::BorrowTag{});
       StoreOutcome local;
       const StoreOutcome& out =
           StoreStep(scratch, before, key, local,
@@ -1154,7 +1418,7 @@ class Model {
     ++w.restarts;
     core::Effects fx;
     StoreOutcome out;
-    out.store = core::Store::Recover(w.stores[s]->config(), *w.logs[s], w.now, &fx);
+    out.store = core::Store::Recover(w.stores[s]->config(), Flatten(w.logs[s]), w.now, &fx);
     Collect(out, fx);
     ApplyStore(w, s, nullptr, out, nullptr, f);
   }
@@ -1240,7 +1504,7 @@ class Model {
   void ApplyStore(World& w, std::uint32_t s, const core::Store* before, const StoreOutcome& out,
                   Scratch* scratch, Failure& f) const {
     const LogNode old_log = w.logs[s];
-    const std::vector<core::Record>& log = *old_log;
+    const LogChunk& log = *old_log;
     w.stores[s] = out.store;
     const core::Store& after = *out.store;
     for (std::size_t i = 0; i < out.persist.size(); ++i) {
@@ -1290,8 +1554,7 @@ class Model {
           if (aw.name != "a0" || aw.erase || !f.invariant.empty()) continue;
           // Serializability of the counter: each write follows the one before
           // (the log holds everything up to, not including, this commit).
-          std::uint64_t last = 0;
-          for (const core::Record& earlier : log) CounterAfter(earlier, c->session, last);
+          std::uint64_t last = log.a0[c->session];
           for (std::size_t j = 0; j < i; ++j) CounterAfter(out.persist[j], c->session, last);
           if (ParseCounter(aw.value) != last + 1) {
             f = {"serializability",
@@ -1311,8 +1574,10 @@ class Model {
           if (c && c->session == a->session && c->token == a->token && c->seq == a->seq)
             durable = true;
         };
-        for (const core::Record& r : log) made(r);
         for (const core::Record& r : out.persist) made(r);
+        for (const LogNode* n = &old_log; !durable && n->Id() != nullptr; n = &(*n)->prev) {
+          for (const core::Record& r : (*n)->records) made(r);
+        }
         if (!durable) {
           f = {"no_lost_update", "store s" + std::to_string(s) + " acknowledged commit token " +
                                      std::to_string(a->token) + " seq " + std::to_string(a->seq) +
@@ -1329,10 +1594,15 @@ class Model {
   // then lives) the same append is made once per level.
   static LogNode Appended(Scratch* scratch, const LogNode& log, const StoreOutcome& out) {
     auto append = [&] {
-      LogNode next = log;
-      std::vector<core::Record>& records = next.Mut();
-      records.insert(records.end(), out.persist.begin(), out.persist.end());
-      return next;
+      LogChunk next;
+      next.prev = log;
+      next.records = out.persist;
+      next.size = log->size + out.persist.size();
+      next.a0 = log->a0;
+      for (const core::Record& r : out.persist) {
+        for (core::SessionId s = 0; s < kMaxSessions; ++s) CounterAfter(r, s, next.a0[s]);
+      }
+      return LogNode(std::move(next));
     };
     if (scratch == nullptr) return append();
     const Scratch::Append key{log.Id(), &out};
@@ -1582,15 +1852,117 @@ struct Parent {
   std::uint32_t ordinal = 0;  // which successor of the parent
 };
 
+// The visited set: every fingerprint seen, in one sorted array (16 bytes a
+// state, no empty slots), and a directory by the top bits of `hi` (about one
+// entry per four states): fingerprints are uniform, so a look-up reads one
+// directory entry and scans a few neighbouring fingerprints where a binary
+// search took about 20 dependent reads. New states come a level at a time.
+class VisitedSet {
+ public:
+  bool Contains(const Fingerprint& f) const {
+    const std::size_t b = Bucket(f);
+    for (std::uint32_t i = dir_[b], end = dir_[b + 1]; i < end; ++i) {
+      if (sorted_[i] == f) return true;
+      if (f < sorted_[i]) return false;
+    }
+    return false;
+  }
+  std::size_t size() const { return sorted_.size(); }
+  std::uint64_t bytes() const {
+    return sorted_.size() * sizeof(Fingerprint) + dir_.size() * sizeof(std::uint32_t);
+  }
+  // Adds `added` (none of them in the set yet, no two equal); uses `scratch`.
+  void Add(std::vector<Fingerprint>& added, std::vector<Fingerprint>& scratch) {
+    SortUniform(added, scratch);
+    // Merged in place from the back: each new fingerprint's place found
+    // through the directory (still the old array's), the old ones after it
+    // moved up as a block.
+    std::size_t i = sorted_.size(), out = i + added.size();
+    sorted_.resize(out);
+    for (std::size_t k = added.size(); k > 0; --k) {
+      const Fingerprint& f = added[k - 1];
+      const std::size_t b = Bucket(f);
+      const std::size_t lo = std::min<std::size_t>(dir_[b], i);
+      const std::size_t hi = std::min<std::size_t>(dir_[b + 1], i);
+      const std::size_t at = static_cast<std::size_t>(
+          std::upper_bound(sorted_.begin() + lo, sorted_.begin() + hi, f) - sorted_.begin());
+      if (at < i) {
+        std::memmove(&sorted_[out - (i - at)], &sorted_[at], (i - at) * sizeof(Fingerprint));
+        out -= i - at;
+        i = at;
+      }
+      sorted_[--out] = f;
+    }
+    // The directory: dir_[b] is the first fingerprint in bucket b or after.
+    const int bits = std::max(0, static_cast<int>(std::bit_width(sorted_.size())) - 3);
+    if (bits != bits_) {
+      bits_ = bits;
+      dir_.assign((std::size_t{1} << bits_) + 1, 0);
+      for (const Fingerprint& f : sorted_) ++dir_[Bucket(f) + 1];
+    } else {
+      // Only the new ones shift the buckets after theirs.
+      counts_.assign(dir_.size(), 0);
+      for (const Fingerprint& f : added) ++counts_[Bucket(f) + 1];
+      std::uint32_t below = 0;
+      for (std::size_t b = 0; b < dir_.size(); ++b) {
+        below += counts_[b];
+        dir_[b] += below;
+      }
+      return;
+    }
+    for (std::size_t b = 1; b < dir_.size(); ++b) dir_[b] += dir_[b - 1];
+  }
+
+ private:
+  std::size_t Bucket(const Fingerprint& f) const {
+    return bits_ == 0 ? 0 : static_cast<std::size_t>(f.hi >> (64 - bits_));
+  }
+  // Sorts uniformly distributed fingerprints in linear expected time: a
+  // counting pass by the top bits, then an insertion sort that has only
+  // neighbours in the same bucket to swap.
+  static void SortUniform(std::vector<Fingerprint>& v, std::vector<Fingerprint>& tmp) {
+    const int bits = std::max(0, static_cast<int>(std::bit_width(v.size())) - 1);
+    auto bucket = [&](const Fingerprint& f) {
+      return bits == 0 ? std::size_t{0} : static_cast<std::size_t>(f.hi >> (64 - bits));
+    };
+    std::vector<std::uint32_t> start((std::size_t{1} << bits) + 1, 0);
+    for (const Fingerprint& f : v) ++start[bucket(f) + 1];
+    for (std::size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
+    tmp.resize(v.size());
+    for (const Fingerprint& f : v) tmp[start[bucket(f)]++] = f;
+    for (std::size_t i = 1; i < tmp.size(); ++i) {
+      const Fingerprint f = tmp[i];
+      std::size_t j = i;
+      for (; j > 0 && f < tmp[j - 1]; --j) tmp[j] = tmp[j - 1];
+      tmp[j] = f;
+    }
+    v.swap(tmp);
+  }
+  std::vector<Fingerprint, BigAllocator<Fingerprint>> sorted_;
+  std::vector<std::uint32_t> dir_{0, 0}, counts_;
+  int bits_ = 0;
+};
+
 }  // namespace
 
 ExploreResult Explore(const ExploreConfig& config,
                       const std::function<void(const ExploreProgress&)>& progress) {
+  // Node counts are atomic while this runs with several jobs (see Cow);
+  // the guard outlives every node of the search.
+  struct ParallelGuard {
+    explicit ParallelGuard(bool on) : on(on) {
+      if (on) parallel_explores.fetch_add(1);
+    }
+    ~ParallelGuard() {
+      if (on) parallel_explores.fetch_sub(1);
+    }
+    bool on;
+  } parallel(config.jobs > 1);
   const auto start = std::chrono::steady_clock::now();
   ExploreResult result;
   ExploreStats& stats = result.stats;
   Model model(config);
-  std::vector<Fingerprint, BigAllocator<Fingerprint>> visited;  // sorted
+  VisitedSet visited;
   // A state of the next level, with its parent link.
   struct Candidate {
     Fingerprint fp;
@@ -1603,7 +1975,8 @@ ExploreResult Explore(const ExploreConfig& config,
   frontier.push_back({{}, 0, 0, model.Initial()});
   frontier[0].fp = model.FingerprintOf(frontier[0].world);
   std::vector<std::vector<Parent>> parents{{Parent{}}};
-  visited.push_back(frontier[0].fp);
+  std::vector<Fingerprint> added{frontier[0].fp}, sort_buffer;
+  visited.Add(added, sort_buffer);
   std::unordered_set<Fingerprint, FingerprintHash> classes;  // config.count_classes
   if (config.count_classes) classes.insert(model.FingerprintOf(frontier[0].world, true));
   stats.distinct = 1;
@@ -1648,7 +2021,6 @@ ExploreResult Explore(const ExploreConfig& config,
   // fault per 4 KiB touched).
   std::vector<Slice> slices(jobs);
   Level merged;  // the slices' new states, with more than one job
-  std::vector<Fingerprint> added;
   std::vector<FingerprintSet> seen(jobs);
   FingerprintSet level;
   for (std::uint32_t depth = 0; !frontier.empty(); ++depth) {
@@ -1678,7 +2050,7 @@ ExploreResult Explore(const ExploreConfig& config,
                 return;
               }
               Fingerprint fp = model.FingerprintOf(next);
-              if (std::binary_search(visited.begin(), visited.end(), fp)) return;
+              if (visited.Contains(fp)) return;
               if (!seen[j].Insert(fp)) return;
               out.next.emplace_back(fp, static_cast<std::uint32_t>(i), o, std::move(next));
             },
@@ -1697,6 +2069,11 @@ ExploreResult Explore(const ExploreConfig& config,
       std::vector<std::thread> workers;
       for (unsigned j = 0; j < jobs; ++j) workers.emplace_back(expand, j);
       for (std::thread& t : workers) t.join();
+    }
+    // The kept successors borrowed their parents' nodes (see Cow): make
+    // them their own while the parents live, on one thread.
+    for (Slice& slice : slices) {
+      for (Candidate& c : slice.next) c.world.Adopt();
     }
     for (Scratch& each : scratch) each.EndLevel();
     if (model.asymmetric_) break;  // the reduction may not be exact: start over without it
@@ -1739,17 +2116,7 @@ ExploreResult Explore(const ExploreConfig& config,
       added.push_back(c.fp);
       next_parents.push_back({c.parent, c.ordinal});
     }
-    std::sort(added.begin(), added.end());
-    // Merged in place, from the back (the array grows geometrically).
-    std::size_t i = visited.size(), k = added.size();
-    visited.resize(i + k);
-    for (std::size_t out = i + k; k > 0;) {
-      if (i > 0 && added[k - 1] < visited[i - 1]) {
-        visited[--out] = visited[--i];
-      } else {
-        visited[--out] = added[--k];
-      }
-    }
+    visited.Add(added, sort_buffer);
     stats.distinct = visited.size();
     stats.depth = depth + 1;
     if (config.count_classes) {
@@ -1757,7 +2124,7 @@ ExploreResult Explore(const ExploreConfig& config,
     }
     frontier.swap(*next);  // the level before last goes, its buffer stays
     parents.push_back(std::move(next_parents));
-    stats.visited_bytes = visited.capacity() * sizeof(Fingerprint);
+    stats.visited_bytes = visited.bytes();
     stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (progress) progress({depth + 1, frontier.size(), &stats});
     if (stats.distinct >= config.max_states) break;
@@ -1773,7 +2140,7 @@ ExploreResult Explore(const ExploreConfig& config,
   stats.classes = classes.size();
   stats.complete = !result.violation && frontier.empty();
   stats.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  stats.visited_bytes = visited.size() * sizeof(Fingerprint);
+  stats.visited_bytes = visited.bytes();
   stats.peak_rss_bytes = PeakRss();
   return result;
 }

@@ -18,10 +18,11 @@
 // with it, time may pass at any point, so messages can arrive after leases
 // ran out.
 //
-// Visited set: 128-bit fingerprints (two 64-bit hashes of the canonical state
-// with different seeds) kept in one sorted array: 16 bytes per visited state,
-// no empty slots. Each level's new states are deduplicated in a hash set,
-// then merged in (delayed duplicate detection, as in external-memory BFS).
+// Visited set: 128-bit fingerprints of the canonical state (two 64-bit lanes
+// with their own secrets) kept in one sorted array, 16 bytes per visited
+// state, no empty slots, with a directory by the top bits to look them up.
+// Each level's new states are deduplicated in a hash set, then merged in
+// (delayed duplicate detection, as in external-memory BFS).
 // Counterexamples are shortest: the search is breadth-first, and each level
 // keeps a parent link per state (8 bytes) to rebuild the path.
 //
@@ -98,7 +99,7 @@ struct ExploreStats {
   std::uint32_t depth = 0;        // levels completed
   bool complete = false;          // every reachable state was visited
   double wall_s = 0;
-  std::uint64_t visited_bytes = 0;  // the fingerprint array
+  std::uint64_t visited_bytes = 0;  // the fingerprint array and its directory
   std::uint64_t peak_rss_bytes = 0;
   bool symmetry = false;            // states equal up to process numbering counted once
   bool symmetry_abandoned = false;  // asked for, but a step broke the symmetry: searched without

@@ -38,7 +38,9 @@ TEST(Explorer, TwoProcessesOneRequestEachAreVerifiedExhaustively) {
   EXPECT_TRUE(r.stats.complete);
   EXPECT_GT(r.stats.distinct, 50u);  // 78 with symmetry, 155 without
   EXPECT_GT(r.stats.terminal, 0u);
-  EXPECT_EQ(r.stats.visited_bytes, r.stats.distinct * 16);
+  // 16 bytes a fingerprint, and a directory of at most 4 bytes per 4 states.
+  EXPECT_GE(r.stats.visited_bytes, r.stats.distinct * 16);
+  EXPECT_LE(r.stats.visited_bytes, r.stats.distinct * 17 + 8);
 }
 
 TEST(Explorer, CrashesLossDuplicationAndRestartsAreVerified) {
