@@ -165,6 +165,7 @@ int main(int argc, char** argv) {
             "\"events_per_s_median\":%.0f,\"speedup_median\":%.0f",
             paced ? "paced" : "standard", trace ? "true" : "false", check ? "true" : "false", runs,
             static_cast<unsigned long long>(last.events), median, Median(speedup));
+        std::printf(",\"last_trace_hash\":%llu", static_cast<unsigned long long>(last.hash));
         if (check) {
           std::printf(",\"vs_unchecked\":%.3f,\"end_of_run_share\":%.3f", ratio,
                       Median(finish_share));

@@ -455,7 +455,8 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       }
     }
     const bool drift_beyond = DriftBeyondHappened(sim);
-    const bool trusted = !drift_beyond && self.agent.Trusts(self.clock.Local(sim.now()), w.session);
+    const bool trusted =
+        !drift_beyond && self.agent.Trusts(self.clock.Local(sim.now()), w.session, s);
     // Process-level exclusion: no other process runs a conflicting critical
     // section of this session while both believe their locks valid.
     if (trusted) {
@@ -472,7 +473,7 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
             session.holding[word] &= ~(std::uint64_t{1} << (q % 64));
             continue;
           }
-          if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session)) continue;
+          if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session, o->second)) continue;
           for (const core::ThreadHold& h : o->second.holders) {
             if (h.portion.ConflictsWith(mine->portion)) {
               return Fail(

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace latchkey::checker {
@@ -20,16 +21,59 @@ void History::Add(core::SessionId session, core::Token token, std::uint64_t seq,
   accesses.insert(accesses.end(), op_accesses.begin(), op_accesses.end());
 }
 
-HistoryResult CheckSerializable(const History& h) {
-  std::vector<std::uint32_t> order(h.ops.size());
-  std::iota(order.begin(), order.end(), 0u);
-  std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+namespace {
+
+// The ops by (session, token, seq). A store logs a session's commits in that
+// order, so the ops are grouped by session keeping their order (a counting
+// sort over the few sessions) and each group is checked to be strictly
+// increasing; then the order is the only sorted one. Otherwise (equal or
+// out-of-order keys, from a faulty store) all are sorted as before, so that
+// even ties come out as they did.
+std::vector<std::uint32_t> SortedOrder(const History& h) {
+  const auto before = [&](std::uint32_t a, std::uint32_t b) {
     const CommittedOp& x = h.ops[a];
     const CommittedOp& y = h.ops[b];
     if (x.session != y.session) return x.session < y.session;
     if (x.token != y.token) return x.token < y.token;
     return x.seq < y.seq;
-  });
+  };
+  std::vector<std::uint32_t> order(h.ops.size());
+  std::unordered_map<core::SessionId, std::uint32_t> group_of;
+  std::vector<core::SessionId> sessions;
+  std::vector<std::uint32_t> group(h.ops.size());
+  for (std::uint32_t i = 0; i < h.ops.size(); ++i) {
+    auto [it, added] =
+        group_of.try_emplace(h.ops[i].session, static_cast<std::uint32_t>(sessions.size()));
+    if (added) sessions.push_back(h.ops[i].session);
+    group[i] = it->second;
+  }
+  // Groups in session order, each starting where the previous ends.
+  std::vector<std::uint32_t> by_session(sessions.size());
+  std::iota(by_session.begin(), by_session.end(), 0u);
+  std::sort(by_session.begin(), by_session.end(),
+            [&](std::uint32_t a, std::uint32_t b) { return sessions[a] < sessions[b]; });
+  std::vector<std::uint32_t> start(sessions.size() + 1, 0);
+  for (std::uint32_t g : group) ++start[g + 1];
+  std::vector<std::uint32_t> next(sessions.size());
+  std::uint32_t at = 0;
+  for (std::uint32_t g : by_session) {
+    next[g] = at;
+    at += start[g + 1];
+  }
+  for (std::uint32_t i = 0; i < h.ops.size(); ++i) order[next[group[i]]++] = i;
+  bool sorted = true;
+  for (std::size_t k = 1; k < order.size() && sorted; ++k) sorted = before(order[k - 1], order[k]);
+  if (!sorted) {
+    std::iota(order.begin(), order.end(), 0u);
+    std::sort(order.begin(), order.end(), before);
+  }
+  return order;
+}
+
+}  // namespace
+
+HistoryResult CheckSerializable(const History& h) {
+  const std::vector<std::uint32_t> order = SortedOrder(h);
   // The replayed state of the current session: value per attribute, reset
   // through the list of touched attributes when the session changes.
   std::vector<std::uint64_t> value;

@@ -228,6 +228,8 @@ class ProcessAgent {
   // Whether this process currently trusts its lock on `session` (held, and
   // its lease not past the self-expiry point by its own clock).
   bool Trusts(Time now, SessionId session) const;
+  // The same for a session found in state().sessions: spares the look-up.
+  bool Trusts(Time now, SessionId id, const AgentSession& s) const;
 
   const AgentState& state() const { return state_; }
   const AgentConfig& config() const { return config_; }
@@ -242,8 +244,6 @@ class ProcessAgent {
     return StoreForSession(session, config_.store_count);
   }
   Address StoreOf(SessionId session) const;
-  // Trusts(now, id), for a session at hand (spares a look-up).
-  bool Trusts(Time now, SessionId id, const AgentSession& s) const;
   void Send(SessionId session, Message m, Effects& fx);
   void RunDue(Time now, Effects& fx);
   void OnTimer(Time now, SessionId id, AgentSession& s, Effects& fx);

@@ -186,6 +186,7 @@ ProcessEntry* Store::Admit(Time now, ProcessRef from, Effects& fx) {
   auto [it, inserted] = state_.processes.try_emplace(from.id);
   ProcessEntry& p = it->second;
   if (inserted) {
+    ProcessesChanged();
     p.incarnation = from.incarnation;
     return &p;
   }
@@ -194,6 +195,7 @@ ProcessEntry* Store::Admit(Time now, ProcessRef from, Effects& fx) {
     // B4: the process restarted; everything its predecessor held or waited
     // for is over.
     ForgetProcess(now, from.id, Reason::kProcessRestarted, fx);
+    ProcessesChanged();
     p.incarnation = from.incarnation;
     p.lease_until = 0;
   }
@@ -201,6 +203,7 @@ ProcessEntry* Store::Admit(Time now, ProcessRef from, Effects& fx) {
 }
 
 void Store::RenewLease(Time now, ProcessEntry& process) {
+  ProcessesChanged();
   process.lease_until = std::max(process.lease_until, AddTime(now, config_.lease_us));
 }
 
@@ -217,6 +220,7 @@ void Store::RunDue(Time now, Effects& fx) {
   earliest_lease_ = 0;  // the state changes from here on
   for (std::uint64_t id : expired) {
     ProcessEntry& p = state_.processes.at(id);
+    ProcessesChanged();
     std::set<SessionId> queued = std::move(p.queued);
     p.queued.clear();
     for (SessionId sid : queued) {
@@ -344,6 +348,7 @@ void Store::OnAcquire(Time now, ProcessRef from, const Acquire& m, Effects& fx) 
   } else {
     s.queue.push_back(Waiter{from, m.request_id, now, m.cached});
     p.queued.insert(m.session);
+    ProcessesChanged();
     ++stats_.queued;
     Send(from, Queued{m.session, m.request_id, static_cast<std::uint32_t>(s.queue.size() - 1)}, fx);
   }
@@ -458,6 +463,7 @@ void Store::OnCancel(Time now, ProcessRef from, const Cancel& m, Effects& fx) {
   if (w == s.queue.end()) return;  // granted already, or never buffered
   s.queue.erase(w);
   state_.processes.at(from.id).queued.erase(m.session);
+  ProcessesChanged();
   s.last_request[from.id].finished = true;
   Send(from, CancelAck{m.session, m.request_id}, fx);
   Settle(now, m.session);
@@ -503,6 +509,7 @@ void Store::Grant(Time now, SessionId id, SessionState& s, ProcessRef to, std::u
   s.tenure = t;
   s.last_used = now;
   p.held.insert(id);
+  ProcessesChanged();
   s.last_request[to.id] = {to.incarnation, request_id, true};
   ++stats_.grants;
   fx.persist.push_back(GrantRecord{id, t.token, to, request_id});  // B3/B7: before the grant leaves
@@ -523,6 +530,7 @@ void Store::EndTenure(Time now, SessionId id, SessionState& s, Effects& fx) {
   auto p = state_.processes.find(s.tenure->holder.id);
   LK_ASSERT(p != state_.processes.end());
   p->second.held.erase(id);
+  ProcessesChanged();
   s.tenure.reset();
   s.last_used = now;
 }
@@ -559,6 +567,7 @@ void Store::GrantNext(Time now, SessionId id, SessionState& s, Effects& fx) {
 #endif
     s.queue.pop_front();
   state_.processes.at(head.process.id).queued.erase(id);
+  ProcessesChanged();
   Grant(now, id, s, head.process, head.request_id, head.cached, fx);  // R5
 }
 
@@ -603,6 +612,7 @@ void Store::DropQueued(SessionId id, SessionState& s, std::uint64_t process_id) 
 
 void Store::ForgetProcess(Time now, std::uint64_t process_id, Reason reason, Effects& fx) {
   ProcessEntry& p = state_.processes.at(process_id);
+  ProcessesChanged();
   std::set<SessionId> queued = std::move(p.queued);
   p.queued.clear();
   for (SessionId id : queued) {
@@ -653,11 +663,20 @@ void Store::Settle(Time now, SessionId id) {
   if (s.timer != kNever) state_.timers.insert({s.timer, id});
 }
 
-Time Store::NextDeadline() const {
+Time Store::ActiveLease() const {
   Time lease = kNever;
   for (const auto& [id, p] : state_.processes) {
     if (p.active()) lease = std::min(lease, p.lease_until);
   }
+  return lease;
+}
+
+Time Store::NextDeadline() const {
+  if (!active_lease_known_) {
+    active_lease_ = ActiveLease();
+    active_lease_known_ = true;
+  }
+  const Time lease = active_lease_;
   earliest_lease_ = lease;
   Time next = state_.timers.empty() ? kNever : state_.timers.begin()->first;
   next = std::min(next, lease);
@@ -666,6 +685,9 @@ Time Store::NextDeadline() const {
 }
 
 void Store::CheckInvariants() const {
+  // The remembered earliest lease is still the processes' (nothing changed
+  // them without saying so).
+  LK_ASSERT(!active_lease_known_ || active_lease_ == ActiveLease());
   std::size_t timed = 0;
   for (const auto& [id, s] : state_.sessions) {
     if (s.tenure) {

@@ -193,6 +193,13 @@ class Store {
   // which ends every input: RunDue, which starts the next, looks for expired
   // leases only if one may be due. 0: not known (look).
   mutable Time earliest_lease_ = 0;
+  // That lease as NextDeadline last found it, while no process entry's
+  // lease, held or queued set has changed since (most inputs, commits among
+  // them, change none): NextDeadline walks the processes only when stale.
+  mutable Time active_lease_ = kNever;
+  mutable bool active_lease_known_ = false;
+  void ProcessesChanged() { active_lease_known_ = false; }
+  Time ActiveLease() const;  // walks the processes
 };
 
 }  // namespace latchkey::core

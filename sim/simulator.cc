@@ -310,6 +310,109 @@ void Simulator::Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t 
   ticks_.Set(node, {at, seq, arg});
 }
 
+Simulator::EventQueue::EventQueue() : head_(kWindow, kNil), tail_(kWindow, kNil) {}
+
+void Simulator::EventQueue::push(const Event& e) {
+  if (e.time < base_) {
+    // Not expected (events are never scheduled in the past), but kept
+    // correct: the window starts again from the earlier time.
+    std::vector<Event> all;
+    for (std::uint32_t slot = 0; slot < kWindow; ++slot) {
+      for (std::uint32_t n = head_[slot]; n != kNil; n = nodes_[n].next) {
+        all.push_back(nodes_[n].event);
+      }
+      head_[slot] = tail_[slot] = kNil;
+    }
+    nodes_.clear();
+    free_ = kNil;
+    std::fill(std::begin(words_), std::end(words_), 0);
+    summary_ = 0;
+    count_ = 0;
+    base_ = e.time;
+    for (const Event& x : all) far_.push(x);
+    Advance();
+  }
+  if (e.time - base_ >= kWindow) {
+    far_.push(e);
+  } else {
+    Insert(e);
+  }
+}
+
+void Simulator::EventQueue::Insert(const Event& e) {
+  std::uint32_t n;
+  if (free_ != kNil) {
+    n = free_;
+    free_ = nodes_[n].next;
+    nodes_[n] = Node{e, kNil};
+  } else {
+    n = static_cast<std::uint32_t>(nodes_.size());
+    nodes_.push_back(Node{e, kNil});
+  }
+  const auto slot = static_cast<std::uint32_t>(e.time & (kWindow - 1));
+  if (count_++ == 0 || e.time < nodes_[head_[first_]].event.time) first_ = slot;
+  if (head_[slot] == kNil) {
+    head_[slot] = tail_[slot] = n;
+    words_[slot / 64] |= std::uint64_t{1} << (slot % 64);
+    summary_ |= std::uint64_t{1} << (slot / 64);
+    return;
+  }
+  // One slot is one time: order by seq. Mostly the newest; a superseded tick
+  // put back (pauses) or an event from the far heap may be older.
+  if (nodes_[tail_[slot]].event.seq < e.seq) {
+    nodes_[tail_[slot]].next = n;
+    tail_[slot] = n;
+    return;
+  }
+  std::uint32_t* link = &head_[slot];
+  while (*link != kNil && nodes_[*link].event.seq < e.seq) link = &nodes_[*link].next;
+  nodes_[n].next = *link;
+  *link = n;
+}
+
+std::uint32_t Simulator::EventQueue::FirstSlot() const {
+  // The first occupied slot from base_'s, going round: slots hold the
+  // times [base_, base_ + kWindow), so that is the earliest.
+  const auto start = static_cast<std::uint32_t>(base_ & (kWindow - 1));
+  const std::uint32_t w = start / 64;
+  const std::uint64_t here = words_[w] & (~std::uint64_t{0} << (start % 64));
+  if (here != 0) return w * 64 + static_cast<std::uint32_t>(__builtin_ctzll(here));
+  // Later words, then from the start round to w (its low bits included).
+  std::uint64_t later = w == 63 ? 0 : summary_ & (~std::uint64_t{0} << (w + 1));
+  const std::uint32_t word =
+      static_cast<std::uint32_t>(__builtin_ctzll(later != 0 ? later : summary_));
+  return word * 64 + static_cast<std::uint32_t>(__builtin_ctzll(words_[word]));
+}
+
+void Simulator::EventQueue::pop() {
+  if (count_ == 0) {
+    base_ = far_.top().time;
+    far_.pop();
+    Advance();
+    return;
+  }
+  const std::uint32_t slot = first_;
+  const std::uint32_t n = head_[slot];
+  base_ = nodes_[n].event.time;
+  head_[slot] = nodes_[n].next;
+  if (head_[slot] == kNil) {
+    tail_[slot] = kNil;
+    words_[slot / 64] &= ~(std::uint64_t{1} << (slot % 64));
+    if (words_[slot / 64] == 0) summary_ &= ~(std::uint64_t{1} << (slot / 64));
+  }
+  nodes_[n].next = free_;
+  free_ = n;
+  if (--count_ != 0 && head_[slot] == kNil) first_ = FirstSlot();
+  Advance();
+}
+
+void Simulator::EventQueue::Advance() {
+  while (!far_.empty() && far_.top().time - base_ < kWindow) {
+    Insert(far_.top());
+    far_.pop();
+  }
+}
+
 void Simulator::TickQueue::Set(std::uint32_t node, const Slot& slot) {
   if (pos_[node] == kNone) {
     slots_[node] = slot;
@@ -1226,11 +1329,13 @@ SimSummary Simulator::Summary() const {
     s.releases += n.agent.stats().releases;
   }
   if (!waits_.empty()) {
-    std::vector<Time> sorted = waits_;
-    std::sort(sorted.begin(), sorted.end());
+    // Two order statistics, not a sort: the same values.
+    std::vector<Time> waits = waits_;
     auto rank = [&](double p) {
-      auto k = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
-      return sorted[std::max<std::size_t>(k, 1) - 1];
+      auto k = static_cast<std::size_t>(std::ceil(p * static_cast<double>(waits.size())));
+      auto at = waits.begin() + static_cast<std::ptrdiff_t>(std::max<std::size_t>(k, 1) - 1);
+      std::nth_element(waits.begin(), at, waits.end());
+      return *at;
     };
     s.wait_p50_us = rank(0.50);
     s.wait_p99_us = rank(0.99);
