@@ -48,18 +48,6 @@ std::uint64_t GetLe(const char* p, int bytes) {
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
-Status WriteAll(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::Error(Errno("write"));
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return Status::Ok();
-}
-
 // Positional, so the descriptor's offset (and O_APPEND) play no part.
 Status PWriteAll(int fd, std::string_view bytes, std::uint64_t offset) {
   while (!bytes.empty()) {
@@ -133,7 +121,7 @@ Status WriteTemp(const std::string& dir, std::uint64_t generation, std::string_v
   std::string tmp = TempName(dir, generation);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::Error(Errno("create " + tmp));
-  Status s = WriteAll(fd, bytes);
+  Status s = PWriteAll(fd, bytes, 0);
   if (s.ok() && ::fsync(fd) != 0) s = Status::Error(Errno("fsync " + tmp));
   ::close(fd);
   return s;
