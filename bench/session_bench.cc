@@ -61,6 +61,7 @@ struct Options {
   std::uint64_t seed = 1;
   std::string persistence = "unknown";
   std::string secret;
+  std::int64_t idle_release_us = 60'000'000;  // < 0: until recalled
 };
 
 constexpr int kAttributes = 8;
@@ -131,6 +132,11 @@ net::ClientOptions ClientFor(const Options& o, std::uint64_t process_id) {
   c.process_id = process_id;
   c.secret = o.secret;
   c.connect_timeout = std::chrono::milliseconds(10000);
+  if (o.idle_release_us < 0) {
+    c.idle_release.reset();
+  } else {
+    c.idle_release = std::chrono::microseconds(o.idle_release_us);
+  }
   return c;
 }
 
@@ -355,6 +361,9 @@ int main(int argc, char** argv) {
   app.add_option("--requests", o.requests, "total requests instead of a duration")
       ->excludes(duration);
   app.add_option("--seed", o.seed)->capture_default_str();
+  app.add_option("--idle-release-us", o.idle_release_us,
+                 "how long a process keeps an unused session lock (-1: until recalled)")
+      ->capture_default_str();
   app.add_option("--persistence", o.persistence, "label for the JSON (e.g. the --fsync policy)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
