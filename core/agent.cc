@@ -434,6 +434,7 @@ void ProcessAgent::OnGranted(Time now, const Granted& m, Effects& fx) {
 #endif
   s.recalled = s.recall_seen >= m.token;
   s.recall_seen = kNoToken;
+  s.contended = config_.release_when_contended && s.queued;
   if (s.recalled) ++stats_.recalls;
   Progress(now, m.session, s, fx);
   Settle(m.session, s);
@@ -733,6 +734,7 @@ void ProcessAgent::SetState(SessionId id, AgentSession& s, LockState next) {
   if (next == LockState::kHeld) ++link.held;
   if (next != LockState::kHeld) {
     s.recalled = false;
+    s.contended = false;
     s.reclaiming = false;
     s.idle_release_at = kNever;
   }
@@ -901,8 +903,9 @@ void ProcessAgent::MaybeRelease(Time now, SessionId id, AgentSession& s, Effects
     return;
   }
   if (!s.waiters.empty()) return;
-  // R6: keep the lock cached; R8: give it back after idle_release without use.
-  if (config_.idle_release_us == 0) {
+  // R6: keep the lock cached; R8: give it back after idle_release without
+  // use, or at once if another process had it just before us.
+  if (config_.idle_release_us == 0 || s.contended) {
     ReleaseLock(now, id, s, fx);
   } else if (s.idle_release_at == kNever) {
     s.idle_release_at = AddTime(now, config_.idle_release_us);

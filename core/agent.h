@@ -45,6 +45,11 @@ struct AgentConfig {
   Time heartbeat_us = 0;           // 0 means lease_us / 4
   Time retry_us = 100'000;         // resend an unanswered request this often (B4)
   Time idle_release_us = kNever;   // R6/R8: 0 = release after every request
+  // R8: a lock the store had to take from another process (the Acquire was
+  // Queued) is given back as soon as this process has no thread using or
+  // waiting for it, instead of being cached until recalled: the other
+  // process will most likely want it back, and then needs no recall.
+  bool release_when_contended = false;
   bool operator==(const AgentConfig&) const = default;
 
   Time EffectiveHeartbeat() const { return heartbeat_us != 0 ? heartbeat_us : lease_us / 4; }
@@ -93,6 +98,7 @@ struct AgentSession {
   Token revoked_seen = kNoToken;     // a Revoked that overtook its grant
   Token token = kNoToken;            // kHeld / kReleasing
   bool recalled = false;             // R7: finish the entitled threads, then release
+  bool contended = false;            // release_when_contended: this tenure was Queued first
   Token recall_seen = kNoToken;      // a recall that overtook its grant
   bool reclaiming = false;           // B7: a Reclaim is unanswered
   Time reclaim_sent_at = 0;

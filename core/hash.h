@@ -299,7 +299,7 @@ void HashValue(H& h, const AgentSession& s) {
   HashFields(h, s.state, s.request_id, s.try_request, s.queued, s.request_sent_at, s.token,
              s.recalled, s.recall_seen, s.reclaiming, s.reclaim_sent_at, s.reclaim_trust_until,
              s.cache, s.cache_version, s.holders, s.waiters, s.commits, s.next_seq, s.retry_at,
-             s.idle_release_at);
+             s.idle_release_at, s.contended);
 }
 template <WordHasher H>
 void HashValue(H& h, const StoreLink& l) {

@@ -81,13 +81,14 @@ constexpr Time kRetry = 100'000;
 constexpr Time kMaxSmallStep = 400'000;  // < heartbeat (lease/4) + margin: the lease holds
 constexpr Time kLapse = 2'500'000;       // > the trust span: every held lock is lost
 
-core::AgentConfig Config(bool release_after_each) {
+core::AgentConfig Config(bool release_after_each, bool release_when_contended) {
   core::AgentConfig c;
   c.self = kSelf;
   c.store_count = 1;
   c.lease_us = kLease;
   c.retry_us = kRetry;
   c.idle_release_us = release_after_each ? 0 : kNever;
+  c.release_when_contended = release_when_contended;
   return c;
 }
 
@@ -187,6 +188,8 @@ struct MSession {
   bool try_request = false;
   Token token = kNoToken;
   bool recalled = false;
+  bool queued = false;     // the store said Queued for the outstanding request
+  bool contended = false;  // release_when_contended: this tenure was Queued for
   Token recall_seen = kNoToken;
   Token revoked_seen = kNoToken;  // a Revoked that overtook its grant
   std::deque<MWait> waiters;
@@ -229,6 +232,7 @@ struct Expected {
 
 struct AgentModel {
   bool release_after_each = false;  // idle_release_us == 0
+  bool release_when_contended = false;
   // A deliberately wrong model: a recall stops every thread grant, even to the
   // threads that were waiting when the tenure was granted (drops the Progress
   // rule). Used only to show the comparison detects a divergence.
@@ -260,6 +264,7 @@ struct AgentModel {
         std::all_of(s.waiters.begin(), s.waiters.end(), [](const MWait& w) { return w.try_only; });
     s.state = LockState::kRequested;
     s.recalled = false;
+    s.queued = false;
     s.revoked_seen = kNoToken;
     Send(core::Acquire{sid, s.request_id, {}, s.try_request});  // R2
   }
@@ -335,7 +340,9 @@ struct AgentModel {
       if (!entitled) ReleaseLock(sid, s);
       return;
     }
-    if (s.waiters.empty() && release_after_each) ReleaseLock(sid, s);
+    // R8: with release_when_contended, a lock that was Queued for goes back
+    // as soon as nobody here wants it.
+    if (s.waiters.empty() && (release_after_each || s.contended)) ReleaseLock(sid, s);
   }
 
   void Progress(SessionId sid, MSession& s) {
@@ -404,6 +411,7 @@ struct AgentModel {
     for (MWait& w : s.waiters) w.entitled = true;  // Progress rule
     s.recalled = s.recall_seen >= m.token;
     s.recall_seen = kNoToken;
+    s.contended = release_when_contended && s.queued;
     Progress(sid, s);
   }
 
@@ -433,8 +441,10 @@ struct AgentModel {
     if (const auto* g = std::get_if<core::Granted>(&msg)) {
       store_last_token = std::max(store_last_token, g->token);
       OnGranted(sid, s, *g);
-    } else if (std::holds_alternative<core::Queued>(msg)) {
-      // Buffered by the store: nothing changes for the threads.
+    } else if (const auto* q = std::get_if<core::Queued>(&msg)) {
+      // Buffered by the store: nothing changes for the threads, but the
+      // tenure that follows was taken from another process.
+      if (s.state == LockState::kRequested && q->request_id == s.request_id) s.queued = true;
     } else if (const auto* b = std::get_if<core::Busy>(&msg)) {
       if (s.state != LockState::kRequested || b->request_id != s.request_id) return;
       for (auto w = s.waiters.begin(); w != s.waiters.end();) {
@@ -629,7 +639,8 @@ struct AgentSut {
   Time now = 0;
   std::map<std::pair<ThreadId, SessionId>, Track> tracks;  // built only from wakes
 
-  explicit AgentSut(bool release_after_each) : agent(Config(release_after_each)) {}
+  AgentSut(bool release_after_each, bool release_when_contended)
+      : agent(Config(release_after_each, release_when_contended)) {}
 
   Effects Deliver(Message m) {
     return agent.OnMessage(now, latchkey::testing::FromStore(kSelf, std::move(m)));
@@ -1288,12 +1299,14 @@ constexpr int kCases = 1000;
 constexpr int kMaxCommands = 150;
 
 // Listing a command more than once weights it.
-void RunAgentModel(bool release_after_each, bool mutant, bool strict_try_lock = false) {
+void RunAgentModel(bool release_after_each, bool mutant, bool strict_try_lock = false,
+                   bool release_when_contended = false) {
   AgentModel model;
   model.release_after_each = release_after_each;
+  model.release_when_contended = release_when_contended;
   model.mutant_no_entitlement = mutant;
   model.strict_try_lock = strict_try_lock;
-  AgentSut sut(release_after_each);
+  AgentSut sut(release_after_each, release_when_contended);
   rc::state::check(model, sut,
                    rc::state::gen::execOneOfWithArgs<
                        AskCmd, AskCmd, AskCmd, AskCmd, WriteCmd, WriteCmd, WriteCmd, FinishCmd,
@@ -1307,14 +1320,15 @@ void RunAgentModel(bool release_after_each, bool mutant, bool strict_try_lock = 
 // The agent's thread locks match the model under random interleavings of
 // thread calls, store messages (including stale and duplicated ones) and time;
 // with lock caching (idle_release = never) and lock-per-request
-// (idle_release = 0). Strict try-lock checking is on: a try-lock in a held
-// session is granted at once or fails kBusy, never waits for a thread (this
+// (idle_release = 0), each with and without release_when_contended. Strict try-lock checking is on:
+// a try-lock in a held session is granted at once or fails kBusy, never waits for a thread (this
 // property found the agent once leaving two conflicting try-locks asked
 // before the grant waiting behind each other).
 TEST(AgentProperty, MatchesThreadLockModel) {
   ExpectHolds(
       "AgentProperty/MatchesThreadLockModel",
-      [] { RunAgentModel(*rc::gen::arbitrary<bool>(), false, true); }, kCases, kMaxCommands);
+      [] { RunAgentModel(*rc::gen::arbitrary<bool>(), false, true, *rc::gen::arbitrary<bool>()); },
+      kCases, kMaxCommands);
 }
 
 // The comparison bites: a model without the Progress rule (a recall stops

@@ -326,6 +326,66 @@ TEST(Agent, R8_IdleReleaseAfterNOfIdlenessNotBefore) {
   EXPECT_EQ(r.state(), LockState::kReleasing);
 }
 
+core::AgentConfig ReleaseWhenContended(bool on) {
+  core::AgentConfig c;            // idle_release_us = kNever: cached until recalled...
+  c.release_when_contended = on;  // ...unless the store took it from another process
+  return c;
+}
+
+// One request on kS by thread `t` (ask, the store's answer, a write, commit,
+// ack): the effects of the CommitAck. `queued`: the store buffered the
+// Acquire behind another process's tenure before granting it.
+Effects RequestWithCommit(Rig& r, ThreadId t, Token token, bool queued) {
+  EXPECT_EQ(Sent(r.Ask(t, Exclusive({"a"}))), Names{"Acquire"});
+  if (queued) {
+    EXPECT_TRUE(r.Receive(core::Queued{kS, r.session().request_id, 1}).send.empty());
+  }
+  EXPECT_EQ(Wakes(r.Grant(token)), Names{std::to_string(t) + ":granted"});
+  EXPECT_EQ(r.agent().Write(t, kS, "a", "v" + std::to_string(t)), Reason::kNone);
+  EXPECT_EQ(Sent(r.Finish(t)), Names{"Commit"});
+  Effects ack = r.Receive(core::CommitAck{kS, token, 1});
+  EXPECT_EQ(Wakes(ack), Names{std::to_string(t) + ":committed"});
+  return ack;
+}
+
+TEST(Agent, R8_ReleaseWhenContendedGivesBackALockThatWasQueuedFor) {
+  Rig r(ReleaseWhenContended(true));
+  Effects ack = RequestWithCommit(r, 1, 5, /*queued=*/true);
+  std::vector<core::Release> rel = SentOf<core::Release>(ack);
+  ASSERT_EQ(rel.size(), 1u) << "a lock taken from another process goes back after use";
+  EXPECT_EQ(rel[0].token, 5u);
+  EXPECT_EQ(r.state(), LockState::kReleasing);
+  r.Receive(core::ReleaseAck{kS, 5});
+  EXPECT_EQ(r.state(), LockState::kUnlocked);
+
+  // The next tenure was granted at once (nobody held it): it is cached (R6).
+  Effects ack2 = RequestWithCommit(r, 2, 6, /*queued=*/false);
+  EXPECT_TRUE(SentOf<core::Release>(ack2).empty());
+  EXPECT_EQ(r.state(), LockState::kHeld);
+  EXPECT_FALSE(r.session().contended);
+}
+
+TEST(Agent, R8_ReleaseWhenContendedWaitsForEveryThreadOfTheTenure) {
+  Rig r(ReleaseWhenContended(true));
+  r.Ask(1, Exclusive({"a"}));
+  r.Receive(core::Queued{kS, r.session().request_id, 1});
+  r.Grant(5);
+  EXPECT_TRUE(r.Ask(2, Exclusive({"a"})).wake.empty()) << "waits for thread 1";
+  Effects fin1 = r.Finish(1, false);
+  EXPECT_EQ(Wakes(fin1), (Names{"1:rolled_back", "2:granted"}));
+  EXPECT_TRUE(SentOf<core::Release>(fin1).empty()) << "thread 2 still wants it";
+  Effects fin2 = r.Finish(2, false);
+  EXPECT_EQ(SentOf<core::Release>(fin2).size(), 1u);
+}
+
+TEST(Agent, R6_WithoutReleaseWhenContendedAQueuedForLockIsCached) {
+  Rig r(ReleaseWhenContended(false));
+  Effects ack = RequestWithCommit(r, 1, 5, /*queued=*/true);
+  EXPECT_TRUE(SentOf<core::Release>(ack).empty());
+  EXPECT_EQ(r.state(), LockState::kHeld);
+  EXPECT_FALSE(r.session().contended) << "the flag stays clear, so states hash alike";
+}
+
 // ---- R9: thread-level locks on portions ------------------------------------------
 
 TEST(Agent, R9_DisjointPortionsRunInParallel) {
