@@ -1242,6 +1242,7 @@ class Model {
     ac.expiry_margin_us = c_.expiry_margin_us;
     ac.retry_us = c_.retry_us;
     ac.idle_release_us = c_.idle_release_us;
+    ac.release_when_contended = c_.release_when_contended;
     ac.heartbeat_us = c_.lease_us / 2;  // fewer instants to explore; still renews in time
     return ac;
   }
@@ -2156,6 +2157,7 @@ std::string ReplayConfig(const ExploreConfig& config, const std::vector<sim::Scr
   c.recall_retry_us = config.recall_retry_us;
   c.retry_us = config.retry_us;
   c.idle_release_us = config.idle_release_us;
+  c.release_when_contended = config.release_when_contended;
   c.session_idle_us = core::kNever;
   c.expiry_margin_us = config.expiry_margin_us;
   c.drift_ppm = 0;                       // one shared clock, as explored
@@ -2263,7 +2265,7 @@ std::string LoadExploreConfig(const json& j, ExploreConfig& c) {
       "lease_us",        "recall_retry_us",  "retry_us",
       "idle_release_us", "expiry_margin_us", "horizon_us",
       "max_depth",       "max_states",       "jobs",
-      "faults",          "symmetry"};
+      "faults",          "symmetry",         "release_when_contended"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (known.count(it.key()) == 0) return "/" + it.key() + ": unknown field";
   }
@@ -2310,7 +2312,8 @@ std::string LoadExploreConfig(const json& j, ExploreConfig& c) {
   }
   for (auto [name, field] : {std::pair<const char*, bool*>{"reorder", &c.reorder},
                              {"lease_expiry", &c.lease_expiry},
-                             {"symmetry", &c.symmetry}}) {
+                             {"symmetry", &c.symmetry},
+                             {"release_when_contended", &c.release_when_contended}}) {
     auto it = j.find(name);
     if (it == j.end()) continue;
     if (!it->is_boolean())
@@ -2344,6 +2347,7 @@ json ExploreConfigToJson(const ExploreConfig& c) {
           {"retry_us", c.retry_us},
           {"idle_release_us",
            c.idle_release_us == core::kNever ? json("never") : json(c.idle_release_us)},
+          {"release_when_contended", c.release_when_contended},
           {"expiry_margin_us", c.expiry_margin_us},
           {"horizon_us", c.horizon_us},
           {"max_depth", c.max_depth},

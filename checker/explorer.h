@@ -62,7 +62,8 @@ struct ExploreConfig {
   core::Time lease_us = 1'000;
   core::Time recall_retry_us = 500;
   core::Time retry_us = 1'000;
-  core::Time idle_release_us = 0;  // 0: release after every request (R8); kNever: keep (R6)
+  core::Time idle_release_us = 0;       // 0: release after every request (R8); kNever: keep (R6)
+  bool release_when_contended = false;  // R8: a lock that was Queued for is given back at once
   core::Time expiry_margin_us = 10;
   core::Time horizon_us = 0;  // time stops here; 0: 3 leases
   // Bounds on the search.

@@ -109,8 +109,10 @@ int RunCheck(CheckOptions options, const std::vector<std::string>& flags_given) 
       "%u request(s) per thread, locks %s; faults: crashes %u, losses %u, duplicates %u, store "
       "restarts %u, reorder %s, lease expiry %s; symmetry reduction %s%s%s\n",
       c.stores, c.processes, c.threads, c.sessions, c.attributes, c.requests_per_thread,
-      c.idle_release_us == core::kNever ? "kept until recalled" : "released after use", c.crashes,
-      c.losses, c.duplicates, c.store_restarts, c.reorder ? "on" : "off",
+      c.idle_release_us != core::kNever ? "released after use"
+      : c.release_when_contended        ? "kept until recalled unless taken from another process"
+                                        : "kept until recalled",
+      c.crashes, c.losses, c.duplicates, c.store_restarts, c.reorder ? "on" : "off",
       c.lease_expiry ? "on" : "off", c.symmetry ? "on" : "off",
       options.mutant.empty() ? "" : "; planted bug ", options.mutant.c_str());
   std::fflush(stdout);

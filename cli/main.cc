@@ -129,6 +129,9 @@ int main(int argc, char** argv) {
     check_cmd->add_flag("--keep-locks", check.keep_locks,
                         "processes keep (cache) locks until recalled (R6) instead of releasing "
                         "after each request");
+    check_cmd->add_flag("--release-when-contended", check.config.release_when_contended,
+                        "with --keep-locks: a lock taken from another process (its Acquire was "
+                        "Queued) is given back as soon as no thread uses it (R8)");
     check_cmd->add_option("--mutant", check.mutant, "a planted bug (latchkey-mutants only)");
     check_cmd->add_option("--out", check.out_path, "where a counterexample is written");
     check_cmd->add_flag("--quiet", check.quiet, "no progress lines");
@@ -181,7 +184,8 @@ int main(int argc, char** argv) {
              {"--max-states", "max_states"},
              {"--jobs", "jobs"},
              {"--symmetry", "symmetry"},
-             {"--keep-locks", "idle_release_us"}}) {
+             {"--keep-locks", "idle_release_us"},
+             {"--release-when-contended", "release_when_contended"}}) {
       if (check_cmd->count(flag) != 0) given.push_back(name);
     }
     return cli::RunCheck(check, given);

@@ -328,6 +328,7 @@ std::string LoadConfig(const json& j, SimConfig& c, std::initializer_list<const 
     t.Duration("lease_us", c.lease_us, 1'000, kHour, false);
     t.Duration("recall_retry_us", c.recall_retry_us, 1, kHour, false);
     t.Duration("idle_release_us", c.idle_release_us, 0, kHour, true);
+    t.Bool("release_when_contended", c.release_when_contended);
     t.Duration("session_idle_us", c.session_idle_us, 1, kHour, true);
     t.Duration("retry_us", c.retry_us, 1, kHour, false);
     t.Duration("expiry_margin_us", c.expiry_margin_us, 0, kHour, false);
@@ -580,6 +581,7 @@ nlohmann::json ConfigToJson(const SimConfig& c) {
        {{"lease_us", c.lease_us},
         {"recall_retry_us", c.recall_retry_us},
         {"idle_release_us", duration(c.idle_release_us)},
+        {"release_when_contended", c.release_when_contended},
         {"session_idle_us", duration(c.session_idle_us)},
         {"retry_us", c.retry_us},
         {"expiry_margin_us", c.expiry_margin_us},

@@ -118,6 +118,7 @@ struct SimConfig {
   Time lease_us = 1'000'000;
   Time recall_retry_us = 100'000;
   Time idle_release_us = core::kNever;
+  bool release_when_contended = false;  // R8: give back at once a lock that was Queued for
   Time session_idle_us = core::kNever;
   Time retry_us = 50'000;
   Time expiry_margin_us = 10'000;

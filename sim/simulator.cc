@@ -176,6 +176,7 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
     ac.expiry_margin_us = config_.expiry_margin_us;
     ac.retry_us = config_.retry_us;
     ac.idle_release_us = config_.idle_release_us;
+    ac.release_when_contended = config_.release_when_contended;
     ac.heartbeat_us = config_.heartbeat_us;
     processes_.push_back(ProcessNode{core::ProcessAgent(ac),
                                      i / config_.processes_per_server,
