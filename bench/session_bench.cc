@@ -62,6 +62,7 @@ struct Options {
   std::string persistence = "unknown";
   std::string secret;
   std::int64_t idle_release_us = 60'000'000;  // < 0: until recalled
+  bool release_when_contended = true;
 };
 
 constexpr int kAttributes = 8;
@@ -137,6 +138,7 @@ net::ClientOptions ClientFor(const Options& o, std::uint64_t process_id) {
   } else {
     c.idle_release = std::chrono::microseconds(o.idle_release_us);
   }
+  c.release_when_contended = o.release_when_contended;
   return c;
 }
 
@@ -363,6 +365,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed)->capture_default_str();
   app.add_option("--idle-release-us", o.idle_release_us,
                  "how long a process keeps an unused session lock (-1: until recalled)")
+      ->capture_default_str();
+  app.add_option("--release-when-contended", o.release_when_contended,
+                 "give back at once a lock taken from another process")
       ->capture_default_str();
   app.add_option("--persistence", o.persistence, "label for the JSON (e.g. the --fsync policy)")
       ->capture_default_str();

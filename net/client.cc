@@ -902,6 +902,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   config.retry_us = static_cast<core::Time>(options.retry.count());
   if (options.idle_release)
     config.idle_release_us = static_cast<core::Time>(options.idle_release->count());
+  config.release_when_contended = options.release_when_contended;
   lock.lock();
   shared->agent.emplace(config);
   return std::unique_ptr<Client>(new Client(std::move(shared)));

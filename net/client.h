@@ -61,6 +61,10 @@ struct ClientOptions {
   // may hold (--max-sessions-per-process) and refuses Acquires past it.
   std::optional<std::chrono::microseconds> idle_release = std::chrono::seconds(60);
   std::chrono::microseconds retry{100'000};  // resend an unanswered request (B4)
+  // R8: give a session's lock back as soon as no thread here uses it when
+  // it had to be taken from another process (which will likely want it
+  // back, and then needs no recall); other locks follow idle_release.
+  bool release_when_contended = true;
 };
 
 // What a failed call means to the thread that made it.
