@@ -94,6 +94,10 @@ int main(int argc, char** argv) {
                  "under --fsync always or batch, write this many zeros ahead of the log at a "
                  "time, so an fsync need not also commit a new file size; 0: off")
       ->capture_default_str();
+  app.add_option("--max-concurrent-syncs", o.max_concurrent_syncs,
+                 "under --fsync always, how many fdatasyncs of the log may run at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 16));
   app.add_option("--metrics-listen", metrics_listen,
                  "host:port of the Prometheus endpoint (GET /metrics); off if not given");
   app.add_option(

@@ -46,6 +46,7 @@ struct ServerOptions {
   DamagePolicy wal_damage = DamagePolicy::kRefuse;
   std::uint64_t wal_reserve_bytes = kDefaultReserveBytes;  // zeros written ahead of the log
   std::uint32_t fsync_interval_ms = 10;                    // --fsync batch
+  std::uint32_t max_concurrent_syncs = 4;                  // --fsync always: fdatasyncs at once
   core::StoreConfig store;
   std::uint32_t max_frame_bytes = 1u << 20;
   std::uint32_t max_connections = 1024;

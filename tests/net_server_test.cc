@@ -577,7 +577,9 @@ TEST_F(LatchkeydTest, SigkillDuringWriteLoadLosesNoAcknowledgedWrite) {
   std::set<std::string> acknowledged;
   core::Token last_token = core::kNoToken;
   for (int round = 0; round < 4; ++round) {
-    Start({"--grace-ms", "200", "--compact-bytes", "20000", "--max-attributes", "1000000"});
+    // Odd rounds with one fdatasync at a time, even ones with several.
+    Start({"--grace-ms", "200", "--compact-bytes", "20000", "--max-attributes", "1000000",
+           "--max-concurrent-syncs", round % 2 == 1 ? "1" : "4"});
     // A new incarnation each round: the predecessor's tenure ends at once.
     auto c = Login(port(), 1, static_cast<std::uint64_t>(round + 1));
     c->Send(core::Acquire{42, 1, {}, false});
