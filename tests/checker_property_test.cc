@@ -128,6 +128,7 @@ SimCase DrawCase() {
       c.idle_release_us = Between<Time>(1, 500'000);
       break;
   }
+  c.release_when_contended = Choice(2) == 0;
   c.session_idle_us = Choice(2) == 0 ? core::kNever : Between<Time>(50'000, 2'000'000);
 
   // Network (the loss, duplication and reordering act in the fault phase).
