@@ -662,12 +662,19 @@ TEST_F(LatchkeydTest, SigkillWithManyConcurrentClientsLosesNoAcknowledgedWrite) 
       in >> p >> metrics_port;
     }
     std::atomic<bool> killed{false};
+    std::atomic<int> acked_so_far{0};
     std::string scraped;
     std::thread killer;
     if (round < kRounds) {
       pid_t pid = daemon_->pid();
       int delay_ms = std::uniform_int_distribution<int>(200, 400)(rng);
       killer = std::thread([&, pid, delay_ms] {
+        // Not before the clients are under way, however slow the machine
+        // (a sanitizer build on a busy CI host can take long to log in).
+        auto give_up = std::chrono::steady_clock::now() + 30s;
+        while (acked_so_far.load() <= 2 * kClients && std::chrono::steady_clock::now() < give_up) {
+          std::this_thread::sleep_for(5ms);
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
         scraped = HttpRequest(metrics_port, "GET /metrics HTTP/1.1\r\n\r\n");
         ::kill(pid, SIGKILL);
@@ -720,6 +727,7 @@ TEST_F(LatchkeydTest, SigkillWithManyConcurrentClientsLosesNoAcknowledgedWrite) 
           acknowledged[i].insert(in_flight[seq]);
           in_flight.erase(seq);
           ++acked_this_round[i];
+          ++acked_so_far;
         }
       });
     }
