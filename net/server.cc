@@ -661,11 +661,18 @@ struct Server::Impl {
                    std::to_string(options.max_writes_per_commit));
         return false;
       }
-      std::set<std::string_view> names;
+      // How many attributes the session would have: its count now, plus
+      // the change of each name this commit touches (a commit may write a
+      // name twice), without copying the session's names.
       auto s = store.state().sessions.find(commit->session);
-      if (s != store.state().sessions.end() && !commit->clear_first) {
-        for (const auto& [name, value] : s->second.attributes) names.insert(name);
-      }
+      const core::AttributeMap* before = nullptr;
+      if (s != store.state().sessions.end() && !commit->clear_first) before = &s->second.attributes;
+      struct Touched {
+        std::string_view name;
+        bool existed, exists;
+      };
+      std::vector<Touched> touched;
+      touched.reserve(commit->writes.size());
       for (const core::AttributeWrite& w : commit->writes) {
         if (w.name.size() > options.max_attribute_name_bytes ||
             w.value.size() > options.max_attribute_value_bytes) {
@@ -676,15 +683,19 @@ struct Server::Impl {
                      std::to_string(options.max_attribute_value_bytes));
           return false;
         }
-        if (w.erase) {
-          names.erase(w.name);
-        } else {
-          names.insert(w.name);
+        auto t = std::find_if(touched.begin(), touched.end(),
+                              [&](const Touched& x) { return x.name == w.name; });
+        if (t == touched.end()) {
+          const bool existed = before != nullptr && before->count(w.name) != 0;
+          t = touched.insert(touched.end(), Touched{w.name, existed, existed});
         }
+        t->exists = !w.erase;
       }
-      if (names.size() > options.max_attributes_per_session) {
+      std::size_t count = before != nullptr ? before->size() : 0;
+      for (const Touched& t : touched) count = count + t.exists - t.existed;
+      if (count > options.max_attributes_per_session) {
         Refuse(c, ErrorCode::kTooManyAttributes, core::MessageKind::kCommit, commit->session,
-               "session would have " + std::to_string(names.size()) + " attributes, limit " +
+               "session would have " + std::to_string(count) + " attributes, limit " +
                    std::to_string(options.max_attributes_per_session));
         return false;
       }

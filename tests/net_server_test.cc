@@ -290,6 +290,26 @@ TEST_F(LatchkeydTest, LimitsAnswerWithClearNonFatalErrors) {
   // The connection still works.
   a->Send(core::Commit{1, g->token, 1, false, {{"a", "ok", false}}});
   ASSERT_TRUE(a->Expect<core::CommitAck>());
+
+  // The count is of the session after the commit: a name written twice
+  // counts once, an erased one frees its place, a clear starts from none.
+  a->Send(core::Commit{1, g->token, 2, false, {{"b", "1", false}, {"b", "2", false}}});
+  ASSERT_TRUE(a->Expect<core::CommitAck>()) << "a, b: at the limit";
+  a->Send(core::Commit{1, g->token, 3, false, {{"c", "3", false}}});
+  auto e4 = a->ExpectError();
+  ASSERT_TRUE(e4);
+  EXPECT_EQ(e4->code, ErrorCode::kTooManyAttributes) << "a, b, c";
+  a->Send(core::Commit{1, g->token, 3, false, {{"c", "3", false}, {"a", "", true}}});
+  ASSERT_TRUE(a->Expect<core::CommitAck>()) << "b, c";
+  a->Send(core::Commit{1, g->token, 4, false, {{"d", "4", false}, {"d", "", true}}});
+  ASSERT_TRUE(a->Expect<core::CommitAck>()) << "b, c: d written, then erased";
+  a->Send(core::Commit{1, g->token, 5, true, {{"x", "1", false}, {"y", "2", false}}});
+  ASSERT_TRUE(a->Expect<core::CommitAck>()) << "cleared, then x, y";
+  a->Send(core::Commit{
+      1, g->token, 6, true, {{"x", "1", false}, {"y", "2", false}, {"z", "3", false}}});
+  auto e5 = a->ExpectError();
+  ASSERT_TRUE(e5);
+  EXPECT_EQ(e5->code, ErrorCode::kTooManyAttributes) << "cleared, then x, y, z";
 }
 
 // Runs latchkeyd to completion (for option errors); returns its exit status
