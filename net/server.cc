@@ -213,7 +213,7 @@ struct Server::Impl {
   // An fdatasync runs on a sync thread, covering everything written when it
   // starts; the loop keeps handling messages meanwhile, and their records
   // and replies make up the next batch (group commit), whose fsync starts at
-  // once while fewer than kMaxSyncs run. One that returns makes durable all
+  // once while fewer than max_concurrent_syncs run. One that returns makes durable all
   // that was written before it started, whatever the others are doing.
   void StartSync() {
     if (syncs_running >= static_cast<int>(options.max_concurrent_syncs)) return;
