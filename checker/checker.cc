@@ -210,6 +210,16 @@ void Checker::Size(const sim::Simulator& sim) {
   for (std::size_t t = 0; t < entitled_.size() && tpp != 0; ++t) owed_[t / tpp] += entitled_[t];
 }
 
+void Checker::StoreRestarted(const sim::Simulator& sim, std::uint32_t node) {
+  const std::uint32_t S = sim.config().stores;
+  // B7: a restarted store lost its queues.
+  sessions_.ForEach([&](core::SessionId session, SessionView& view) {
+    if (core::StoreForSession(session, S) == node) view.queue.clear();
+  });
+  // Its process entries are new: take the lease snapshot again.
+  if (node < lease_seen_.size()) lease_seen_[node].valid = false;
+}
+
 void Checker::AfterEvent(const sim::Simulator& sim, const sim::TraceEvent& event) {
   if (violation_) return;
   // The simulator's threads and processes are fixed when it is built.
@@ -219,12 +229,7 @@ void Checker::AfterEvent(const sim::Simulator& sim, const sim::TraceEvent& event
   const std::uint32_t S = sim.config().stores;
   if (event.node < S &&
       (event.kind == sim::EventKind::kRecover || event.kind == sim::EventKind::kStart)) {
-    // B7: a restarted store lost its queues.
-    sessions_.ForEach([&](core::SessionId session, SessionView& view) {
-      if (core::StoreForSession(session, S) == event.node) view.queue.clear();
-    });
-    // Its process entries are new: take the lease snapshot again.
-    if (event.node < lease_seen_.size()) lease_seen_[event.node].valid = false;
+    StoreRestarted(sim, event.node);
   }
   if (event.effects != nullptr) {
     bool store_event = event.node < S && event.kind != sim::EventKind::kThreadStart &&
@@ -463,7 +468,6 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   if (e.node < S) return;
   const std::uint32_t p = e.node - S;
   const sim::ProcessNode& self = sim.processes()[p];
-  const std::uint32_t tpp = sim.config().threads_per_process;
   if (On(Invariant::kLiveness)) {
     // The Progress rule has nothing to do while none of the process's threads
     // is owed a turn and no session became held or stopped being held.
@@ -476,100 +480,115 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
     }
   }
   for (const core::ThreadEvent& w : e.effects->wake) {
-    if (w.kind != core::ThreadEventKind::kGranted) continue;
-    SessionView& session = View(w.session);
-    if (session.holding.size() * 64 < sim.processes().size()) {
-      session.holding.resize((sim.processes().size() + 63) / 64, 0);
+    if (w.kind == core::ThreadEventKind::kGranted && !CheckGrant(sim, e, p, w)) return;
+  }
+}
+
+bool Checker::FailStop(const sim::Simulator& sim, Invariant invariant, std::string message,
+                       const std::vector<core::SessionId>& sessions) {
+  Fail(sim, invariant, std::move(message), sessions);
+  return false;
+}
+
+bool Checker::CheckGrant(const sim::Simulator& sim, const sim::TraceEvent& e, std::uint32_t p,
+                         const core::ThreadEvent& w) {
+  const std::uint32_t S = sim.config().stores;
+  const sim::ProcessNode& self = sim.processes()[p];
+  const std::uint32_t tpp = sim.config().threads_per_process;
+  SessionView& session = View(w.session);
+  if (session.holding.size() * 64 < sim.processes().size()) {
+    session.holding.resize((sim.processes().size() + 63) / 64, 0);
+  }
+  session.holding[p / 64] |= std::uint64_t{1} << (p % 64);
+  auto it = self.agent.state().sessions.find(w.session);
+  if (it == self.agent.state().sessions.end()) return true;
+  const core::AgentSession& s = it->second;
+  const core::ThreadHold* mine = nullptr;
+  for (const core::ThreadHold& h : s.holders) {
+    if (h.thread == w.thread) mine = &h;
+  }
+  if (mine == nullptr) return true;
+  // Built only for a report.
+  auto who = [&] { return sim.NodeName(e.node) + ".t" + std::to_string(w.thread); };
+  // R9: no two threads of a process hold conflicting portions.
+  for (const core::ThreadHold& h : s.holders) {
+    if (h.thread != w.thread && h.portion.ConflictsWith(mine->portion)) {
+      return FailStop(sim, Invariant::kThreadExclusion,
+                      who() + " was granted " + sim::PortionToJson(mine->portion).dump() +
+                          " of session " + std::to_string(w.session) + " while t" +
+                          std::to_string(h.thread) + " holds " +
+                          sim::PortionToJson(h.portion).dump(),
+                      {w.session});
     }
-    session.holding[p / 64] |= std::uint64_t{1} << (p % 64);
-    auto it = self.agent.state().sessions.find(w.session);
-    if (it == self.agent.state().sessions.end()) continue;
-    const core::AgentSession& s = it->second;
-    const core::ThreadHold* mine = nullptr;
-    for (const core::ThreadHold& h : s.holders) {
-      if (h.thread == w.thread) mine = &h;
-    }
-    if (mine == nullptr) continue;
-    // Built only for a report.
-    auto who = [&] { return sim.NodeName(e.node) + ".t" + std::to_string(w.thread); };
-    // R9: no two threads of a process hold conflicting portions.
-    for (const core::ThreadHold& h : s.holders) {
-      if (h.thread != w.thread && h.portion.ConflictsWith(mine->portion)) {
-        return Fail(sim, Invariant::kThreadExclusion,
-                    who() + " was granted " + sim::PortionToJson(mine->portion).dump() +
-                        " of session " + std::to_string(w.session) + " while t" +
-                        std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump(),
-                    {w.session});
-      }
-    }
-    const bool drift_beyond = DriftBeyondHappened(sim);
-    const bool trusted =
-        !drift_beyond && self.agent.Trusts(self.clock.Local(sim.now()), w.session, s);
-    // Process-level exclusion: no other process runs a conflicting critical
-    // section of this session while both believe their locks valid.
-    if (trusted) {
-      // Only the processes that may hold a portion (in process order).
-      for (std::size_t word = 0; word < session.holding.size(); ++word) {
-        for (std::uint64_t bits = session.holding[word]; bits != 0; bits &= bits - 1) {
-          const std::size_t q = word * 64 + static_cast<std::size_t>(std::countr_zero(bits));
-          const sim::ProcessNode& other = sim.processes()[q];
-          if (q == p || !other.up) continue;
-          auto o = other.agent.state().sessions.find(w.session);
-          // No thread there holds a portion: nothing can conflict (and no
-          // need to ask whether it trusts its lock).
-          if (o == other.agent.state().sessions.end() || o->second.holders.empty()) {
-            session.holding[word] &= ~(std::uint64_t{1} << (q % 64));
-            continue;
-          }
-          if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session, o->second)) continue;
-          for (const core::ThreadHold& h : o->second.holders) {
-            if (h.portion.ConflictsWith(mine->portion)) {
-              return Fail(
-                  sim, Invariant::kProcessExclusion,
-                  who() + " entered " + sim::PortionToJson(mine->portion).dump() + " of session " +
-                      std::to_string(w.session) + " (token " + std::to_string(s.token) +
-                      ") while " + sim.NodeName(S + static_cast<std::uint32_t>(q)) + ".t" +
-                      std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump() +
-                      " (token " + std::to_string(o->second.token) + "), both trusted",
-                  {w.session});
-            }
+  }
+  const bool drift_beyond = DriftBeyondHappened(sim);
+  const bool trusted =
+      !drift_beyond && self.agent.Trusts(self.clock.Local(sim.now()), w.session, s);
+  // Process-level exclusion: no other process runs a conflicting critical
+  // section of this session while both believe their locks valid.
+  if (trusted) {
+    // Only the processes that may hold a portion (in process order).
+    for (std::size_t word = 0; word < session.holding.size(); ++word) {
+      for (std::uint64_t bits = session.holding[word]; bits != 0; bits &= bits - 1) {
+        const std::size_t q = word * 64 + static_cast<std::size_t>(std::countr_zero(bits));
+        const sim::ProcessNode& other = sim.processes()[q];
+        if (q == p || !other.up) continue;
+        auto o = other.agent.state().sessions.find(w.session);
+        // No thread there holds a portion: nothing can conflict (and no
+        // need to ask whether it trusts its lock).
+        if (o == other.agent.state().sessions.end() || o->second.holders.empty()) {
+          session.holding[word] &= ~(std::uint64_t{1} << (q % 64));
+          continue;
+        }
+        if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session, o->second)) continue;
+        for (const core::ThreadHold& h : o->second.holders) {
+          if (h.portion.ConflictsWith(mine->portion)) {
+            return FailStop(
+                sim, Invariant::kProcessExclusion,
+                who() + " entered " + sim::PortionToJson(mine->portion).dump() + " of session " +
+                    std::to_string(w.session) + " (token " + std::to_string(s.token) + ") while " +
+                    sim.NodeName(S + static_cast<std::uint32_t>(q)) + ".t" +
+                    std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump() +
+                    " (token " + std::to_string(o->second.token) + "), both trusted",
+                {w.session});
           }
         }
       }
     }
-    // Thread locks only inside a valid process-level token: the current
-    // tenure, held by this process, trusted by it.
-    if (!drift_beyond) {
-      const TenureView* view = session.tenure_seen ? &session.tenure : nullptr;
-      bool current = view != nullptr && view->active && view->token == s.token &&
-                     view->holder == self.agent.config().self;
-      if (s.state != core::LockState::kHeld || !current || !trusted) {
-        return Fail(
-            sim, Invariant::kLocksInsideToken,
-            who() + " was granted a portion of session " + std::to_string(w.session) +
-                " under token " + std::to_string(s.token) + " (" +
-                std::string(core::LockStateName(s.state)) + "), but the current tenure is " +
-                (view == nullptr ? std::string("none")
-                                 : "token " + std::to_string(view->token) + " of " +
-                                       RefName(view->holder) + (view->active ? "" : " (ended)")),
-            {w.session});
-      }
-    }
-    // Bounded bypass: inside a process a waiting thread is overtaken by no
-    // conflicting request that asked after it.
-    const sim::SimThread& granted = sim.threads()[p * tpp + w.thread];
-    for (const core::ThreadWait& waiting : s.waiters) {
-      const sim::SimThread& t = sim.threads()[p * tpp + waiting.thread];
-      if (t.ask_order < granted.ask_order && waiting.portion.ConflictsWith(mine->portion)) {
-        return Fail(sim, Invariant::kBoundedBypass,
-                    who() + " (asked at t=" + std::to_string(granted.asked_at) + ") overtook t" +
-                        std::to_string(waiting.thread) +
-                        " (asked at t=" + std::to_string(t.asked_at) +
-                        ") on a conflicting portion of session " + std::to_string(w.session),
-                    {w.session});
-      }
+  }
+  // Thread locks only inside a valid process-level token: the current
+  // tenure, held by this process, trusted by it.
+  if (!drift_beyond) {
+    const TenureView* view = session.tenure_seen ? &session.tenure : nullptr;
+    bool current = view != nullptr && view->active && view->token == s.token &&
+                   view->holder == self.agent.config().self;
+    if (s.state != core::LockState::kHeld || !current || !trusted) {
+      return FailStop(
+          sim, Invariant::kLocksInsideToken,
+          who() + " was granted a portion of session " + std::to_string(w.session) +
+              " under token " + std::to_string(s.token) + " (" +
+              std::string(core::LockStateName(s.state)) + "), but the current tenure is " +
+              (view == nullptr ? std::string("none")
+                               : "token " + std::to_string(view->token) + " of " +
+                                     RefName(view->holder) + (view->active ? "" : " (ended)")),
+          {w.session});
     }
   }
+  // Bounded bypass: inside a process a waiting thread is overtaken by no
+  // conflicting request that asked after it.
+  const sim::SimThread& granted = sim.threads()[p * tpp + w.thread];
+  for (const core::ThreadWait& waiting : s.waiters) {
+    const sim::SimThread& t = sim.threads()[p * tpp + waiting.thread];
+    if (t.ask_order < granted.ask_order && waiting.portion.ConflictsWith(mine->portion)) {
+      return FailStop(sim, Invariant::kBoundedBypass,
+                      who() + " (asked at t=" + std::to_string(granted.asked_at) + ") overtook t" +
+                          std::to_string(waiting.thread) +
+                          " (asked at t=" + std::to_string(t.asked_at) +
+                          ") on a conflicting portion of session " + std::to_string(w.session),
+                      {w.session});
+    }
+  }
+  return true;
 }
 
 // The Progress rule (R7): the thread requests waiting when a process is

@@ -122,10 +122,18 @@ class Checker : public sim::Observer {
   std::vector<std::string> RecentEvents(const sim::Simulator& sim, bool* diverged) const;
   bool DriftBeyondHappened(const sim::Simulator& sim) const;
 
+  // A store node started or recovered (its queues and process entries are new).
+  [[gnu::noinline]] void StoreRestarted(const sim::Simulator& sim, std::uint32_t node);
   // Sizes the per-thread and per-process tables to the simulator's world.
-  void Size(const sim::Simulator& sim);
+  [[gnu::noinline]] void Size(const sim::Simulator& sim);
   void CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& event);
   void CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& event);
+  // The checks of one kGranted wake; false: stop looking at this event (a
+  // check failed, whether or not its invariant is on).
+  [[gnu::noinline]] bool CheckGrant(const sim::Simulator& sim, const sim::TraceEvent& e,
+                                    std::uint32_t p, const core::ThreadEvent& w);
+  bool FailStop(const sim::Simulator& sim, Invariant invariant, std::string message,
+                const std::vector<core::SessionId>& sessions);
   void CheckLiveness(const sim::Simulator& sim, bool at_end);
   void CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent& event,
                          std::uint32_t process);
@@ -159,12 +167,12 @@ class Checker : public sim::Observer {
   // A view never looked at is a default one, which means "nothing seen".
   class SessionViews {
    public:
-    SessionView& Get(core::SessionId id) {
+    [[gnu::always_inline]] SessionView& Get(core::SessionId id) {
       if (id < dense_size_) [[likely]]
         return dense_[id];
       return GetSlow(id);
     }
-    SessionView& GetSlow(core::SessionId id) {
+    [[gnu::noinline]] SessionView& GetSlow(core::SessionId id) {
       if (id < kDense) {
         dense_.resize(id + 1);
         dense_size_ = dense_.size();
