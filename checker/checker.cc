@@ -4,6 +4,7 @@
 #include <bit>
 #include <sstream>
 
+#include "core/assert.h"
 #include "sim/trace.h"
 
 namespace latchkey::checker {
@@ -157,9 +158,9 @@ std::string Checker::SessionDump(const sim::Simulator& sim, core::SessionId sess
     for (const auto& [k, v] : s.attributes) out << " " << k << "=" << v;
     out << " }\n";
   }
-  auto tv = sessions_.find(session);
-  if (tv != sessions_.end() && tv->second.tenure_seen) {
-    const TenureView& view = tv->second.tenure;
+  const SessionView* tv = sessions_.Find(session);
+  if (tv != nullptr && tv->tenure_seen) {
+    const TenureView& view = tv->tenure;
     out << "    checker: tenure token " << view.token << " of " << RefName(view.holder)
         << (view.active ? " active" : " ended") << "\n";
   }
@@ -199,15 +200,36 @@ std::string Checker::SessionDump(const sim::Simulator& sim, core::SessionId sess
 
 // ---- after every event -------------------------------------------------------------
 
+void Checker::Size(const sim::Simulator& sim) {
+  sized_for_ = &sim;
+  sized_threads_ = sim.threads().data();
+  const std::uint32_t tpp = sim.config().threads_per_process;
+  entitled_.resize(sim.threads().size(), 0);
+  if (lock_seen_.size() < sim.processes().size()) lock_seen_.resize(sim.processes().size());
+  owed_.assign(std::max(owed_.size(), sim.processes().size()), 0);
+  for (std::size_t t = 0; t < entitled_.size() && tpp != 0; ++t) owed_[t / tpp] += entitled_[t];
+}
+
+void Checker::StoreRestarted(const sim::Simulator& sim, std::uint32_t node) {
+  const std::uint32_t S = sim.config().stores;
+  // B7: a restarted store lost its queues.
+  sessions_.ForEach([&](core::SessionId session, SessionView& view) {
+    if (core::StoreForSession(session, S) == node) view.queue.clear();
+  });
+  // Its process entries are new: take the lease snapshot again.
+  if (node < lease_seen_.size()) lease_seen_[node].valid = false;
+}
+
 void Checker::AfterEvent(const sim::Simulator& sim, const sim::TraceEvent& event) {
   if (violation_) return;
+  // The simulator's threads and processes are fixed when it is built.
+  if (sized_for_ != &sim || sized_threads_ != sim.threads().data()) [[unlikely]] {
+    Size(sim);
+  }
   const std::uint32_t S = sim.config().stores;
   if (event.node < S &&
       (event.kind == sim::EventKind::kRecover || event.kind == sim::EventKind::kStart)) {
-    // B7: a restarted store lost its queues.
-    for (auto& [session, view] : sessions_) {
-      if (core::StoreForSession(session, S) == event.node) view.queue.clear();
-    }
+    StoreRestarted(sim, event.node);
   }
   if (event.effects != nullptr) {
     bool store_event = event.node < S && event.kind != sim::EventKind::kThreadStart &&
@@ -228,21 +250,45 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   {
     // B1: requests of processes whose lease ran out were withdrawn before
     // this event's input was handled.
-    const core::Time store_now = sim.stores()[e.node].clock.Local(sim.now());
     if (lease_seen_.size() <= e.node) lease_seen_.resize(e.node + 1);
-    std::vector<std::pair<std::uint64_t, core::Time>>& seen = lease_seen_[e.node];
-    for (const auto& [pid, until] : seen) {
-      if (until > store_now) continue;
-      for (auto& [session, view] : sessions_) {
-        if (core::StoreForSession(session, sim.config().stores) != e.node) continue;
-        std::erase_if(view.queue, [&](const QueueEntry& x) { return x.process.id == pid; });
+    LeaseSnapshot& seen = lease_seen_[e.node];
+    // Nothing to withdraw unless the earliest lease seen is due.
+    const core::Time store_now =
+        seen.leases.empty() ? 0 : sim.stores()[e.node].clock.Local(sim.now());
+    if (!seen.leases.empty() && seen.earliest <= store_now) {
+      for (const auto& [pid, until] : seen.leases) {
+        if (until > store_now) continue;
+        sessions_.ForEach([&](core::SessionId session, SessionView& view) {
+          if (core::StoreForSession(session, sim.config().stores) != e.node) return;
+          std::erase_if(view.queue, [&](const QueueEntry& x) { return x.process.id == pid; });
+        });
       }
     }
-    seen.clear();
-    for (const auto& [pid, p] : sim.stores()[e.node].store.state().processes) {
-      if (p.active()) seen.emplace_back(pid, p.lease_until);
+    // The snapshot for the next event: the store counts the changes to its
+    // process entries, so it is taken again only after one (a commit, two
+    // thirds of a store's inputs here, changes none).
+    const core::Store& store = sim.stores()[e.node].store;
+    const bool current =
+        seen.valid && seen.epoch == store.state().epoch && seen.changes == store.process_changes();
+    if (!current || options_.verify_caches) {
+      std::vector<std::pair<std::uint64_t, core::Time>>& fresh = lease_scratch_;
+      fresh.clear();
+      core::Time earliest = core::kNever;
+      for (const auto& [pid, p] : store.state().processes) {
+        if (!p.active()) continue;
+        fresh.emplace_back(pid, p.lease_until);
+        earliest = std::min(earliest, p.lease_until);
+      }
+      // With verify_caches: the kept snapshot is the one a walk takes.
+      if (current) LK_ASSERT(fresh == seen.leases && earliest == seen.earliest);
+      seen.leases.swap(fresh);
+      seen.earliest = earliest;
+      seen.valid = true;
+      seen.epoch = store.state().epoch;
+      seen.changes = store.process_changes();
     }
   }
+  ++store_events_;
   const core::Effects& fx = *e.effects;
   const core::StoreState& state = sim.stores()[e.node].store.state();
   touched_.clear();
@@ -263,8 +309,8 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       }
     }
     if (const auto* g = std::get_if<core::GrantRecord>(&record)) {
-      touched_.push_back(g->session);
       SessionView& session = View(g->session);
+      Touch(g->session, session);
       core::Token& max = session.max_token;
       if (g->token <= max) {
         return Fail(sim, Invariant::kTokenValidity,
@@ -281,17 +327,12 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
       // Requests withdrawn meanwhile (cancelled, expired, predecessors) are
       // not in the store's queue any more and do not count.
       auto live = state.sessions.find(g->session);
-      std::vector<QueueEntry> kept;
-      for (const QueueEntry& entry : q) {
-        bool in_store = entry.process == g->holder;
-        if (live != state.sessions.end()) {
-          for (const core::Waiter& w : live->second.queue) {
-            if (w.process == entry.process) in_store = true;
-          }
-        }
-        if (in_store) kept.push_back(entry);
-      }
-      q = std::move(kept);
+      std::erase_if(q, [&](const QueueEntry& entry) {
+        if (entry.process == g->holder) return false;
+        if (live == state.sessions.end()) return true;
+        return std::none_of(live->second.queue.begin(), live->second.queue.end(),
+                            [&](const core::Waiter& w) { return w.process == entry.process; });
+      });
       if (!q.empty()) {
         if (!(q.front().process == g->holder)) {
           return Fail(sim, Invariant::kQueueOrder,
@@ -310,14 +351,14 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
         q.erase(q.begin());
       }
     } else if (const auto* t = std::get_if<core::TenureEndRecord>(&record)) {
-      touched_.push_back(t->session);
       SessionView& session = View(t->session);
+      Touch(t->session, session);
       session.tenure_seen = true;
       TenureView& view = session.tenure;
       if (view.token == t->token) view.active = false;
     } else if (const auto* c = std::get_if<core::CommitRecord>(&record)) {
-      touched_.push_back(c->session);
       SessionView& session = View(c->session);
+      Touch(c->session, session);
       session.tenure_seen = true;
       const TenureView& view = session.tenure;
       if (!view.active || view.token != c->token) {
@@ -348,8 +389,8 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   for (const core::Envelope& out : fx.send) {
     core::ProcessRef to{out.to.id, out.to.incarnation};
     if (const auto* g = std::get_if<core::Granted>(&out.message)) {
-      touched_.push_back(g->session);
       SessionView& session = View(g->session);
+      Touch(g->session, session);
       session.tenure_seen = true;
       const TenureView& view = session.tenure;
       if (!view.active || view.token != g->token || !(view.holder == to)) {
@@ -361,10 +402,12 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
                     {g->session});
       }
     } else if (const auto* a = std::get_if<core::CommitAck>(&out.message)) {
-      touched_.push_back(a->session);
       SessionView& session = View(a->session);
-      if (!std::binary_search(session.durable.begin(), session.durable.end(),
-                              std::pair<core::Token, std::uint64_t>{a->token, a->seq})) {
+      Touch(a->session, session);
+      // Usually the commit made durable last.
+      const std::pair<core::Token, std::uint64_t> key{a->token, a->seq};
+      if ((session.durable.empty() || session.durable.back() != key) &&
+          !std::binary_search(session.durable.begin(), session.durable.end(), key)) {
         return Fail(sim, Invariant::kNoLostUpdate,
                     "store s" + std::to_string(e.node) + " acknowledged commit token " +
                         std::to_string(a->token) + " seq " + std::to_string(a->seq) +
@@ -383,24 +426,25 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
                     {a->session});
       }
     } else if (const auto* q = std::get_if<core::Queued>(&out.message)) {
-      touched_.push_back(q->session);
+      Touch(q->session, View(q->session));
     }
   }
   if (e.input != nullptr) {
     std::visit(
         [&](const auto& m) {
-          if constexpr (requires { m.session; }) touched_.push_back(m.session);
+          if constexpr (requires { m.session; }) Touch(m.session, View(m.session));
         },
         e.input->message);
   }
   // Follow the store's buffered requests: new ones join at the back (the
   // store must grant them in this order); a process that asks again while
-  // buffered keeps its place with its new request id.
-  std::sort(touched_.begin(), touched_.end());
-  touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
+  // buffered keeps its place with its new request id. (Each session once, in
+  // any order: the sessions are independent.)
   for (core::SessionId session : touched_) {
     std::vector<QueueEntry>& q = View(session).queue;
     auto live = state.sessions.find(session);
+    // Nothing buffered on either side: nothing to follow.
+    if (q.empty() && (live == state.sessions.end() || live->second.queue.empty())) continue;
     std::vector<QueueEntry>& next = next_queue_;
     next.clear();
     if (live != state.sessions.end()) {
@@ -424,104 +468,127 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   if (e.node < S) return;
   const std::uint32_t p = e.node - S;
   const sim::ProcessNode& self = sim.processes()[p];
-  const std::uint32_t tpp = sim.config().threads_per_process;
-  CheckProgressRule(sim, e, p);
-  if (violation_) return;
+  if (On(Invariant::kLiveness)) {
+    // The Progress rule has nothing to do while none of the process's threads
+    // is owed a turn and no session became held or stopped being held.
+    const LockSeen& seen = lock_seen_[p];
+    if (owed_[p] != 0 || options_.verify_caches || !seen.valid ||
+        seen.changes != self.agent.stats().held_changes ||
+        !(seen.agent == self.agent.config().self)) {
+      CheckProgressRule(sim, e, p);
+      if (violation_) return;
+    }
+  }
   for (const core::ThreadEvent& w : e.effects->wake) {
-    if (w.kind != core::ThreadEventKind::kGranted) continue;
-    SessionView& session = View(w.session);
-    if (session.holding.size() * 64 < sim.processes().size()) {
-      session.holding.resize((sim.processes().size() + 63) / 64, 0);
+    if (w.kind == core::ThreadEventKind::kGranted && !CheckGrant(sim, e, p, w)) return;
+  }
+}
+
+bool Checker::FailStop(const sim::Simulator& sim, Invariant invariant, std::string message,
+                       const std::vector<core::SessionId>& sessions) {
+  Fail(sim, invariant, std::move(message), sessions);
+  return false;
+}
+
+bool Checker::CheckGrant(const sim::Simulator& sim, const sim::TraceEvent& e, std::uint32_t p,
+                         const core::ThreadEvent& w) {
+  const std::uint32_t S = sim.config().stores;
+  const sim::ProcessNode& self = sim.processes()[p];
+  const std::uint32_t tpp = sim.config().threads_per_process;
+  SessionView& session = View(w.session);
+  if (session.holding.size() * 64 < sim.processes().size()) {
+    session.holding.resize((sim.processes().size() + 63) / 64, 0);
+  }
+  session.holding[p / 64] |= std::uint64_t{1} << (p % 64);
+  auto it = self.agent.state().sessions.find(w.session);
+  if (it == self.agent.state().sessions.end()) return true;
+  const core::AgentSession& s = it->second;
+  const core::ThreadHold* mine = nullptr;
+  for (const core::ThreadHold& h : s.holders) {
+    if (h.thread == w.thread) mine = &h;
+  }
+  if (mine == nullptr) return true;
+  // Built only for a report.
+  auto who = [&] { return sim.NodeName(e.node) + ".t" + std::to_string(w.thread); };
+  // R9: no two threads of a process hold conflicting portions.
+  for (const core::ThreadHold& h : s.holders) {
+    if (h.thread != w.thread && h.portion.ConflictsWith(mine->portion)) {
+      return FailStop(sim, Invariant::kThreadExclusion,
+                      who() + " was granted " + sim::PortionToJson(mine->portion).dump() +
+                          " of session " + std::to_string(w.session) + " while t" +
+                          std::to_string(h.thread) + " holds " +
+                          sim::PortionToJson(h.portion).dump(),
+                      {w.session});
     }
-    session.holding[p / 64] |= std::uint64_t{1} << (p % 64);
-    auto it = self.agent.state().sessions.find(w.session);
-    if (it == self.agent.state().sessions.end()) continue;
-    const core::AgentSession& s = it->second;
-    const core::ThreadHold* mine = nullptr;
-    for (const core::ThreadHold& h : s.holders) {
-      if (h.thread == w.thread) mine = &h;
-    }
-    if (mine == nullptr) continue;
-    // Built only for a report.
-    auto who = [&] { return sim.NodeName(e.node) + ".t" + std::to_string(w.thread); };
-    // R9: no two threads of a process hold conflicting portions.
-    for (const core::ThreadHold& h : s.holders) {
-      if (h.thread != w.thread && h.portion.ConflictsWith(mine->portion)) {
-        return Fail(sim, Invariant::kThreadExclusion,
-                    who() + " was granted " + sim::PortionToJson(mine->portion).dump() +
-                        " of session " + std::to_string(w.session) + " while t" +
-                        std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump(),
-                    {w.session});
-      }
-    }
-    const bool drift_beyond = DriftBeyondHappened(sim);
-    const bool trusted =
-        !drift_beyond && self.agent.Trusts(self.clock.Local(sim.now()), w.session, s);
-    // Process-level exclusion: no other process runs a conflicting critical
-    // section of this session while both believe their locks valid.
-    if (trusted) {
-      // Only the processes that may hold a portion (in process order).
-      for (std::size_t word = 0; word < session.holding.size(); ++word) {
-        for (std::uint64_t bits = session.holding[word]; bits != 0; bits &= bits - 1) {
-          const std::size_t q = word * 64 + static_cast<std::size_t>(std::countr_zero(bits));
-          const sim::ProcessNode& other = sim.processes()[q];
-          if (q == p || !other.up) continue;
-          auto o = other.agent.state().sessions.find(w.session);
-          // No thread there holds a portion: nothing can conflict (and no
-          // need to ask whether it trusts its lock).
-          if (o == other.agent.state().sessions.end() || o->second.holders.empty()) {
-            session.holding[word] &= ~(std::uint64_t{1} << (q % 64));
-            continue;
-          }
-          if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session, o->second)) continue;
-          for (const core::ThreadHold& h : o->second.holders) {
-            if (h.portion.ConflictsWith(mine->portion)) {
-              return Fail(
-                  sim, Invariant::kProcessExclusion,
-                  who() + " entered " + sim::PortionToJson(mine->portion).dump() + " of session " +
-                      std::to_string(w.session) + " (token " + std::to_string(s.token) +
-                      ") while " + sim.NodeName(S + static_cast<std::uint32_t>(q)) + ".t" +
-                      std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump() +
-                      " (token " + std::to_string(o->second.token) + "), both trusted",
-                  {w.session});
-            }
+  }
+  const bool drift_beyond = DriftBeyondHappened(sim);
+  const bool trusted =
+      !drift_beyond && self.agent.Trusts(self.clock.Local(sim.now()), w.session, s);
+  // Process-level exclusion: no other process runs a conflicting critical
+  // section of this session while both believe their locks valid.
+  if (trusted) {
+    // Only the processes that may hold a portion (in process order).
+    for (std::size_t word = 0; word < session.holding.size(); ++word) {
+      for (std::uint64_t bits = session.holding[word]; bits != 0; bits &= bits - 1) {
+        const std::size_t q = word * 64 + static_cast<std::size_t>(std::countr_zero(bits));
+        const sim::ProcessNode& other = sim.processes()[q];
+        if (q == p || !other.up) continue;
+        auto o = other.agent.state().sessions.find(w.session);
+        // No thread there holds a portion: nothing can conflict (and no
+        // need to ask whether it trusts its lock).
+        if (o == other.agent.state().sessions.end() || o->second.holders.empty()) {
+          session.holding[word] &= ~(std::uint64_t{1} << (q % 64));
+          continue;
+        }
+        if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session, o->second)) continue;
+        for (const core::ThreadHold& h : o->second.holders) {
+          if (h.portion.ConflictsWith(mine->portion)) {
+            return FailStop(
+                sim, Invariant::kProcessExclusion,
+                who() + " entered " + sim::PortionToJson(mine->portion).dump() + " of session " +
+                    std::to_string(w.session) + " (token " + std::to_string(s.token) + ") while " +
+                    sim.NodeName(S + static_cast<std::uint32_t>(q)) + ".t" +
+                    std::to_string(h.thread) + " holds " + sim::PortionToJson(h.portion).dump() +
+                    " (token " + std::to_string(o->second.token) + "), both trusted",
+                {w.session});
           }
         }
       }
     }
-    // Thread locks only inside a valid process-level token: the current
-    // tenure, held by this process, trusted by it.
-    if (!drift_beyond) {
-      const TenureView* view = session.tenure_seen ? &session.tenure : nullptr;
-      bool current = view != nullptr && view->active && view->token == s.token &&
-                     view->holder == self.agent.config().self;
-      if (s.state != core::LockState::kHeld || !current || !trusted) {
-        return Fail(
-            sim, Invariant::kLocksInsideToken,
-            who() + " was granted a portion of session " + std::to_string(w.session) +
-                " under token " + std::to_string(s.token) + " (" +
-                std::string(core::LockStateName(s.state)) + "), but the current tenure is " +
-                (view == nullptr ? std::string("none")
-                                 : "token " + std::to_string(view->token) + " of " +
-                                       RefName(view->holder) + (view->active ? "" : " (ended)")),
-            {w.session});
-      }
-    }
-    // Bounded bypass: inside a process a waiting thread is overtaken by no
-    // conflicting request that asked after it.
-    const sim::SimThread& granted = sim.threads()[p * tpp + w.thread];
-    for (const core::ThreadWait& waiting : s.waiters) {
-      const sim::SimThread& t = sim.threads()[p * tpp + waiting.thread];
-      if (t.ask_order < granted.ask_order && waiting.portion.ConflictsWith(mine->portion)) {
-        return Fail(sim, Invariant::kBoundedBypass,
-                    who() + " (asked at t=" + std::to_string(granted.asked_at) + ") overtook t" +
-                        std::to_string(waiting.thread) +
-                        " (asked at t=" + std::to_string(t.asked_at) +
-                        ") on a conflicting portion of session " + std::to_string(w.session),
-                    {w.session});
-      }
+  }
+  // Thread locks only inside a valid process-level token: the current
+  // tenure, held by this process, trusted by it.
+  if (!drift_beyond) {
+    const TenureView* view = session.tenure_seen ? &session.tenure : nullptr;
+    bool current = view != nullptr && view->active && view->token == s.token &&
+                   view->holder == self.agent.config().self;
+    if (s.state != core::LockState::kHeld || !current || !trusted) {
+      return FailStop(
+          sim, Invariant::kLocksInsideToken,
+          who() + " was granted a portion of session " + std::to_string(w.session) +
+              " under token " + std::to_string(s.token) + " (" +
+              std::string(core::LockStateName(s.state)) + "), but the current tenure is " +
+              (view == nullptr ? std::string("none")
+                               : "token " + std::to_string(view->token) + " of " +
+                                     RefName(view->holder) + (view->active ? "" : " (ended)")),
+          {w.session});
     }
   }
+  // Bounded bypass: inside a process a waiting thread is overtaken by no
+  // conflicting request that asked after it.
+  const sim::SimThread& granted = sim.threads()[p * tpp + w.thread];
+  for (const core::ThreadWait& waiting : s.waiters) {
+    const sim::SimThread& t = sim.threads()[p * tpp + waiting.thread];
+    if (t.ask_order < granted.ask_order && waiting.portion.ConflictsWith(mine->portion)) {
+      return FailStop(sim, Invariant::kBoundedBypass,
+                      who() + " (asked at t=" + std::to_string(granted.asked_at) + ") overtook t" +
+                          std::to_string(waiting.thread) +
+                          " (asked at t=" + std::to_string(t.asked_at) +
+                          ") on a conflicting portion of session " + std::to_string(w.session),
+                      {w.session});
+    }
+  }
+  return true;
 }
 
 // The Progress rule (R7): the thread requests waiting when a process is
@@ -532,15 +599,30 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
 // liveness bound, so the rule itself is checked, as the explorer does.
 void Checker::CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent& e,
                                 std::uint32_t p) {
-  if (!On(Invariant::kLiveness)) return;
   const std::uint32_t tpp = sim.config().threads_per_process;
   const sim::ProcessNode& self = sim.processes()[p];
-  entitled_.resize(sim.threads().size(), 0);
-  // A thread that is not waiting is owed nothing.
-  for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
-    if (entitled_[t] != 0 && sim.threads()[t].phase != sim::ThreadPhase::kWaiting) entitled_[t] = 0;
+  if (options_.verify_caches) {
+    std::uint32_t count = 0;
+    for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) count += entitled_[t] != 0;
+    LK_ASSERT(count == owed_[p]);
   }
-  if (lock_seen_.size() < sim.processes().size()) lock_seen_.resize(sim.processes().size());
+  // How many of this process's threads are entitled: while none is, a
+  // thread-by-thread look finds nothing to clear and no release to object to.
+  std::uint32_t& owed = owed_[p];
+  auto entitle = [&](std::uint32_t t) {
+    owed += entitled_[t] == 0;
+    entitled_[t] = 1;
+  };
+  auto clear = [&](std::uint32_t t) {
+    owed -= entitled_[t] != 0;
+    entitled_[t] = 0;
+  };
+  // A thread that is not waiting is owed nothing.
+  if (owed != 0) {
+    for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
+      if (entitled_[t] != 0 && sim.threads()[t].phase != sim::ThreadPhase::kWaiting) clear(t);
+    }
+  }
   LockSeen& seen_here = lock_seen_[p];
   // Only whether a session is held matters here, and that changes only with
   // the agent's count of such changes (or a restart): while the count stays
@@ -550,7 +632,7 @@ void Checker::CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent
     if (seen != core::LockState::kHeld && state == core::LockState::kHeld) {
       for (std::uint32_t t = p * tpp; t < (p + 1) * tpp; ++t) {
         const sim::SimThread& thread = sim.threads()[t];
-        if (thread.phase == sim::ThreadPhase::kWaiting && thread.session == id) entitled_[t] = 1;
+        if (thread.phase == sim::ThreadPhase::kWaiting && thread.session == id) entitle(t);
       }
     }
     seen = state;
@@ -582,9 +664,11 @@ void Checker::CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent
     }
     for (; old != seen_here.states.end(); ++old) old->second = core::LockState::kUnlocked;
   }
+  if (owed == 0) return;
   // The simulator applies this event's wakes after its observers: a thread
   // answered here (granted, failed) is owed nothing more.
-  for (const core::ThreadEvent& w : e.effects->wake) entitled_[p * tpp + w.thread] = 0;
+  for (const core::ThreadEvent& w : e.effects->wake) clear(p * tpp + w.thread);
+  if (owed == 0) return;
   for (const core::Envelope& out : e.effects->send) {
     const auto* release = std::get_if<core::Release>(&out.message);
     if (release == nullptr) continue;
@@ -765,6 +849,10 @@ History Checker::CounterHistory(const sim::Simulator& sim) {
   // A session dropped by an invalidation (B6) starts a new life from an
   // empty counter: each life is its own register, keyed by life << 40 | id.
   History h;
+  std::size_t records = 0;
+  for (const sim::StoreNode& n : sim.stores()) records += n.log.size();
+  h.ops.reserve(records);
+  h.accesses.reserve(2 * records);
   for (const sim::StoreNode& n : sim.stores()) {
     std::map<core::SessionId, std::uint64_t> life;
     for (const core::Record& r : n.log) {
@@ -802,8 +890,8 @@ void Checker::Finish(const sim::Simulator& sim) {
     if (t.phase == sim::ThreadPhase::kCommitting && t.writes_counter) ++in_flight[t.session];
   }
   std::vector<std::uint64_t> value(c.workload.sessions, 0);
-  for (const sim::StoreNode& n : sim.stores()) {
-    core::Store recovered = core::Store::Recover(n.store.config(), n.log, sim.now(), nullptr);
+  // The summary recovered the stores already (the same computation, kept).
+  for (const core::Store& recovered : sim.RecoveredStores()) {
     for (const auto& [id, s] : recovered.state().sessions) {
       auto a0 = s.attributes.find("a0");
       if (a0 != s.attributes.end() && id < value.size()) value[id] = ParseCounter(a0->second);

@@ -20,6 +20,7 @@
 // first; its report lists at most `recent_events` events.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -73,6 +74,10 @@ struct CheckerOptions {
   // Each invariant can be switched off, so that a test can show that one
   // particular check fails on a planted bug even if another would fire first.
   bool enabled[kInvariantCount] = {true, true, true, true, true, true, true, true, true, true};
+  // The checker keeps some facts instead of looking them up after every
+  // event (a store's leases, the threads owed a turn). With this on it looks
+  // them up anyway and asserts they equal what it kept (the tests set it).
+  bool verify_caches = false;
 };
 
 class Checker : public sim::Observer {
@@ -117,8 +122,18 @@ class Checker : public sim::Observer {
   std::vector<std::string> RecentEvents(const sim::Simulator& sim, bool* diverged) const;
   bool DriftBeyondHappened(const sim::Simulator& sim) const;
 
+  // A store node started or recovered (its queues and process entries are new).
+  [[gnu::noinline]] void StoreRestarted(const sim::Simulator& sim, std::uint32_t node);
+  // Sizes the per-thread and per-process tables to the simulator's world.
+  [[gnu::noinline]] void Size(const sim::Simulator& sim);
   void CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& event);
   void CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& event);
+  // The checks of one kGranted wake; false: stop looking at this event (a
+  // check failed, whether or not its invariant is on).
+  [[gnu::noinline]] bool CheckGrant(const sim::Simulator& sim, const sim::TraceEvent& e,
+                                    std::uint32_t p, const core::ThreadEvent& w);
+  bool FailStop(const sim::Simulator& sim, Invariant invariant, std::string message,
+                const std::vector<core::SessionId>& sessions);
   void CheckLiveness(const sim::Simulator& sim, bool at_end);
   void CheckProgressRule(const sim::Simulator& sim, const sim::TraceEvent& event,
                          std::uint32_t process);
@@ -145,15 +160,67 @@ class Checker : public sim::Observer {
     // bit is set at every such wake; it is cleared when a look finds no
     // holder there. A set bit is only a hint to look.
     std::vector<std::uint64_t> holding;
+    std::uint64_t touched_in = 0;  // the last store event that touched it (Touch)
   };
-  SessionView& View(core::SessionId session) { return sessions_[session]; }
-  std::unordered_map<core::SessionId, SessionView> sessions_;
+  // The views by session id: a vector for the small ids simulated worlds use
+  // (a look-up on every record, message and grant), a hash map for the rest.
+  // A view never looked at is a default one, which means "nothing seen".
+  class SessionViews {
+   public:
+    [[gnu::always_inline]] SessionView& Get(core::SessionId id) {
+      if (id < dense_size_) [[likely]]
+        return dense_[id];
+      return GetSlow(id);
+    }
+    [[gnu::noinline]] SessionView& GetSlow(core::SessionId id) {
+      if (id < kDense) {
+        dense_.resize(id + 1);
+        dense_size_ = dense_.size();
+        return dense_[id];
+      }
+      return sparse_[id];
+    }
+    const SessionView* Find(core::SessionId id) const {
+      if (id < kDense) return id < dense_.size() ? &dense_[id] : nullptr;
+      auto it = sparse_.find(id);
+      return it == sparse_.end() ? nullptr : &it->second;
+    }
+    template <class Fn>
+    void ForEach(Fn&& fn) {
+      for (std::size_t id = 0; id < dense_.size(); ++id) fn(core::SessionId{id}, dense_[id]);
+      for (auto& [id, view] : sparse_) fn(id, view);
+    }
+
+   private:
+    static constexpr core::SessionId kDense = 4096;
+    std::vector<SessionView> dense_;
+    std::size_t dense_size_ = 0;  // dense_.size()
+    std::unordered_map<core::SessionId, SessionView> sparse_;
+  };
+  SessionView& View(core::SessionId session) { return sessions_.Get(session); }
+  SessionViews sessions_;
   // Per store node: each process's lease end as last seen. A process whose
   // lease ran out by the store's clock left every queue (B1), even if it is
   // buffered again at the back within the same event.
-  std::vector<std::vector<std::pair<std::uint64_t, core::Time>>> lease_seen_;
-  std::vector<core::SessionId> touched_;  // CheckStoreEvent's scratch
-  std::vector<QueueEntry> next_queue_;    // CheckStoreEvent's scratch
+  struct LeaseSnapshot {
+    std::vector<std::pair<std::uint64_t, core::Time>> leases;  // (process id, lease end)
+    core::Time earliest = core::kNever;                        // the least of them
+    // Taken when the store (this epoch) had counted `changes` process changes.
+    bool valid = false;
+    std::uint64_t epoch = 0, changes = 0;
+  };
+  std::vector<LeaseSnapshot> lease_seen_;
+  std::vector<std::pair<std::uint64_t, core::Time>> lease_scratch_;
+  // CheckStoreEvent's scratch: the sessions the event touched, each once
+  // (a view is marked with the store event that touched it last).
+  std::vector<core::SessionId> touched_;
+  std::uint64_t store_events_ = 0;
+  void Touch(core::SessionId session, SessionView& view) {
+    if (view.touched_in == store_events_) return;
+    view.touched_in = store_events_;
+    touched_.push_back(session);
+  }
+  std::vector<QueueEntry> next_queue_;  // CheckStoreEvent's scratch
   // Per session: the counts when it was last dropped (invalidated or idle).
   // The Progress rule (R7): per process and session, the lock state last
   // seen, and the threads waiting when the process was granted the session.
@@ -163,8 +230,11 @@ class Checker : public sim::Observer {
     bool valid = false;
     std::map<core::SessionId, core::LockState> states;
   };
-  std::vector<LockSeen> lock_seen_;     // by process index
-  std::vector<std::uint8_t> entitled_;  // by thread index
+  std::vector<LockSeen> lock_seen_;            // by process index
+  std::vector<std::uint8_t> entitled_;         // by thread index
+  const sim::Simulator* sized_for_ = nullptr;  // Size was called for it
+  const sim::SimThread* sized_threads_ = nullptr;
+  std::vector<std::uint32_t> owed_;  // by process index: its threads entitled
   struct DropMark {
     std::uint64_t acknowledged = 0, unknown = 0;
     std::uint64_t committing = 0;  // counter commits in flight: applied before or after

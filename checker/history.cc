@@ -41,10 +41,24 @@ std::vector<std::uint32_t> SortedOrder(const History& h) {
   std::unordered_map<core::SessionId, std::uint32_t> group_of;
   std::vector<core::SessionId> sessions;
   std::vector<std::uint32_t> group(h.ops.size());
+  // Groups numbered in order of first appearance; small session ids (most)
+  // are looked up in a table (group + 1, 0: none yet).
+  constexpr core::SessionId kSmall = 4096;
+  std::vector<std::uint32_t> small_group;
   for (std::uint32_t i = 0; i < h.ops.size(); ++i) {
-    auto [it, added] =
-        group_of.try_emplace(h.ops[i].session, static_cast<std::uint32_t>(sessions.size()));
-    if (added) sessions.push_back(h.ops[i].session);
+    const core::SessionId id = h.ops[i].session;
+    if (id < kSmall) {
+      if (id >= small_group.size()) small_group.resize(id + 1, 0);
+      std::uint32_t& g = small_group[id];
+      if (g == 0) {
+        sessions.push_back(id);
+        g = static_cast<std::uint32_t>(sessions.size());
+      }
+      group[i] = g - 1;
+      continue;
+    }
+    auto [it, added] = group_of.try_emplace(id, static_cast<std::uint32_t>(sessions.size()));
+    if (added) sessions.push_back(id);
     group[i] = it->second;
   }
   // Groups in session order, each starting where the previous ends.

@@ -147,6 +147,10 @@ class Store {
   const StoreState& state() const { return state_; }
   const StoreConfig& config() const { return config_; }
   const StoreStats& stats() const { return stats_; }
+  // Counts the changes to process entries (a lease, a held or queued set): an
+  // observer that follows the leases need not look while it stays put. Not
+  // part of the state (a recovered store counts afresh).
+  std::uint64_t process_changes() const { return process_changes_; }
   Address address() const { return StoreAddress(config_.node_id, state_.epoch); }
 
   // Asserts the invariants listed above; the tests call it after every step.
@@ -198,7 +202,11 @@ class Store {
   // them, change none): NextDeadline walks the processes only when stale.
   mutable Time active_lease_ = kNever;
   mutable bool active_lease_known_ = false;
-  void ProcessesChanged() { active_lease_known_ = false; }
+  std::uint64_t process_changes_ = 0;
+  void ProcessesChanged() {
+    active_lease_known_ = false;
+    ++process_changes_;
+  }
   Time ActiveLease() const;  // walks the processes
 };
 

@@ -1298,6 +1298,24 @@ void Simulator::EnterQuiet() {
 
 // ---- summary -----------------------------------------------------------------
 
+const std::vector<core::Store>& Simulator::RecoveredStores() const {
+  std::uint64_t records = 0;
+  for (const StoreNode& n : stores_) records += n.log.size();
+  if (recovered_valid_ && recovered_events_ == events_ && recovered_now_ == now_ &&
+      recovered_records_ == records) {
+    return recovered_;
+  }
+  recovered_.clear();
+  for (const StoreNode& n : stores_) {
+    recovered_.push_back(core::Store::Recover(n.store.config(), n.log, now_, nullptr));
+  }
+  recovered_valid_ = true;
+  recovered_events_ = events_;
+  recovered_now_ = now_;
+  recovered_records_ = records;
+  return recovered_;
+}
+
 SimSummary Simulator::Summary() const {
   SimSummary s;
   s.seed = seed_;
@@ -1348,9 +1366,7 @@ SimSummary Simulator::Summary() const {
   s.events = events_;
   s.simulated_us = now_;
   // The durable truth: each store's state rebuilt from what it persisted.
-  for (std::uint32_t i = 0; i < stores_.size(); ++i) {
-    core::Store recovered =
-        core::Store::Recover(stores_[i].store.config(), stores_[i].log, now_, nullptr);
+  for (const core::Store& recovered : RecoveredStores()) {
     for (const auto& [id, session] : recovered.state().sessions) {
       auto a0 = session.attributes.find("a0");
       if (a0 != session.attributes.end()) s.counter_total += ParseCounter(a0->second);

@@ -195,6 +195,10 @@ class Simulator {
     }
   }
   std::uint64_t trace_hash() const { return hash_; }
+  // Each store rebuilt from what it persisted, as of now (the durable truth:
+  // the summary's counters and the checker's no-lost-update check). Computed
+  // once per end state and kept, so that the two do not recover twice.
+  const std::vector<core::Store>& RecoveredStores() const;
   // Events so far (the one being observed included).
   std::uint64_t events() const { return events_; }
   // Per session: counter increments acknowledged to their threads, and those
@@ -401,6 +405,11 @@ class Simulator {
   std::ostream* trace_ = nullptr;
   std::vector<std::uint32_t> lost_sends_;  // of the event being traced
   std::vector<Observer*> observers_;
+  // RecoveredStores' result, and the (events, time, records logged) it is for.
+  mutable std::vector<core::Store> recovered_;
+  mutable std::uint64_t recovered_events_ = 0, recovered_records_ = 0;
+  mutable Time recovered_now_ = 0;
+  mutable bool recovered_valid_ = false;
   std::uint64_t hash_ = 0;
   bool observer_failed_ = false;
 

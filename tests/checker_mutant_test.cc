@@ -53,6 +53,7 @@ Found Hunt(Mutant mutant, Invariant invariant, const sim::SimConfig& config,
   CheckerOptions options;
   for (bool& on : options.enabled) on = false;
   options.enabled[static_cast<int>(invariant)] = true;
+  options.verify_caches = true;  // the facts the checker keeps are asserted current
   Found found;
   for (std::uint64_t seed = 1; seed <= count && !found.caught; ++seed) {
     sim::Simulator simulator(config, seed);

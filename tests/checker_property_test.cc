@@ -176,7 +176,9 @@ void NoViolationOnAnyConfiguration() {
   const std::string invalid = sim::ValidateConfig(run.config);
   RC_ASSERT(invalid == "");  // by construction: a generator bug otherwise
   sim::Simulator simulator(run.config, run.seed);
-  Checker checker;
+  CheckerOptions options;
+  options.verify_caches = true;  // the facts the checker keeps are asserted current
+  Checker checker(options);
   simulator.AddObserver(&checker);
   simulator.Run();
   checker.Finish(simulator);

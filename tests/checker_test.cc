@@ -19,6 +19,7 @@ namespace {
 void ExpectClean(const sim::SimConfig& config, std::uint64_t seed, bool liveness = true) {
   sim::Simulator simulator(config, seed);
   CheckerOptions options;
+  options.verify_caches = true;  // the facts the checker keeps are asserted current
   if (!liveness) {
     options.enabled[static_cast<int>(Invariant::kLiveness)] = false;
     options.enabled[static_cast<int>(Invariant::kNoDeadlock)] = false;
