@@ -53,8 +53,10 @@ Address ProcessAgent::StoreOf(SessionId session) const {
   return StoreAddress(store, state_.stores[store].epoch);
 }
 
-void ProcessAgent::Send(SessionId session, Message m, Effects& fx) {
-  fx.send.push_back(Envelope{address(), StoreOf(session), std::move(m)});
+// The envelope is built in place, the message moved into it once.
+template <class M>
+void ProcessAgent::Send(SessionId session, M&& m, Effects& fx) {
+  fx.send.emplace_back(address(), StoreOf(session), std::forward<M>(m));
 }
 
 bool ProcessAgent::Trusts(Time now, SessionId session) const {

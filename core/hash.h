@@ -135,6 +135,11 @@ template <WordHasher H>
 void HashValue(H& h, const AttributeWrite& v) {
   HashFields(h, v.name, v.value, v.erase);
 }
+// The same words as the list itself (a WriteSet was a std::vector).
+template <WordHasher H>
+void HashValue(H& h, const WriteSet& v) {
+  HashValue(h, v.list());
+}
 template <WordHasher H>
 void HashValue(H& h, const Portion& v) {
   HashFields(h, v.whole, v.attributes, v.mode);

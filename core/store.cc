@@ -17,8 +17,7 @@ struct Overloaded : Fs... {
 template <class... Fs>
 Overloaded(Fs...) -> Overloaded<Fs...>;
 
-void ApplyWrites(AttributeMap& attributes, bool clear_first,
-                 const std::vector<AttributeWrite>& writes) {
+void ApplyWrites(AttributeMap& attributes, bool clear_first, const WriteSet& writes) {
   if (clear_first) attributes.clear();
   for (const AttributeWrite& w : writes) {
     if (w.erase) {
