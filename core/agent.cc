@@ -143,9 +143,11 @@ void ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session, con
     fx.next_deadline = NextDeadline();
   };
   if (!portion.whole && portion.attributes.empty()) return fail(Reason::kBadPortion);
-  if (!std::is_sorted(portion.attributes.begin(), portion.attributes.end()) ||
-      std::adjacent_find(portion.attributes.begin(), portion.attributes.end()) !=
-          portion.attributes.end()) {
+  // Sorted and unique: strictly increasing, one comparison per neighbour.
+  if (std::adjacent_find(portion.attributes.begin(), portion.attributes.end(),
+                         [](const std::string& a, const std::string& b) {
+                           return a.compare(b) >= 0;
+                         }) != portion.attributes.end()) {
     return fail(Reason::kBadPortion);
   }
   bool known = std::any_of(s.holders.begin(), s.holders.end(),

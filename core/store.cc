@@ -633,8 +633,10 @@ void Store::Reject(ProcessRef to, SessionId session, Token token, std::uint64_t 
   Send(to, Rejected{session, token, seq, static_cast<std::uint8_t>(what), reason}, fx);
 }
 
-void Store::Send(ProcessRef to, Message m, Effects& fx) {
-  fx.send.push_back(Envelope{address(), ProcessAddress(to), std::move(m)});
+// The envelope is built in place, the message moved into it once.
+template <class M>
+void Store::Send(ProcessRef to, M&& m, Effects& fx) {
+  fx.send.emplace_back(address(), ProcessAddress(to), std::forward<M>(m));
 }
 
 void Store::Settle(Time now, SessionId id) {
