@@ -33,9 +33,11 @@ enum class Action : std::uint8_t {
   kHeal,
   kQuiet
 };
-constexpr const char* kActionNames[] = {"",      "start",   "ask",       "finish",
-                                        "crash", "recover", "drop_down", "drop_partition",
-                                        "fault", "heal",    "quiet"};
+// Strings, not C strings: an event's note is copied from one (its length
+// known) instead of measured and assigned from a char pointer each time.
+const std::string kActionNames[] = {"",      "start",   "ask",       "finish",
+                                    "crash", "recover", "drop_down", "drop_partition",
+                                    "fault", "heal",    "quiet"};
 
 }  // namespace
 
