@@ -437,7 +437,7 @@ void Store::OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx) {
 #endif
     fx.persist.push_back(CommitRecord{m.session, m.token, m.seq, m.clear_first, m.writes});  // B3
   Send(from, CommitAck{m.session, m.token, m.seq}, fx);
-  Settle(now, m.session);
+  Settle(now, it);  // found above; nothing since added or erased a session
 }
 
 void Store::OnReclaim(Time now, ProcessRef from, const Reclaim& m, Effects& fx) {
@@ -640,9 +640,14 @@ void Store::Send(ProcessRef to, M&& m, Effects& fx) {
 }
 
 void Store::Settle(Time now, SessionId id) {
-  (void)now;
   auto it = state_.sessions.find(id);
   if (it == state_.sessions.end()) return;
+  Settle(now, it);
+}
+
+void Store::Settle(Time now, std::map<SessionId, SessionState>::iterator it) {
+  (void)now;
+  const SessionId id = it->first;
   SessionState& s = it->second;
   bool idle = !s.tenure && s.queue.empty();
   if (idle && s.attributes.empty() && s.last_request.empty()) {

@@ -185,6 +185,8 @@ class Store {
   void Send(ProcessRef to, M&& m, Effects& fx);
   // Recomputes the session's timer and erases it if it is empty and idle.
   void Settle(Time now, SessionId id);
+  // The same, for a session the caller has found already.
+  void Settle(Time now, std::map<SessionId, SessionState>::iterator it);
   Time NextDeadline() const;
 
   StoreConfig config_;

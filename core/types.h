@@ -155,6 +155,9 @@ constexpr std::uint64_t Splitmix64(std::uint64_t x) {
 // node (about 1 / (n + 1) of them), none between old nodes. Deterministic on
 // every platform (integer steps and one correctly rounded division).
 inline std::uint32_t StoreForSession(SessionId session, std::uint32_t store_count) {
+  // One node: the loop below would give 0 too, after a splitmix64 and a
+  // division; the agent asks on nearly every input.
+  if (store_count == 1) return 0;
   std::uint64_t key = Splitmix64(session);
   std::int64_t bucket = -1;
   std::int64_t next = 0;
