@@ -53,8 +53,10 @@ Address ProcessAgent::StoreOf(SessionId session) const {
   return StoreAddress(store, state_.stores[store].epoch);
 }
 
-void ProcessAgent::Send(SessionId session, Message m, Effects& fx) {
-  fx.send.push_back(Envelope{address(), StoreOf(session), std::move(m)});
+// The envelope is built in place, the message moved into it once.
+template <class M>
+void ProcessAgent::Send(SessionId session, M&& m, Effects& fx) {
+  fx.send.emplace_back(address(), StoreOf(session), std::forward<M>(m));
 }
 
 bool ProcessAgent::Trusts(Time now, SessionId session) const {
@@ -141,9 +143,11 @@ void ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session, con
     fx.next_deadline = NextDeadline();
   };
   if (!portion.whole && portion.attributes.empty()) return fail(Reason::kBadPortion);
-  if (!std::is_sorted(portion.attributes.begin(), portion.attributes.end()) ||
-      std::adjacent_find(portion.attributes.begin(), portion.attributes.end()) !=
-          portion.attributes.end()) {
+  // Sorted and unique: strictly increasing, one comparison per neighbour.
+  if (std::adjacent_find(portion.attributes.begin(), portion.attributes.end(),
+                         [](const std::string& a, const std::string& b) {
+                           return a.compare(b) >= 0;
+                         }) != portion.attributes.end()) {
     return fail(Reason::kBadPortion);
   }
   bool known = std::any_of(s.holders.begin(), s.holders.end(),
@@ -214,7 +218,17 @@ void ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId session, 
                                   Effects& fx) {
   fx.Clear();
   RunDue(now, fx);
-  ThreadHold* hold = FindHold(session, thread);
+  // FindHold's look-up, kept: the session is needed below.
+  auto session_it = state_.sessions.find(session);
+  ThreadHold* hold = nullptr;
+  if (session_it != state_.sessions.end()) {
+    for (ThreadHold& h : session_it->second.holders) {
+      if (h.thread == thread) {
+        hold = &h;
+        break;
+      }
+    }
+  }
   if (hold == nullptr || hold->committing) {
     // The lease may have run out under the thread just now: RunDue told it
     // (lock_lost), and one answer per finish is all a thread gets.
@@ -225,7 +239,7 @@ void ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId session, 
     fx.next_deadline = NextDeadline();
     return;
   }
-  AgentSession& s = state_.sessions.at(session);
+  AgentSession& s = session_it->second;
   if (!commit || (hold->writes.empty() && !hold->clear_first)) {
     fx.wake.push_back({thread, session,
                        commit ? ThreadEventKind::kCommitted : ThreadEventKind::kRolledBack,
@@ -290,7 +304,7 @@ Reason ProcessAgent::Write(ThreadId thread, SessionId session, const std::string
   ThreadHold* hold = FindHold(session, thread);
   if (hold == nullptr || hold->committing) return Reason::kNotLocked;
   if (!hold->portion.Writable(attribute)) return Reason::kNotInPortion;
-  hold->writes.push_back(AttributeWrite{attribute, std::move(value), false});
+  hold->writes.emplace_back(attribute, std::move(value), false);
   return Reason::kNone;
 }
 
@@ -871,7 +885,11 @@ void ProcessAgent::Serve(Time now, SessionId id, AgentSession& s, Effects& fx) {
     // The waiter is erased below: its portion moves, not copies.
     s.holders.push_back(ThreadHold{w.thread, std::move(w.portion), false, {}, false});
     fx.wake.push_back({w.thread, id, ThreadEventKind::kGranted, Reason::kNone});  // R9
-    s.waiters.erase(s.waiters.begin() + static_cast<std::ptrdiff_t>(i));
+    if (i == 0) {
+      s.waiters.pop_front();  // the usual case, without deque::erase's moves
+    } else {
+      s.waiters.erase(s.waiters.begin() + static_cast<std::ptrdiff_t>(i));
+    }
   }
   // B5: a try-lock that could not be granted now would wait for a thread (or
   // for the next tenure): refuse it instead.

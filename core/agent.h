@@ -83,7 +83,7 @@ struct PendingCommit {
   ThreadId thread = 0;
   std::uint64_t seq = 0;
   bool clear_first = false;
-  std::vector<AttributeWrite> writes;
+  WriteSet writes;      // shared with the Commit messages that carry them
   bool resent = false;  // sent more than once: its outcome may be unknown
   bool operator==(const PendingCommit&) const = default;
 };
@@ -250,7 +250,8 @@ class ProcessAgent {
     return StoreForSession(session, config_.store_count);
   }
   Address StoreOf(SessionId session) const;
-  void Send(SessionId session, Message m, Effects& fx);
+  template <class M>
+  void Send(SessionId session, M&& m, Effects& fx);
   void RunDue(Time now, Effects& fx);
   void OnTimer(Time now, SessionId id, AgentSession& s, Effects& fx);
   bool AdmitEpoch(Time now, std::uint32_t store, std::uint64_t epoch, Effects& fx);

@@ -41,7 +41,7 @@ struct CommitRecord {
   Token token = kNoToken;
   std::uint64_t seq = 0;
   bool clear_first = false;
-  std::vector<AttributeWrite> writes;
+  WriteSet writes;  // the Commit's, shared
   bool operator==(const CommitRecord&) const = default;
 };
 // The session's data is gone (idle expiry or invalidation); its version is

@@ -135,6 +135,11 @@ template <WordHasher H>
 void HashValue(H& h, const AttributeWrite& v) {
   HashFields(h, v.name, v.value, v.erase);
 }
+// The same words as the list itself (a WriteSet was a std::vector).
+template <WordHasher H>
+void HashValue(H& h, const WriteSet& v) {
+  HashValue(h, v.list());
+}
 template <WordHasher H>
 void HashValue(H& h, const Portion& v) {
   HashFields(h, v.whole, v.attributes, v.mode);
@@ -341,10 +346,47 @@ void HashValue(H& h, const std::map<K, V>& m) {
   h.Mix(m.size());
   for (const auto& [k, v] : m) HashFields(h, k, v);
 }
+// The alternative by a switch, not std::visit: std::visit calls through a
+// table of function pointers, which no inliner can see through, so every
+// message, record and effect cost a call and its hash functions' calls. The
+// same words either way.
 template <WordHasher H, class... Ts>
 void HashValue(H& h, const std::variant<Ts...>& v) {
+  static_assert(sizeof...(Ts) <= 24, "add cases below");
   h.Mix(v.index());
-  std::visit([&](const auto& x) { HashValue(h, x); }, v);
+  switch (v.index()) {
+#define LK_HASH_ALTERNATIVE(I)                                          \
+  case I:                                                               \
+    if constexpr (I < sizeof...(Ts)) HashValue(h, *std::get_if<I>(&v)); \
+    return;
+    LK_HASH_ALTERNATIVE(0)
+    LK_HASH_ALTERNATIVE(1)
+    LK_HASH_ALTERNATIVE(2)
+    LK_HASH_ALTERNATIVE(3)
+    LK_HASH_ALTERNATIVE(4)
+    LK_HASH_ALTERNATIVE(5)
+    LK_HASH_ALTERNATIVE(6)
+    LK_HASH_ALTERNATIVE(7)
+    LK_HASH_ALTERNATIVE(8)
+    LK_HASH_ALTERNATIVE(9)
+    LK_HASH_ALTERNATIVE(10)
+    LK_HASH_ALTERNATIVE(11)
+    LK_HASH_ALTERNATIVE(12)
+    LK_HASH_ALTERNATIVE(13)
+    LK_HASH_ALTERNATIVE(14)
+    LK_HASH_ALTERNATIVE(15)
+    LK_HASH_ALTERNATIVE(16)
+    LK_HASH_ALTERNATIVE(17)
+    LK_HASH_ALTERNATIVE(18)
+    LK_HASH_ALTERNATIVE(19)
+    LK_HASH_ALTERNATIVE(20)
+    LK_HASH_ALTERNATIVE(21)
+    LK_HASH_ALTERNATIVE(22)
+    LK_HASH_ALTERNATIVE(23)
+#undef LK_HASH_ALTERNATIVE
+    default:
+      return;  // valueless (an exception interrupted an assignment)
+  }
 }
 
 template <class T>

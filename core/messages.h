@@ -42,7 +42,7 @@ struct Commit {
   Token token = kNoToken;
   std::uint64_t seq = 0;
   bool clear_first = false;  // B6: logout, drop every attribute first
-  std::vector<AttributeWrite> writes;
+  WriteSet writes;
   bool operator==(const Commit&) const = default;
 };
 

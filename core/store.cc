@@ -17,8 +17,7 @@ struct Overloaded : Fs... {
 template <class... Fs>
 Overloaded(Fs...) -> Overloaded<Fs...>;
 
-void ApplyWrites(AttributeMap& attributes, bool clear_first,
-                 const std::vector<AttributeWrite>& writes) {
+void ApplyWrites(AttributeMap& attributes, bool clear_first, const WriteSet& writes) {
   if (clear_first) attributes.clear();
   for (const AttributeWrite& w : writes) {
     if (w.erase) {
@@ -438,7 +437,7 @@ void Store::OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx) {
 #endif
     fx.persist.push_back(CommitRecord{m.session, m.token, m.seq, m.clear_first, m.writes});  // B3
   Send(from, CommitAck{m.session, m.token, m.seq}, fx);
-  Settle(now, m.session);
+  Settle(now, it);  // found above; nothing since added or erased a session
 }
 
 void Store::OnReclaim(Time now, ProcessRef from, const Reclaim& m, Effects& fx) {
@@ -634,14 +633,21 @@ void Store::Reject(ProcessRef to, SessionId session, Token token, std::uint64_t 
   Send(to, Rejected{session, token, seq, static_cast<std::uint8_t>(what), reason}, fx);
 }
 
-void Store::Send(ProcessRef to, Message m, Effects& fx) {
-  fx.send.push_back(Envelope{address(), ProcessAddress(to), std::move(m)});
+// The envelope is built in place, the message moved into it once.
+template <class M>
+void Store::Send(ProcessRef to, M&& m, Effects& fx) {
+  fx.send.emplace_back(address(), ProcessAddress(to), std::forward<M>(m));
 }
 
 void Store::Settle(Time now, SessionId id) {
-  (void)now;
   auto it = state_.sessions.find(id);
   if (it == state_.sessions.end()) return;
+  Settle(now, it);
+}
+
+void Store::Settle(Time now, std::map<SessionId, SessionState>::iterator it) {
+  (void)now;
+  const SessionId id = it->first;
   SessionState& s = it->second;
   bool idle = !s.tenure && s.queue.empty();
   if (idle && s.attributes.empty() && s.last_request.empty()) {

@@ -185,9 +185,12 @@ class Store {
   void ForgetProcess(Time now, std::uint64_t process_id, Reason reason, Effects& fx);
   void Reject(ProcessRef to, SessionId session, Token token, std::uint64_t seq, MessageKind what,
               Reason reason, Effects& fx);
-  void Send(ProcessRef to, Message m, Effects& fx);
+  template <class M>
+  void Send(ProcessRef to, M&& m, Effects& fx);
   // Recomputes the session's timer and erases it if it is empty and idle.
   void Settle(Time now, SessionId id);
+  // The same, for a session the caller has found already.
+  void Settle(Time now, std::map<SessionId, SessionState>::iterator it);
   Time NextDeadline() const;
 
   StoreConfig config_;

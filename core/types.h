@@ -5,9 +5,12 @@
 // by the model checker. Thread-safety: plain values, no shared state.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,6 +59,38 @@ struct AttributeWrite {
   std::string value;
   bool erase = false;  // remove the attribute instead of setting it
   bool operator==(const AttributeWrite&) const = default;
+};
+
+// A commit's writes, immutable and shared: the agent's pending commit, the
+// Commit message (and its resends) and the store's CommitRecord hold the same
+// list, allocated once when the thread finishes. A regular value all the
+// same: == and hashing (core/hash.h) look at the writes, never at the
+// pointer, so two equal lists built apart are equal. Immutable content with an
+// atomic count: safe to share between threads.
+class WriteSet {
+ public:
+  using List = std::vector<AttributeWrite>;
+  WriteSet() = default;
+  WriteSet(List writes)  // NOLINT: implicit, a list is a write set
+      : list_(writes.empty() ? nullptr : std::make_shared<const List>(std::move(writes))) {}
+  WriteSet(std::initializer_list<AttributeWrite> writes) : WriteSet(List(writes)) {}
+
+  const List& list() const { return list_ ? *list_ : Empty(); }
+  std::size_t size() const { return list_ ? list_->size() : 0; }
+  bool empty() const { return size() == 0; }
+  List::const_iterator begin() const { return list().begin(); }
+  List::const_iterator end() const { return list().end(); }
+  const AttributeWrite& operator[](std::size_t i) const { return list()[i]; }
+  bool operator==(const WriteSet& other) const {
+    return list_ == other.list_ || list() == other.list();
+  }
+
+ private:
+  static const List& Empty() {
+    static const List kEmpty;
+    return kEmpty;
+  }
+  std::shared_ptr<const List> list_;  // null when empty
 };
 
 enum class Mode : std::uint8_t { kShared, kExclusive };
@@ -120,6 +155,9 @@ constexpr std::uint64_t Splitmix64(std::uint64_t x) {
 // node (about 1 / (n + 1) of them), none between old nodes. Deterministic on
 // every platform (integer steps and one correctly rounded division).
 inline std::uint32_t StoreForSession(SessionId session, std::uint32_t store_count) {
+  // One node: the loop below would give 0 too, after a splitmix64 and a
+  // division; the agent asks on nearly every input.
+  if (store_count == 1) return 0;
   std::uint64_t key = Splitmix64(session);
   std::int64_t bucket = -1;
   std::int64_t next = 0;

@@ -57,6 +57,7 @@ class Writer {
       (*this)(w.erase, "erase");
     }
   }
+  void operator()(const core::WriteSet& v, const char* what) { (*this)(v.list(), what); }
   void operator()(const AttributeMap& v, const char* what) {
     (*this)(static_cast<std::uint32_t>(v.size()), what);
     for (const auto& [name, value] : v) {
@@ -140,6 +141,11 @@ class Reader {
       (*this)(w.erase, "erase flag");
       if (!ok()) return;
     }
+  }
+  void operator()(core::WriteSet& v, const char* what) {
+    std::vector<AttributeWrite> list;
+    (*this)(list, what);
+    v = std::move(list);
   }
   void operator()(AttributeMap& v, const char* what) {
     std::uint32_t n = 0;

@@ -271,9 +271,11 @@ std::vector<core::Record> LogState::Snapshot() const {
       }
     }
     if (s.version != core::DataVersion{} || !s.attributes.empty()) {
-      core::CommitRecord data{id, s.version.token, s.version.seq, true, {}};
-      for (const auto& [name, value] : s.attributes) data.writes.push_back({name, value, false});
-      out.push_back(std::move(data));
+      std::vector<core::AttributeWrite> writes;
+      writes.reserve(s.attributes.size());
+      for (const auto& [name, value] : s.attributes) writes.push_back({name, value, false});
+      out.push_back(
+          core::CommitRecord{id, s.version.token, s.version.seq, true, std::move(writes)});
     } else if (seq_commit || (s.tenure && s.tenure->dropped)) {
       // After the grant: Recover then knows the tenure was revoked (B6).
       out.push_back(core::SessionDroppedRecord{id});

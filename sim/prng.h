@@ -21,7 +21,7 @@ class Prng {
   static Prng Stream(std::uint64_t seed, std::string_view purpose, std::uint64_t index = 0);
 
   // xoshiro256**. Inline, with Below: the simulator draws a few per event.
-  std::uint64_t Next() {
+  [[gnu::always_inline]] std::uint64_t Next() {
     const std::uint64_t result = Rotl(s_[1] * 5, 7) * 9;
     const std::uint64_t t = s_[1] << 17;
     s_[2] ^= s_[0];
@@ -33,7 +33,7 @@ class Prng {
     return result;
   }
   // Uniform in [0, n); n > 0. Unbiased (Lemire's multiply-and-reject).
-  std::uint64_t Below(std::uint64_t n) {
+  [[gnu::always_inline]] std::uint64_t Below(std::uint64_t n) {
     // The high word of x * n is uniform once the low word's bias is rejected.
     unsigned __int128 m = static_cast<unsigned __int128>(Next()) * n;
     auto low = static_cast<std::uint64_t>(m);

@@ -73,7 +73,7 @@ json MessageToJson(const core::Message& message) {
                         {"token", m.token},
                         {"seq", m.seq},
                         {"clear", m.clear_first},
-                        {"writes", WritesToJson(m.writes)}};
+                        {"writes", WritesToJson(m.writes.list())}};
           },
           [](const core::Heartbeat& m) {
             return json{{"seq", m.seq}};
@@ -167,7 +167,7 @@ json RecordToJson(const core::Record& record) {
           [](const core::CommitRecord& r) {
             return json{{"record", "Commit"},     {"session", r.session},
                         {"token", r.token},       {"seq", r.seq},
-                        {"clear", r.clear_first}, {"writes", WritesToJson(r.writes)}};
+                        {"clear", r.clear_first}, {"writes", WritesToJson(r.writes.list())}};
           },
           [](const core::SessionDroppedRecord& r) {
             return json{{"record", "SessionDropped"}, {"session", r.session}};

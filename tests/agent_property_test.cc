@@ -143,7 +143,8 @@ std::string KeyOf(const Message& m) {
   }
   if (const auto* c = std::get_if<core::Commit>(&m)) {
     return "Commit s" + std::to_string(c->session) + " t" + std::to_string(c->token) + " seq" +
-           std::to_string(c->seq) + (c->clear_first ? " clear" : "") + " " + ShowWrites(c->writes);
+           std::to_string(c->seq) + (c->clear_first ? " clear" : "") + " " +
+           ShowWrites(c->writes.list());
   }
   if (const auto* c = std::get_if<core::Cancel>(&m)) {
     return "Cancel s" + std::to_string(c->session) + " req" + std::to_string(c->request_id);

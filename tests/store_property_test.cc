@@ -118,7 +118,7 @@ std::string ShowMessage(const Message& m) {
           os << "s" << x.session << " t" << x.token;
         } else if constexpr (std::is_same_v<T, core::Commit>) {
           os << "s" << x.session << " t" << x.token << " seq" << x.seq << " "
-             << ShowWrites(x.clear_first, x.writes);
+             << ShowWrites(x.clear_first, x.writes.list());
         } else if constexpr (std::is_same_v<T, core::Heartbeat> ||
                              std::is_same_v<T, core::HeartbeatAck>) {
           os << "seq" << x.seq;
