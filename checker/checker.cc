@@ -256,8 +256,10 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
     const core::Time store_now =
         seen.leases.empty() ? 0 : sim.stores()[e.node].clock.Local(sim.now());
     if (!seen.leases.empty() && seen.earliest <= store_now) {
-      for (const auto& [pid, until] : seen.leases) {
-        if (until > store_now) continue;
+      for (const auto& lease : seen.leases) {
+        if (lease.second > store_now) continue;
+        // A plain copy: clang 14 does not let a lambda capture a structured binding.
+        const std::uint64_t pid = lease.first;
         sessions_.ForEach([&](core::SessionId session, SessionView& view) {
           if (core::StoreForSession(session, sim.config().stores) != e.node) return;
           std::erase_if(view.queue, [&](const QueueEntry& x) { return x.process.id == pid; });

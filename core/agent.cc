@@ -53,10 +53,12 @@ Address ProcessAgent::StoreOf(SessionId session) const {
   return StoreAddress(store, state_.stores[store].epoch);
 }
 
-// The envelope is built in place, the message moved into it once.
+// The message is moved into the envelope once. (Braces, not emplace_back's
+// parentheses: clang 14, which builds the fuzz targets, has no parenthesized
+// aggregate initialization.)
 template <class M>
 void ProcessAgent::Send(SessionId session, M&& m, Effects& fx) {
-  fx.send.emplace_back(address(), StoreOf(session), std::forward<M>(m));
+  fx.send.push_back(Envelope{address(), StoreOf(session), std::forward<M>(m)});
 }
 
 bool ProcessAgent::Trusts(Time now, SessionId session) const {
@@ -304,7 +306,7 @@ Reason ProcessAgent::Write(ThreadId thread, SessionId session, const std::string
   ThreadHold* hold = FindHold(session, thread);
   if (hold == nullptr || hold->committing) return Reason::kNotLocked;
   if (!hold->portion.Writable(attribute)) return Reason::kNotInPortion;
-  hold->writes.emplace_back(attribute, std::move(value), false);
+  hold->writes.push_back(AttributeWrite{attribute, std::move(value), false});
   return Reason::kNone;
 }
 

@@ -633,10 +633,10 @@ void Store::Reject(ProcessRef to, SessionId session, Token token, std::uint64_t 
   Send(to, Rejected{session, token, seq, static_cast<std::uint8_t>(what), reason}, fx);
 }
 
-// The envelope is built in place, the message moved into it once.
+// The message is moved into the envelope once (braces: see ProcessAgent::Send).
 template <class M>
 void Store::Send(ProcessRef to, M&& m, Effects& fx) {
-  fx.send.emplace_back(address(), ProcessAddress(to), std::forward<M>(m));
+  fx.send.push_back(Envelope{address(), ProcessAddress(to), std::forward<M>(m)});
 }
 
 void Store::Settle(Time now, SessionId id) {
