@@ -95,9 +95,11 @@ int main(int argc, char** argv) {
                  "time, so an fsync need not also commit a new file size; 0: off")
       ->capture_default_str();
   app.add_option("--max-concurrent-syncs", o.max_concurrent_syncs,
-                 "under --fsync always, how many fdatasyncs of the log may run at once")
+                 "under --fsync always, how many fdatasyncs of the log may run at once on "
+                 "helper threads; 0: one at a time on the event loop (best when an "
+                 "fdatasync is short and the CPU is the limit)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 16));
+      ->check(CLI::Range(0, 16));
   app.add_option("--metrics-listen", metrics_listen,
                  "host:port of the Prometheus endpoint (GET /metrics); off if not given");
   app.add_option(

@@ -115,7 +115,7 @@ struct Server::Impl {
   explicit Impl(const ServerOptions& o)
       : options(o), store(o.store), acceptor(io), deadline_timer(io), sync_timer(io), signals(io) {}
   ~Impl() {
-    sync_thread.join();
+    if (sync_threads) sync_threads->join();
     if (compactor.joinable()) compactor.join();
   }
 
@@ -149,13 +149,17 @@ struct Server::Impl {
     std::array<std::uint64_t, 32> messages_sent{};
   } metrics;
   std::thread compactor;  // writes a snapshot off the loop (see Compact)
-  // --fsync always: fdatasyncs off the loop, up to max_concurrent_syncs at
-  // once. On this project's test machine (ext4 on a virtual disk) one thread
-  // syncing a block at a time managed 800-1,000 fdatasyncs a second, two
-  // threads 3,200, three 5,300: the disk finishes concurrent flushes
-  // together. But each fdatasync also costs CPU (about 0.2 ms there), so
-  // when the CPU is the limit, fewer and larger batches win.
-  asio::thread_pool sync_thread{options.max_concurrent_syncs};
+  // --fsync always with max_concurrent_syncs > 0: fdatasyncs off the loop,
+  // up to that many at once. On this project's test machine (ext4 on a
+  // virtual disk) one thread syncing a block at a time managed 800-1,000
+  // fdatasyncs a second, two threads 3,200, three 5,300: the disk finishes
+  // concurrent flushes together. But each fdatasync also costs CPU (about
+  // 0.2 ms there) and two thread wake-ups, so when the CPU is the limit the
+  // default, 0, syncs on the loop itself (see StartSync).
+  std::unique_ptr<asio::thread_pool> sync_threads =
+      options.max_concurrent_syncs > 0
+          ? std::make_unique<asio::thread_pool>(options.max_concurrent_syncs)
+          : nullptr;
   int syncs_running = 0;
   std::uint64_t sync_started_lsn = 0;  // the furthest log position a sync was started for
   struct UnsyncedReplies {
@@ -210,18 +214,27 @@ struct Server::Impl {
     if (wal->file_bytes() > options.compact_bytes) Compact();
   }
 
-  // An fdatasync runs on a sync thread, covering everything written when it
-  // starts; the loop keeps handling messages meanwhile, and their records
-  // and replies make up the next batch (group commit), whose fsync starts at
-  // once while fewer than max_concurrent_syncs run. One that returns makes durable all
-  // that was written before it started, whatever the others are doing.
+  // An fdatasync covers everything written when it starts. By default it
+  // runs on the loop, as Redis's appendfsync always does: what arrives
+  // meanwhile waits in the sockets and makes up the next batch (group
+  // commit), with no thread hand-off. With max_concurrent_syncs > 0 it runs
+  // on a sync thread; the loop keeps handling messages meanwhile, and their
+  // records and replies make up the next batch, whose fsync starts at once
+  // while fewer than max_concurrent_syncs run. One that returns makes
+  // durable all that was written before it started, whatever the others are
+  // doing.
   void StartSync() {
-    if (syncs_running >= static_cast<int>(options.max_concurrent_syncs)) return;
+    if (syncs_running >= static_cast<int>(std::max<std::uint32_t>(options.max_concurrent_syncs, 1)))
+      return;
     if (wal->written_lsn() <= std::max(wal->synced_lsn(), sync_started_lsn)) return;
     ++syncs_running;
     Wal::SyncJob job = wal->PrepareSync();
     sync_started_lsn = job.lsn;
-    asio::post(sync_thread, [this, job]() mutable {
+    if (!sync_threads) {
+      std::int64_t micros = job.Run();
+      return Synced(job.lsn, micros);  // nothing was written meanwhile: no next sync
+    }
+    asio::post(*sync_threads, [this, job]() mutable {
       std::int64_t micros = job.Run();
       asio::post(io, [this, lsn = job.lsn, micros] { Synced(lsn, micros); });
     });
@@ -824,8 +837,8 @@ Server::~Server() = default;
 
 Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
   if (options.secret.empty()) return Status::Error("the shared secret is empty");
-  if (options.max_concurrent_syncs < 1 || options.max_concurrent_syncs > 16)
-    return Status::Error("max_concurrent_syncs must be 1 to 16, not " +
+  if (options.max_concurrent_syncs > 16)
+    return Status::Error("max_concurrent_syncs must be 0 to 16, not " +
                          std::to_string(options.max_concurrent_syncs));
   auto impl = std::make_unique<Impl>(options);
   RecoveredLog recovered;

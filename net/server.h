@@ -46,7 +46,9 @@ struct ServerOptions {
   DamagePolicy wal_damage = DamagePolicy::kRefuse;
   std::uint64_t wal_reserve_bytes = kDefaultReserveBytes;  // zeros written ahead of the log
   std::uint32_t fsync_interval_ms = 10;                    // --fsync batch
-  std::uint32_t max_concurrent_syncs = 4;                  // --fsync always: fdatasyncs at once
+  // --fsync always: fdatasyncs at once on helper threads; 0: one at a time
+  // on the event loop (larger batches, no thread hand-offs).
+  std::uint32_t max_concurrent_syncs = 0;
   core::StoreConfig store;
   std::uint32_t max_frame_bytes = 1u << 20;
   std::uint32_t max_connections = 1024;
