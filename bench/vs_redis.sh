@@ -4,7 +4,9 @@
 # configuration below, alternately a Latchkey run (bench/session_bench through
 # the client library against a fresh latchkeyd) and a Redis run (the peer's
 # sessbench against a fresh redis-server), RUNS times each; then the medians
-# and the Latchkey/Redis ratios against the targets of issue 8.
+# and the Latchkey/Redis ratios against the targets of issue 8. Each round
+# also runs bench/rt_floor, the machine's ceiling for this workload's shape,
+# and the summary says how far each target is from it.
 #
 #   bench/vs_redis.sh [BUILD_DIR]          (default: build)
 #   environment: RUNS (default 2), DURATION (seconds, default 10),
@@ -23,7 +25,7 @@ OUT="${OUT:-bench/vs_redis-$(date +%Y%m%d-%H%M%S).jsonl}"
 LK_PORT=7499
 REDIS_PORT=6399
 
-for tool in "$BUILD/latchkeyd" "$BUILD/bench/session_bench"; do
+for tool in "$BUILD/latchkeyd" "$BUILD/bench/session_bench" "$BUILD/bench/rt_floor"; do
   if [ ! -x "$tool" ]; then
     echo "error: $tool is missing; build first: cmake --build $BUILD" >&2
     exit 2
@@ -91,11 +93,15 @@ for run in $(seq "$RUNS"); do
   run_redis none lock-spin --affinity 0 --dist uniform
   run_latchkey always --affinity 0.9 --dist uniform
   run_redis always lua-1rt --affinity 0.9 --dist uniform
+  # The ceiling: the same 4x8 closed-loop threads, one round trip each to a
+  # server that does nothing.
+  "$BUILD/bench/rt_floor" --duration "$DURATION" | tee -a "$OUT"
 done
 
 python3 - "$OUT" <<'EOF'
 import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+rows = [r for r in lines if r["peer"] != "floor"]
 def med(peer, variant, persistence, affinity, dist, key):
     xs = [r[key] for r in rows if r["peer"] == peer and r["variant"] == variant
           and r["persistence"] == persistence and abs(r["affinity"] - affinity) < 1e-9
@@ -107,6 +113,7 @@ cases = [
     ("affinity 0 uniform", 0.0, "uniform", "fsync-never", "lock-spin", "none", 1, None),
     ("durable, affinity 0.9 uniform", 0.9, "uniform", "fsync-always", "lua-1rt", "always", 2, None),
 ]
+targets = []
 print("| workload | Latchkey rps | Redis variant | Redis rps | rps ratio (target) | Latchkey p99 us | Redis p99 us | p99 ratio (target) | Latchkey p99 home / other us | runs | lost updates |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for name, aff, dist, lk_p, variant, r_p, rps_target, p99_target in cases:
@@ -126,5 +133,19 @@ for name, aff, dist, lk_p, variant, r_p, rps_target, p99_target in cases:
     print(f"| {name} | {lk_rps:,.0f} | {variant} ({r_p}) | {rd_rps:,.0f} | {ratio:.2f} ({t1}) "
           f"| {lk_p99:,.0f} | {rd_p99:,.0f} | {p99r:.2f} ({t2}) | {home_p99:,.0f} / {other_p99:,.0f} "
           f"| {n1}+{n2} | {lost} |")
+    targets.append((name, rps_target * rd_rps, p99_target * rd_p99 if p99_target else None))
+floor = [r for r in lines if r["peer"] == "floor"]
+if floor:
+    f_rps = statistics.median(r["rps"] for r in floor)
+    f_p99 = statistics.median(r["p99_us"] for r in floor)
+    print()
+    print(f"Machine ceiling (bench/rt_floor, {len(floor)} runs): {f_rps:,.0f} requests/s, "
+          f"p99 {f_p99:,.0f} us, for 4x8 threads making one round trip each to a "
+          "do-nothing server.")
+    for name, need_rps, need_p99 in targets:
+        line = f"- {name}: the target needs {need_rps:,.0f} requests/s ({need_rps / f_rps:.2f} of the ceiling)"
+        if need_p99:
+            line += f" and a p99 of at most {need_p99:,.0f} us ({need_p99 / f_p99:.2f} of the ceiling's)"
+        print(line)
 EOF
 echo "# JSON lines: $OUT" >&2
