@@ -451,15 +451,18 @@ int main(int argc, char** argv) {
       "\"procs\":%d,\"threads\":%d,\"affinity\":%.3f,\"dist\":\"%s\",\"zipf_s\":%.2f,"
       "\"duration_s\":%.3f,\"requests\":%" PRIu64
       ",\"rps\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
-      "\"p99_home_us\":%.1f,\"p99_other_us\":%.1f,"
+      "\"p50_home_us\":%.1f,\"p99_home_us\":%.1f,\"p50_other_us\":%.1f,\"p90_other_us\":%.1f,"
+      "\"p99_other_us\":%.1f,"
       "\"retries\":%" PRIu64 ",\"failed\":%" PRIu64
       ",\"home_fraction\":%.4f,\"counter_sum\":%" PRIu64 ",\"lost_updates\":%" PRId64
       ",\"locks_left\":%" PRId64 ",\"ok\":%s}\n",
       o.persistence.c_str(), o.sessions, o.procs, o.threads, o.affinity, o.dist.c_str(), o.zipf_s,
       elapsed, total.completed, elapsed > 0 ? static_cast<double>(total.completed) / elapsed : 0.0,
       NearestRank(latency, 0.50), NearestRank(latency, 0.99), NearestRank(latency, 0.999),
-      latency.empty() ? 0.0 : latency.back(), NearestRank(home_latency, 0.99),
-      NearestRank(other_latency, 0.99), total.retries, total.failed,
+      latency.empty() ? 0.0 : latency.back(), NearestRank(home_latency, 0.50),
+      NearestRank(home_latency, 0.99), NearestRank(other_latency, 0.50),
+      NearestRank(other_latency, 0.90), NearestRank(other_latency, 0.99), total.retries,
+      total.failed,
       total.completed ? static_cast<double>(total.home_hits) / static_cast<double>(total.completed)
                       : 0.0,
       v.counter_sum, lost, v.locks_left, ok ? "true" : "false");
