@@ -2053,7 +2053,7 @@ ExploreResult Explore(const ExploreConfig& config,
               Fingerprint fp = model.FingerprintOf(next);
               if (visited.Contains(fp)) return;
               if (!seen[j].Insert(fp)) return;
-              out.next.emplace_back(fp, static_cast<std::uint32_t>(i), o, std::move(next));
+              out.next.push_back(Candidate{fp, static_cast<std::uint32_t>(i), o, std::move(next)});
             },
             &scratch[j]);
         if (n == 0 && !out.failure) {
