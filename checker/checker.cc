@@ -543,8 +543,14 @@ bool Checker::CheckGrant(const sim::Simulator& sim, const sim::TraceEvent& e, st
           continue;
         }
         if (!other.agent.Trusts(other.clock.Local(sim.now()), w.session, o->second)) continue;
+        // A thread committing under a pipelined Release has left its
+        // critical section: it reads and writes nothing more, its commit is
+        // fenced by its token, and the store may have ended the tenure
+        // behind that commit (the explorer does not count committing
+        // threads at all).
+        const bool released = o->second.pipelined != core::PipelinedRelease::kNone;
         for (const core::ThreadHold& h : o->second.holders) {
-          if (h.portion.ConflictsWith(mine->portion)) {
+          if (!(released && h.committing) && h.portion.ConflictsWith(mine->portion)) {
             return FailStop(
                 sim, Invariant::kProcessExclusion,
                 who() + " entered " + sim::PortionToJson(mine->portion).dump() + " of session " +

@@ -167,8 +167,9 @@ void ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session, con
                      [&](const ThreadHold& h) { return h.portion.ConflictsWith(portion); }) ||
          std::any_of(s.waiters.begin(), s.waiters.end(),
                      [&](const ThreadWait& w) { return w.portion.ConflictsWith(portion); }));
-    bool remote_busy =
-        s.state == LockState::kReleasing || (s.state == LockState::kRequested && !s.try_request);
+    bool remote_busy = s.state == LockState::kReleasing ||
+                       (s.state == LockState::kHeld && s.pipelined != PipelinedRelease::kNone) ||
+                       (s.state == LockState::kRequested && !s.try_request);
     if (local_busy || remote_busy) return fail(Reason::kBusy);
   }
   s.idle_release_at = kNever;
@@ -253,7 +254,17 @@ void ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId session, 
     s.commits.push_back(
         PendingCommit{thread, s.next_seq++, hold->clear_first, std::move(hold->writes), false});
     hold->writes.clear();
-    if (s.commits.size() == 1) SendHeadCommit(now, session, s, fx);
+    if (s.commits.size() == 1) {
+      SendHeadCommit(now, session, s, fx);
+      // R8, release_when_contended: the lock goes back once this commit is
+      // done unless another thread comes, so the Release leaves with the
+      // Commit (one write each way; the next holder waits one round trip
+      // less). Threads that come meanwhile wait for the next tenure.
+      if (s.contended && s.holders.size() == 1 && s.waiters.empty() && !s.reclaiming) {
+        s.pipelined = PipelinedRelease::kSent;
+        Send(session, Release{session, s.token}, fx);
+      }
+    }
   }
   Settle(session, s);
   fx.next_deadline = NextDeadline();
@@ -355,6 +366,15 @@ void ProcessAgent::StoreRestarted(Time now, std::uint32_t store, Effects& fx) {
         Send(id, Acquire{id, s.request_id, s.cache_version, s.try_request}, fx);
         break;
       case LockState::kHeld:
+        if (s.pipelined != PipelinedRelease::kNone) {
+          // The tenure was being given back behind its last commit, and the
+          // restart may have lost either: that thread cannot know whether
+          // its write applied. Release again in case the store kept it.
+          const Token token = s.token;
+          LoseLock(now, id, s, fx);
+          Send(id, Release{id, token}, fx);
+          break;
+        }
         s.reclaiming = true;
         s.reclaim_sent_at = now;
         s.reclaim_trust_until = state_.stores[store].trusted_until;
@@ -521,13 +541,21 @@ void ProcessAgent::OnReleaseAck(Time now, const ReleaseAck& m, Effects& fx) {
   auto it = state_.sessions.find(m.session);
   if (it == state_.sessions.end()) return;
   AgentSession& s = it->second;
+  if (s.state == LockState::kHeld && s.pipelined == PipelinedRelease::kSent && s.token == m.token) {
+    s.pipelined = PipelinedRelease::kAcked;  // finished when the commit's ack comes
+    return;
+  }
   if (s.state != LockState::kReleasing || s.token != m.token) return;
-  SetState(m.session, s, LockState::kUnlocked);
+  FinishRelease(now, m.session, s, fx);
+  Settle(m.session, s);
+}
+
+void ProcessAgent::FinishRelease(Time now, SessionId id, AgentSession& s, Effects& fx) {
+  SetState(id, s, LockState::kUnlocked);
   s.token = kNoToken;
   s.retry_at = kNever;
   // Threads that arrived meanwhile ask again, at the back of the queue.
-  if (!s.waiters.empty()) RequestLock(now, m.session, s, fx);
-  Settle(m.session, s);
+  if (!s.waiters.empty()) RequestLock(now, id, s, fx);
 }
 
 void ProcessAgent::OnCommitAck(Time now, const CommitAck& m, Effects& fx) {
@@ -557,6 +585,13 @@ void ProcessAgent::OnCommitAck(Time now, const CommitAck& m, Effects& fx) {
   s.holders.erase(hold);
   fx.wake.push_back({done.thread, m.session, ThreadEventKind::kCommitted, Reason::kNone});
   s.retry_at = kNever;
+  if (s.pipelined != PipelinedRelease::kNone && s.commits.empty() && s.holders.empty()) {
+    const bool acked = s.pipelined == PipelinedRelease::kAcked;
+    BeginRelease(now, m.session, s);  // its Release is on the way already
+    if (acked) FinishRelease(now, m.session, s, fx);
+    Settle(m.session, s);
+    return;
+  }
   if (!s.commits.empty()) SendHeadCommit(now, m.session, s, fx);
   Progress(now, m.session, s, fx);
   Settle(m.session, s);
@@ -603,8 +638,11 @@ void ProcessAgent::OnRejected(Time now, const Rejected& m, Effects& fx) {
     case MessageKind::kReclaim:
       // R1: the store no longer takes our token; the tenure is over.
       if (s.state == LockState::kHeld && s.token == m.token) {
+        // After a pipelined Release the refusal proves nothing: it may be a
+        // duplicate of a commit that applied before the release.
         bool head_refused = static_cast<MessageKind>(m.what) == MessageKind::kCommit &&
-                            !s.commits.empty() && s.commits.front().seq == m.seq;
+                            !s.commits.empty() && s.commits.front().seq == m.seq &&
+                            s.pipelined == PipelinedRelease::kNone;
         LoseLock(now, m.session, s, fx, head_refused);
       }
       break;
@@ -749,6 +787,7 @@ void ProcessAgent::SetState(SessionId id, AgentSession& s, LockState next) {
   if (s.state == LockState::kHeld) --link.held;
   if (next == LockState::kHeld) ++link.held;
   if (next != LockState::kHeld) {
+    s.pipelined = PipelinedRelease::kNone;
     s.recalled = false;
     s.contended = false;
     s.reclaiming = false;
@@ -795,13 +834,17 @@ void ProcessAgent::RequestLock(Time now, SessionId id, AgentSession& s, Effects&
 }
 
 void ProcessAgent::ReleaseLock(Time now, SessionId id, AgentSession& s, Effects& fx) {
+  BeginRelease(now, id, s);
+  Send(id, Release{id, s.token}, fx);
+}
+
+void ProcessAgent::BeginRelease(Time now, SessionId id, AgentSession& s) {
   LK_ASSERT(s.state == LockState::kHeld);
   LK_ASSERT(s.holders.empty() && s.commits.empty());
   ++stats_.releases;
   for (ThreadWait& w : s.waiters) w.entitled = false;
-  SetState(id, s, LockState::kReleasing);
+  SetState(id, s, LockState::kReleasing);  // ends a pipelined release
   s.retry_at = AddTime(now, config_.retry_us);
-  Send(id, Release{id, s.token}, fx);
 }
 
 void ProcessAgent::LoseLock(Time now, SessionId id, AgentSession& s, Effects& fx,
@@ -840,7 +883,10 @@ void ProcessAgent::Progress(Time now, SessionId id, AgentSession& s, Effects& fx
 }
 
 void ProcessAgent::Serve(Time now, SessionId id, AgentSession& s, Effects& fx) {
-  if (s.state != LockState::kHeld || !Trusts(now, id, s)) return;
+  if (s.state != LockState::kHeld || s.pipelined != PipelinedRelease::kNone ||
+      !Trusts(now, id, s)) {
+    return;
+  }
   // FIFO without overtaking a conflicting earlier waiter, so no thread starves;
   // a request for several attributes is granted all at once or not at all.
   for (std::size_t i = 0; i < s.waiters.size();) {

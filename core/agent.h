@@ -48,7 +48,8 @@ struct AgentConfig {
   // R8: a lock the store had to take from another process (the Acquire was
   // Queued) is given back as soon as this process has no thread using or
   // waiting for it, instead of being cached until recalled: the other
-  // process will most likely want it back, and then needs no recall.
+  // process will most likely want it back, and then needs no recall. When
+  // the last thread commits, its Release is sent right behind the Commit.
   bool release_when_contended = false;
   bool operator==(const AgentConfig&) const = default;
 
@@ -88,6 +89,14 @@ struct PendingCommit {
   bool operator==(const PendingCommit&) const = default;
 };
 
+// A Release sent right behind the last holder's Commit (release_when_contended):
+// the tenure ends with that commit, whose acknowledgement is still awaited.
+enum class PipelinedRelease : std::uint8_t {
+  kNone,
+  kSent,
+  kAcked,  // the ReleaseAck overtook the CommitAck
+};
+
 struct AgentSession {
   LockState state = LockState::kUnlocked;
   std::uint64_t request_id = 0;  // the outstanding Acquire (kRequested)
@@ -99,8 +108,9 @@ struct AgentSession {
   Token token = kNoToken;            // kHeld / kReleasing
   bool recalled = false;             // R7: finish the entitled threads, then release
   bool contended = false;            // release_when_contended: this tenure was Queued first
-  Token recall_seen = kNoToken;      // a recall that overtook its grant
-  bool reclaiming = false;           // B7: a Reclaim is unanswered
+  PipelinedRelease pipelined = PipelinedRelease::kNone;  // release_when_contended
+  Token recall_seen = kNoToken;                          // a recall that overtook its grant
+  bool reclaiming = false;                               // B7: a Reclaim is unanswered
   Time reclaim_sent_at = 0;
   // B7: while reclaiming, the lock is trusted only as long as the leases of
   // the store's previous life allowed; acks from the new life do not extend it.
@@ -272,6 +282,10 @@ class ProcessAgent {
   void Trust(std::uint32_t store, Time sent_at);
   void RequestLock(Time now, SessionId id, AgentSession& s, Effects& fx);
   void ReleaseLock(Time now, SessionId id, AgentSession& s, Effects& fx);
+  // kHeld -> kReleasing, without sending the Release (see ReleaseLock).
+  void BeginRelease(Time now, SessionId id, AgentSession& s);
+  // kReleasing -> kUnlocked once the store acknowledged the Release.
+  void FinishRelease(Time now, SessionId id, AgentSession& s, Effects& fx);
   // The tenure is over: holders fail (kCommitOutcomeUnknown for the thread
   // whose commit was sent, unless `head_refused`: the store refused the only
   // copy, so it did not apply).

@@ -305,6 +305,8 @@ void HashValue(H& h, const AgentSession& s) {
              s.recalled, s.recall_seen, s.reclaiming, s.reclaim_sent_at, s.reclaim_trust_until,
              s.cache, s.cache_version, s.holders, s.waiters, s.commits, s.next_seq, s.retry_at,
              s.idle_release_at, s.contended);
+  // Hashed only when set, so states without it keep their hashes.
+  if (s.pipelined != PipelinedRelease::kNone) HashFields(h, s.pipelined);
 }
 template <WordHasher H>
 void HashValue(H& h, const StoreLink& l) {

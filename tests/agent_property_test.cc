@@ -191,6 +191,9 @@ struct MSession {
   bool recalled = false;
   bool queued = false;     // the store said Queued for the outstanding request
   bool contended = false;  // release_when_contended: this tenure was Queued for
+  // release_when_contended: 1 = a Release left right behind the last
+  // holder's Commit, 2 = and its ReleaseAck came before the CommitAck.
+  int pipelined = 0;
   Token recall_seen = kNoToken;
   Token revoked_seen = kNoToken;  // a Revoked that overtook its grant
   std::deque<MWait> waiters;
@@ -294,6 +297,7 @@ struct AgentModel {
     s.token = kNoToken;
     s.recall_seen = kNoToken;
     s.recalled = false;
+    s.pipelined = 0;
     for (MWait& w : s.waiters) w.entitled = false;
     s.state = LockState::kUnlocked;
     if (!s.waiters.empty()) RequestLock(sid, s);
@@ -302,7 +306,8 @@ struct AgentModel {
   // R9: FIFO, a waiter never overtakes an earlier conflicting one; after a
   // recall only the entitled waiters (waiting at the grant) are served.
   void Serve(SessionId sid, MSession& s) {
-    if (s.state != LockState::kHeld) return;
+    // No thread joins a tenure that is being given back.
+    if (s.state != LockState::kHeld || s.pipelined != 0) return;
     for (std::size_t i = 0; i < s.waiters.size();) {
       const MWait& w = s.waiters[i];
       if (s.recalled && (mutant_no_entitlement || !w.entitled)) break;
@@ -413,6 +418,7 @@ struct AgentModel {
     s.recalled = s.recall_seen >= m.token;
     s.recall_seen = kNoToken;
     s.contended = release_when_contended && s.queued;
+    s.pipelined = 0;
     Progress(sid, s);
   }
 
@@ -461,6 +467,10 @@ struct AgentModel {
     } else if (const auto* r = std::get_if<core::Recall>(&msg)) {
       OnRecall(sid, s, *r);
     } else if (const auto* ra = std::get_if<core::ReleaseAck>(&msg)) {
+      if (s.state == LockState::kHeld && s.pipelined == 1 && s.token == ra->token) {
+        s.pipelined = 2;  // the tenure ends when the commit's answer comes
+        return;
+      }
       if (s.state != LockState::kReleasing || s.token != ra->token) return;
       s.state = LockState::kUnlocked;
       s.token = kNoToken;
@@ -477,6 +487,20 @@ struct AgentModel {
       s.holders.erase(h);
       Wake(done.thread, sid, ThreadEventKind::kCommitted);
       s.commit_retry_at = kNever;
+      if (s.pipelined != 0 && s.commits.empty() && s.holders.empty()) {
+        // R8: the Release that left with this commit ends the tenure.
+        for (MWait& w : s.waiters) w.entitled = false;
+        s.recalled = false;
+        if (s.pipelined == 2) {
+          s.state = LockState::kUnlocked;
+          s.token = kNoToken;
+          if (!s.waiters.empty()) RequestLock(sid, s);
+        } else {
+          s.state = LockState::kReleasing;
+        }
+        s.pipelined = 0;
+        return;
+      }
       if (!s.commits.empty()) SendHeadCommit(sid, s);
       Progress(sid, s);
     } else if (const auto* rv = std::get_if<core::Revoked>(&msg)) {
@@ -495,8 +519,10 @@ struct AgentModel {
     } else if (const auto* rj = std::get_if<core::Rejected>(&msg)) {
       if (static_cast<MessageKind>(rj->what) == MessageKind::kCommit &&
           s.state == LockState::kHeld && s.token == rj->token) {
-        // R1: the store no longer takes our token.
-        LoseLock(sid, s, !s.commits.empty() && s.commits.front().seq == rj->seq);
+        // R1: the store no longer takes our token. After a pipelined Release
+        // the refusal may answer a duplicate of a commit that applied.
+        LoseLock(sid, s,
+                 !s.commits.empty() && s.commits.front().seq == rj->seq && s.pipelined == 0);
       }
     }
   }
@@ -561,6 +587,7 @@ struct AgentModel {
                                return w.portion.ConflictsWith(in.portion);
                              }));
           bool remote_busy = s.state == LockState::kReleasing ||
+                             (s.state == LockState::kHeld && s.pipelined != 0) ||
                              (s.state == LockState::kRequested && !s.try_request);
           if (local_busy || remote_busy) {
             Wake(in.thread, in.session, ThreadEventKind::kFailed, Reason::kBusy);
@@ -591,7 +618,15 @@ struct AgentModel {
         h->committing = true;
         s.commits.push_back(MCommit{in.thread, s.next_seq++, h->writes, false});
         h->writes.clear();
-        if (s.commits.size() == 1) SendHeadCommit(in.session, s);  // R1
+        if (s.commits.size() == 1) {
+          SendHeadCommit(in.session, s);  // R1
+          // R8: the last thread of a contended tenure commits: the Release
+          // leaves right behind the Commit.
+          if (s.contended && s.holders.size() == 1 && s.waiters.empty()) {
+            s.pipelined = 1;
+            Send(core::Release{in.session, s.token});
+          }
+        }
         break;
       }
       case AgentInput::Kind::kCancel: {
@@ -1203,11 +1238,17 @@ class AckReleaseCmd : public AgentCommand {
   SessionId sid = 0;
 
   explicit AckReleaseCmd(const AgentModel& m)
-      : sid(PickSession(m, [](const MSession& s) { return s.state == LockState::kReleasing; })) {}
+      : sid(PickSession(m, [](const MSession& s) { return Releasing(s); })) {}
+
+  // Also a Release that left behind a commit still unanswered (its ack may
+  // overtake the CommitAck).
+  static bool Releasing(const MSession& s) {
+    return s.state == LockState::kReleasing || (s.state == LockState::kHeld && s.pipelined == 1);
+  }
 
   AgentInput Resolve(const AgentModel& m) const override {
     const MSession& s = m.sessions.at(sid);
-    Token t = s.state == LockState::kReleasing ? s.token : std::max<Token>(m.store_last_token, 1);
+    Token t = Releasing(s) ? s.token : std::max<Token>(m.store_last_token, 1);
     return Deliver(sid, core::ReleaseAck{sid, t});
   }
   std::string Describe() const override { return "Store acks release s" + std::to_string(sid); }

@@ -333,36 +333,99 @@ core::AgentConfig ReleaseWhenContended(bool on) {
 }
 
 // One request on kS by thread `t` (ask, the store's answer, a write, commit,
-// ack): the effects of the CommitAck. `queued`: the store buffered the
-// Acquire behind another process's tenure before granting it.
-Effects RequestWithCommit(Rig& r, ThreadId t, Token token, bool queued) {
+// ack): the effects of the thread's finish and of the CommitAck. `queued`:
+// the store buffered the Acquire behind another process's tenure before
+// granting it.
+struct Request {
+  Effects finish, ack;
+};
+Request RequestWithCommit(Rig& r, ThreadId t, Token token, bool queued) {
   EXPECT_EQ(Sent(r.Ask(t, Exclusive({"a"}))), Names{"Acquire"});
   if (queued) {
     EXPECT_TRUE(r.Receive(core::Queued{kS, r.session().request_id, 1}).send.empty());
   }
   EXPECT_EQ(Wakes(r.Grant(token)), Names{std::to_string(t) + ":granted"});
   EXPECT_EQ(r.agent().Write(t, kS, "a", "v" + std::to_string(t)), Reason::kNone);
-  EXPECT_EQ(Sent(r.Finish(t)), Names{"Commit"});
-  Effects ack = r.Receive(core::CommitAck{kS, token, 1});
-  EXPECT_EQ(Wakes(ack), Names{std::to_string(t) + ":committed"});
-  return ack;
+  Request out;
+  out.finish = r.Finish(t);
+  out.ack = r.Receive(core::CommitAck{kS, token, 1});
+  EXPECT_EQ(Wakes(out.ack), Names{std::to_string(t) + ":committed"});
+  return out;
 }
 
 TEST(Agent, R8_ReleaseWhenContendedGivesBackALockThatWasQueuedFor) {
   Rig r(ReleaseWhenContended(true));
-  Effects ack = RequestWithCommit(r, 1, 5, /*queued=*/true);
-  std::vector<core::Release> rel = SentOf<core::Release>(ack);
-  ASSERT_EQ(rel.size(), 1u) << "a lock taken from another process goes back after use";
+  Request first = RequestWithCommit(r, 1, 5, /*queued=*/true);
+  // The last thread's commit ends the tenure: the Release leaves with it.
+  EXPECT_EQ(Sent(first.finish), (Names{"Commit", "Release"}))
+      << "a lock taken from another process goes back after use";
+  std::vector<core::Release> rel = SentOf<core::Release>(first.finish);
+  ASSERT_EQ(rel.size(), 1u);
   EXPECT_EQ(rel[0].token, 5u);
+  EXPECT_TRUE(first.ack.send.empty()) << "sent once, with the commit";
   EXPECT_EQ(r.state(), LockState::kReleasing);
   r.Receive(core::ReleaseAck{kS, 5});
   EXPECT_EQ(r.state(), LockState::kUnlocked);
 
   // The next tenure was granted at once (nobody held it): it is cached (R6).
-  Effects ack2 = RequestWithCommit(r, 2, 6, /*queued=*/false);
-  EXPECT_TRUE(SentOf<core::Release>(ack2).empty());
+  Request second = RequestWithCommit(r, 2, 6, /*queued=*/false);
+  EXPECT_EQ(Sent(second.finish), Names{"Commit"});
+  EXPECT_TRUE(SentOf<core::Release>(second.ack).empty());
   EXPECT_EQ(r.state(), LockState::kHeld);
   EXPECT_FALSE(r.session().contended);
+}
+
+// The store answers the Commit and then the Release; the answers may arrive
+// the other way round.
+TEST(Agent, R8_PipelinedReleaseAcknowledgedBeforeItsCommit) {
+  Rig r(ReleaseWhenContended(true));
+  r.Ask(1, Exclusive({"a"}));
+  r.Receive(core::Queued{kS, r.session().request_id, 1});
+  r.Grant(5);
+  ASSERT_EQ(r.agent().Write(1, kS, "a", "x"), Reason::kNone);
+  EXPECT_EQ(Sent(r.Finish(1)), (Names{"Commit", "Release"}));
+  Effects early = r.Receive(core::ReleaseAck{kS, 5});
+  EXPECT_TRUE(early.wake.empty() && early.send.empty());
+  EXPECT_EQ(r.state(), LockState::kHeld) << "the commit's outcome is still awaited";
+  Effects ack = r.Receive(core::CommitAck{kS, 5, 1});
+  EXPECT_EQ(Wakes(ack), Names{"1:committed"});
+  EXPECT_TRUE(ack.send.empty()) << "the release is done: no resend";
+  EXPECT_EQ(r.state(), LockState::kUnlocked);
+}
+
+TEST(Agent, R8_PipelinedReleaseThreadArrivingMeanwhileWaitsForTheNextTenure) {
+  Rig r(ReleaseWhenContended(true));
+  r.Ask(1, Exclusive({"a"}));
+  r.Receive(core::Queued{kS, r.session().request_id, 1});
+  r.Grant(5);
+  ASSERT_EQ(r.agent().Write(1, kS, "a", "x"), Reason::kNone);
+  EXPECT_EQ(Sent(r.Finish(1)), (Names{"Commit", "Release"}));
+  Effects ask = r.Ask(2, Exclusive({"b"}));
+  EXPECT_TRUE(ask.wake.empty()) << "granted under a tenure that is being given back";
+  EXPECT_TRUE(ask.send.empty());
+  EXPECT_EQ(Wakes(r.Receive(core::CommitAck{kS, 5, 1})), Names{"1:committed"});
+  EXPECT_EQ(r.state(), LockState::kReleasing);
+  Effects done = r.Receive(core::ReleaseAck{kS, 5});
+  EXPECT_EQ(Sent(done), Names{"Acquire"}) << "thread 2 asks for the next tenure";
+  EXPECT_EQ(r.state(), LockState::kRequested);
+  EXPECT_EQ(Wakes(r.Grant(7)), Names{"2:granted"});
+}
+
+// B4 with duplicates: after a pipelined Release, a refused copy of the commit
+// may be a duplicate of one that applied before the release. The thread is
+// told the outcome is unknown, never that its write was lost for sure.
+TEST(Agent, R8_PipelinedReleaseRefusedCommitHasAnUnknownOutcome) {
+  Rig r(ReleaseWhenContended(true));
+  r.Ask(1, Exclusive({"a"}));
+  r.Receive(core::Queued{kS, r.session().request_id, 1});
+  r.Grant(5);
+  ASSERT_EQ(r.agent().Write(1, kS, "a", "x"), Reason::kNone);
+  EXPECT_EQ(Sent(r.Finish(1)), (Names{"Commit", "Release"}));
+  Effects refused =
+      r.Receive(core::Rejected{kS, 5, 1, What(MessageKind::kCommit), Reason::kStaleToken});
+  EXPECT_EQ(Wakes(refused), Names{"1:failed/commit_outcome_unknown"});
+  EXPECT_EQ(r.state(), LockState::kUnlocked);
+  EXPECT_TRUE(Wakes(r.Receive(core::CommitAck{kS, 5, 1})).empty()) << "already answered";
 }
 
 TEST(Agent, R8_ReleaseWhenContendedWaitsForEveryThreadOfTheTenure) {
@@ -380,8 +443,9 @@ TEST(Agent, R8_ReleaseWhenContendedWaitsForEveryThreadOfTheTenure) {
 
 TEST(Agent, R6_WithoutReleaseWhenContendedAQueuedForLockIsCached) {
   Rig r(ReleaseWhenContended(false));
-  Effects ack = RequestWithCommit(r, 1, 5, /*queued=*/true);
-  EXPECT_TRUE(SentOf<core::Release>(ack).empty());
+  Request req = RequestWithCommit(r, 1, 5, /*queued=*/true);
+  EXPECT_EQ(Sent(req.finish), Names{"Commit"});
+  EXPECT_TRUE(SentOf<core::Release>(req.ack).empty());
   EXPECT_EQ(r.state(), LockState::kHeld);
   EXPECT_FALSE(r.session().contended) << "the flag stays clear, so states hash alike";
 }
