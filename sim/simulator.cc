@@ -1311,6 +1311,42 @@ void Simulator::EnterQuiet() {
 
 // ---- summary -----------------------------------------------------------------
 
+namespace {
+
+// The sum of the counters a0 of the sessions of a store rebuilt from `log`
+// (core::Store::Recover): Recover applies the commit records' writes (after
+// clearing, for clear_first) and empties a session at a drop record, in log
+// order; nothing else touches a session's attributes. So each session's a0
+// is what the last of these records that set, erased or cleared it left.
+std::uint64_t DurableCounterTotal(const std::vector<core::Record>& log) {
+  std::vector<const std::string*> by_id;                 // sessions 0..: the value, or null
+  std::map<core::SessionId, const std::string*> others;  // any other id
+  auto slot = [&](core::SessionId id) -> const std::string*& {
+    if (id < 4096) {
+      if (id >= by_id.size()) by_id.resize(id + 1, nullptr);
+      return by_id[id];
+    }
+    return others[id];
+  };
+  for (const core::Record& r : log) {
+    if (const auto* c = std::get_if<core::CommitRecord>(&r)) {
+      const std::string*& a0 = slot(c->session);
+      if (c->clear_first) a0 = nullptr;
+      for (const core::AttributeWrite& w : c->writes) {
+        if (w.name == "a0") a0 = w.erase ? nullptr : &w.value;
+      }
+    } else if (const auto* d = std::get_if<core::SessionDroppedRecord>(&r)) {
+      slot(d->session) = nullptr;
+    }
+  }
+  std::uint64_t total = 0;
+  for (const std::string* v : by_id) total += v != nullptr ? ParseCounter(*v) : 0;
+  for (const auto& [id, v] : others) total += v != nullptr ? ParseCounter(*v) : 0;
+  return total;
+}
+
+}  // namespace
+
 const std::vector<core::Store>& Simulator::RecoveredStores() const {
   std::uint64_t records = 0;
   for (const StoreNode& n : stores_) records += n.log.size();
@@ -1378,13 +1414,9 @@ SimSummary Simulator::Summary() const {
   s.messages_duplicated = duplicated_;
   s.events = events_;
   s.simulated_us = now_;
-  // The durable truth: each store's state rebuilt from what it persisted.
-  for (const core::Store& recovered : RecoveredStores()) {
-    for (const auto& [id, session] : recovered.state().sessions) {
-      auto a0 = session.attributes.find("a0");
-      if (a0 != session.attributes.end()) s.counter_total += ParseCounter(a0->second);
-    }
-  }
+  // The durable truth: the counters of each store as rebuilt from what it
+  // persisted (RecoveredStores), read off the logs without the rebuild.
+  for (const StoreNode& n : stores_) s.counter_total += DurableCounterTotal(n.log);
   for (std::uint64_t n : acknowledged_) s.acknowledged_increments += n;
   for (std::uint64_t n : unknown_) s.unknown_increments += n;
   s.trace_hash = hash_;
