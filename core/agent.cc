@@ -665,6 +665,7 @@ void ProcessAgent::OnRejected(Time now, const Rejected& m, Effects& fx) {
 // ---- time ------------------------------------------------------------------
 
 void ProcessAgent::RunDue(Time now, Effects& fx) {
+  if (now < due_) return;  // nothing due before the last input's deadline
   for (std::uint32_t store = 0; store < state_.stores.size(); ++store) {
     StoreLink& link = state_.stores[store];
     if (link.engaged > 0 && link.trusted_until <= now && !link.lapsed) {
@@ -1001,6 +1002,7 @@ Time ProcessAgent::NextDeadline() const {
 #endif
     if (expires) next = std::min(next, link.trusted_until);
   }
+  due_ = next;
   return next;
 }
 

@@ -304,6 +304,11 @@ class ProcessAgent {
   AgentConfig config_;
   AgentState state_;
   AgentStats stats_;
+  // The deadline the last input returned (NextDeadline, which ends every
+  // input): before it RunDue, which starts the next, has nothing to do, since
+  // every condition it tests is one of NextDeadline's terms. Derived from
+  // state_, so not part of it (== ignores it). 0: not known (look).
+  mutable Time due_ = 0;
 };
 
 }  // namespace latchkey::core

@@ -47,13 +47,15 @@ class Prng {
     return static_cast<std::uint64_t>(m >> 64);
   }
   // Uniform in [lo, hi], inclusive.
-  std::uint64_t Range(std::uint64_t lo, std::uint64_t hi) { return lo + Below(hi - lo + 1); }
+  [[gnu::always_inline]] std::uint64_t Range(std::uint64_t lo, std::uint64_t hi) {
+    return lo + Below(hi - lo + 1);
+  }
   // True with probability numerator / denominator.
-  bool Chance(std::uint64_t numerator, std::uint64_t denominator) {
+  [[gnu::always_inline]] bool Chance(std::uint64_t numerator, std::uint64_t denominator) {
     return numerator != 0 && Below(denominator) < numerator;
   }
   // True with probability ppm / 1e6.
-  bool ChancePpm(std::uint32_t ppm) { return Chance(ppm, 1'000'000); }
+  [[gnu::always_inline]] bool ChancePpm(std::uint32_t ppm) { return Chance(ppm, 1'000'000); }
 
   bool operator==(const Prng&) const = default;
 
