@@ -375,15 +375,21 @@ TEST(Agent, R8_ReleaseWhenContendedGivesBackALockThatWasQueuedFor) {
   EXPECT_FALSE(r.session().contended);
 }
 
-// The store answers the Commit and then the Release; the answers may arrive
-// the other way round.
-TEST(Agent, R8_PipelinedReleaseAcknowledgedBeforeItsCommit) {
-  Rig r(ReleaseWhenContended(true));
+// Thread 1 takes kS (token 5) after the store queued the request, writes,
+// and commits: the Release leaves right behind the Commit.
+void CommitPipeliningTheRelease(Rig& r) {
   r.Ask(1, Exclusive({"a"}));
   r.Receive(core::Queued{kS, r.session().request_id, 1});
   r.Grant(5);
   ASSERT_EQ(r.agent().Write(1, kS, "a", "x"), Reason::kNone);
   EXPECT_EQ(Sent(r.Finish(1)), (Names{"Commit", "Release"}));
+}
+
+// The store answers the Commit and then the Release; the answers may arrive
+// the other way round.
+TEST(Agent, R8_PipelinedReleaseAcknowledgedBeforeItsCommit) {
+  Rig r(ReleaseWhenContended(true));
+  CommitPipeliningTheRelease(r);
   Effects early = r.Receive(core::ReleaseAck{kS, 5});
   EXPECT_TRUE(early.wake.empty() && early.send.empty());
   EXPECT_EQ(r.state(), LockState::kHeld) << "the commit's outcome is still awaited";
@@ -395,11 +401,7 @@ TEST(Agent, R8_PipelinedReleaseAcknowledgedBeforeItsCommit) {
 
 TEST(Agent, R8_PipelinedReleaseThreadArrivingMeanwhileWaitsForTheNextTenure) {
   Rig r(ReleaseWhenContended(true));
-  r.Ask(1, Exclusive({"a"}));
-  r.Receive(core::Queued{kS, r.session().request_id, 1});
-  r.Grant(5);
-  ASSERT_EQ(r.agent().Write(1, kS, "a", "x"), Reason::kNone);
-  EXPECT_EQ(Sent(r.Finish(1)), (Names{"Commit", "Release"}));
+  CommitPipeliningTheRelease(r);
   Effects ask = r.Ask(2, Exclusive({"b"}));
   EXPECT_TRUE(ask.wake.empty()) << "granted under a tenure that is being given back";
   EXPECT_TRUE(ask.send.empty());
@@ -416,11 +418,7 @@ TEST(Agent, R8_PipelinedReleaseThreadArrivingMeanwhileWaitsForTheNextTenure) {
 // told the outcome is unknown, never that its write was lost for sure.
 TEST(Agent, R8_PipelinedReleaseRefusedCommitHasAnUnknownOutcome) {
   Rig r(ReleaseWhenContended(true));
-  r.Ask(1, Exclusive({"a"}));
-  r.Receive(core::Queued{kS, r.session().request_id, 1});
-  r.Grant(5);
-  ASSERT_EQ(r.agent().Write(1, kS, "a", "x"), Reason::kNone);
-  EXPECT_EQ(Sent(r.Finish(1)), (Names{"Commit", "Release"}));
+  CommitPipeliningTheRelease(r);
   Effects refused =
       r.Receive(core::Rejected{kS, 5, 1, What(MessageKind::kCommit), Reason::kStaleToken});
   EXPECT_EQ(Wakes(refused), Names{"1:failed/commit_outcome_unknown"});
