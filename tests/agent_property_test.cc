@@ -877,6 +877,7 @@ void CheckStep(const AgentModel& m0, const AgentModel& m1, const AgentInput& in,
     }
     RC_ASSERT(as.recalled == ms.recalled);
     RC_ASSERT(as.recall_seen == ms.recall_seen);
+    RC_ASSERT(static_cast<int>(as.pipelined) == ms.pipelined);
     std::string agent_waiters;
     std::string model_waiters;
     for (const core::ThreadWait& w : as.waiters) {
