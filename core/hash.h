@@ -117,6 +117,8 @@ template <WordHasher H, class K, class V>
 void HashValue(H& h, const std::map<K, V>& m);
 template <WordHasher H, class... Ts>
 void HashValue(H& h, const std::variant<Ts...>& v);
+template <WordHasher H>
+void HashValue(H& h, const AttributeMap& m);
 
 template <WordHasher H, class... Ts>
 void HashFields(H& h, const Ts&... fields) {
@@ -345,6 +347,12 @@ void HashValue(H& h, const std::set<T>& v) {
 }
 template <WordHasher H, class K, class V>
 void HashValue(H& h, const std::map<K, V>& m) {
+  h.Mix(m.size());
+  for (const auto& [k, v] : m) HashFields(h, k, v);
+}
+// The same words as the std::map<std::string, std::string> it was.
+template <WordHasher H>
+void HashValue(H& h, const AttributeMap& m) {
   h.Mix(m.size());
   for (const auto& [k, v] : m) HashFields(h, k, v);
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <stdexcept>
 
 #include "core/assert.h"
 #include "core/messages.h"
@@ -22,6 +23,21 @@ void AssertFailed(const char* expression, const char* file, int line) {
   if (g_assert_handler != nullptr) g_assert_handler(expression, file, line);
   // A handler that returns (or none at all) still must not let the core go on.
   std::abort();
+}
+
+AttributeMap::AttributeMap(std::initializer_list<value_type> entries) : entries_(entries) {
+  std::stable_sort(entries_.begin(), entries_.end(),
+                   [](const value_type& a, const value_type& b) { return a.first < b.first; });
+  entries_.erase(
+      std::unique(entries_.begin(), entries_.end(),
+                  [](const value_type& a, const value_type& b) { return a.first == b.first; }),
+      entries_.end());
+}
+
+std::string& AttributeMap::at(std::string_view name) {
+  auto it = find(name);
+  if (it == entries_.end()) throw std::out_of_range("AttributeMap::at: no such attribute");
+  return it->second;
 }
 
 Portion Portion::Whole(Mode mode) { return Portion{true, {}, mode}; }

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace latchkey::core {
@@ -51,8 +52,103 @@ struct DataVersion {
   auto operator<=>(const DataVersion&) const = default;
 };
 
-// R10: session data is a set of named attributes.
-using AttributeMap = std::map<std::string, std::string>;
+// R10: session data is a set of named attributes: name -> value, in name
+// order. A sorted vector of pairs with the part of std::map's interface the
+// code uses: a session has a handful of attributes, so a look-up is a short
+// search of one block, a copy (a grant's snapshot) is one allocation instead
+// of one per attribute, and setting an existing attribute allocates nothing.
+// Iterates, compares and hashes (core/hash.h) as the std::map it replaces.
+class AttributeMap {
+ public:
+  using key_type = std::string;
+  using mapped_type = std::string;
+  using value_type = std::pair<std::string, std::string>;
+  using Entries = std::vector<value_type>;
+  using iterator = Entries::iterator;
+  using const_iterator = Entries::const_iterator;
+  using reverse_iterator = Entries::reverse_iterator;
+  using const_reverse_iterator = Entries::const_reverse_iterator;
+  using size_type = std::size_t;
+
+  AttributeMap() = default;
+  // As std::map: sorted by name; of repeated names, the first is kept.
+  AttributeMap(std::initializer_list<value_type> entries);
+
+  iterator begin() { return entries_.begin(); }
+  iterator end() { return entries_.end(); }
+  const_iterator begin() const { return entries_.begin(); }
+  const_iterator end() const { return entries_.end(); }
+  const_iterator cbegin() const { return entries_.begin(); }
+  const_iterator cend() const { return entries_.end(); }
+  reverse_iterator rbegin() { return entries_.rbegin(); }
+  reverse_iterator rend() { return entries_.rend(); }
+  const_reverse_iterator rbegin() const { return entries_.rbegin(); }
+  const_reverse_iterator rend() const { return entries_.rend(); }
+  std::size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  void clear() { entries_.clear(); }
+
+  iterator find(std::string_view name) {
+    auto it = LowerBound(name);
+    return it != entries_.end() && it->first == name ? it : entries_.end();
+  }
+  const_iterator find(std::string_view name) const {
+    return const_cast<AttributeMap*>(this)->find(name);
+  }
+  std::size_t count(std::string_view name) const { return find(name) != end() ? 1 : 0; }
+  bool contains(std::string_view name) const { return find(name) != end(); }
+  // Throws std::out_of_range when absent, as std::map::at.
+  std::string& at(std::string_view name);
+  const std::string& at(std::string_view name) const {
+    return const_cast<AttributeMap*>(this)->at(name);
+  }
+  std::string& operator[](std::string_view name) {
+    auto it = LowerBound(name);
+    if (it == entries_.end() || it->first != name) {
+      it = entries_.emplace(it, std::string(name), std::string());
+    }
+    return it->second;
+  }
+  template <class V>
+  std::pair<iterator, bool> insert_or_assign(std::string_view name, V&& value) {
+    auto it = LowerBound(name);
+    if (it != entries_.end() && it->first == name) {
+      it->second = std::forward<V>(value);
+      return {it, false};
+    }
+    return {entries_.emplace(it, std::string(name), std::forward<V>(value)), true};
+  }
+  std::pair<iterator, bool> emplace(std::string name, std::string value) {
+    auto it = LowerBound(name);
+    if (it != entries_.end() && it->first == name) return {it, false};
+    return {entries_.emplace(it, std::move(name), std::move(value)), true};
+  }
+  // The hint is only a hint: the entry goes where its name sorts.
+  iterator emplace_hint(const_iterator hint, std::string name, std::string value) {
+    if (hint == entries_.cend() && (entries_.empty() || entries_.back().first < name)) {
+      entries_.emplace_back(std::move(name), std::move(value));
+      return entries_.end() - 1;
+    }
+    return emplace(std::move(name), std::move(value)).first;
+  }
+  std::size_t erase(std::string_view name) {
+    auto it = find(name);
+    if (it == entries_.end()) return 0;
+    entries_.erase(it);
+    return 1;
+  }
+  iterator erase(const_iterator it) { return entries_.erase(it); }
+  bool operator==(const AttributeMap&) const = default;
+
+ private:
+  iterator LowerBound(std::string_view name) {
+    // Few entries: a linear walk, one three-way comparison each.
+    auto it = entries_.begin();
+    while (it != entries_.end() && std::string_view(it->first).compare(name) < 0) ++it;
+    return it;
+  }
+  Entries entries_;  // sorted by name, unique
+};
 
 struct AttributeWrite {
   std::string name;

@@ -95,7 +95,11 @@ json MessageToJson(const core::Message& message) {
                    {"token", m.token},
                    {"request", m.request_id},
                    {"version", VersionToJson(m.version)}};
-            if (m.has_snapshot) g["snapshot"] = m.snapshot;
+            if (m.has_snapshot) {
+              json snapshot = json::object();  // name -> value, as a std::map gave
+              for (const auto& [name, value] : m.snapshot) snapshot[name] = value;
+              g["snapshot"] = std::move(snapshot);
+            }
             return g;
           },
           [](const core::Queued& m) {
