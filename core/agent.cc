@@ -321,6 +321,31 @@ Reason ProcessAgent::Write(ThreadId thread, SessionId session, const std::string
   return Reason::kNone;
 }
 
+Reason ProcessAgent::ForUpdate(ThreadId thread, SessionId session, const std::string& attribute,
+                               ThreadHold*& hold, const std::string*& current) {
+  auto session_it = state_.sessions.find(session);
+  if (session_it == state_.sessions.end()) return Reason::kNotLocked;
+  for (ThreadHold& h : session_it->second.holders) {
+    if (h.thread == thread) {
+      hold = &h;
+      break;
+    }
+  }
+  if (hold == nullptr || hold->committing) return Reason::kNotLocked;
+  if (!hold->portion.Writable(attribute)) return Reason::kNotInPortion;
+  // As Read: the thread's own writes first, newest last, then the cache.
+  for (auto w = hold->writes.rbegin(); w != hold->writes.rend(); ++w) {
+    if (w->name != attribute) continue;
+    current = w->erase ? nullptr : &w->value;
+    return Reason::kNone;
+  }
+  if (hold->clear_first) return Reason::kNone;
+  const AttributeMap& cache = session_it->second.cache;
+  auto it = cache.find(attribute);
+  if (it != cache.end()) current = &it->second;
+  return Reason::kNone;
+}
+
 Reason ProcessAgent::Erase(ThreadId thread, SessionId session, const std::string& attribute) {
   ThreadHold* hold = FindHold(session, thread);
   if (hold == nullptr || hold->committing) return Reason::kNotLocked;

@@ -238,6 +238,19 @@ class ProcessAgent {
   ReadResult Read(ThreadId thread, SessionId session, const std::string& attribute) const;
   Reason Write(ThreadId thread, SessionId session, const std::string& attribute, std::string value);
   Reason Erase(ThreadId thread, SessionId session, const std::string& attribute);
+  // A Read and a Write of one attribute with one look-up (a counter's
+  // increment): `update` gets the value Read would give (nullptr: the
+  // attribute does not exist) and returns the value to write, buffered as
+  // Write buffers it. Refused as Write refuses, and then `update` is not called.
+  template <class F>
+  Reason Update(ThreadId thread, SessionId session, const std::string& attribute, F&& update) {
+    ThreadHold* hold = nullptr;
+    const std::string* current = nullptr;
+    const Reason reason = ForUpdate(thread, session, attribute, hold, current);
+    if (reason != Reason::kNone) return reason;
+    hold->writes.push_back(AttributeWrite{attribute, update(current), false});
+    return Reason::kNone;
+  }
   // B6: logout; needs the whole session, exclusive.
   Reason Clear(ThreadId thread, SessionId session);
 
@@ -299,6 +312,9 @@ class ProcessAgent {
   void Settle(SessionId id, AgentSession& s);
   Time NextDeadline() const;
   ThreadHold* FindHold(SessionId session, ThreadId thread);
+  // Update's checks and read: the thread's hold, and the attribute's value.
+  Reason ForUpdate(ThreadId thread, SessionId session, const std::string& attribute,
+                   ThreadHold*& hold, const std::string*& current);
   const ThreadHold* FindHold(SessionId session, ThreadId thread) const;
 
   AgentConfig config_;

@@ -17,10 +17,6 @@ namespace {
 constexpr std::int64_t kMillion = 1'000'000;
 constexpr std::uint64_t kZipfScale = 1ULL << 53;
 
-std::uint64_t CounterOf(const std::optional<std::string>& value) {
-  return value ? ParseCounter(*value) : 0;
-}
-
 enum class Action : std::uint8_t {
   kNone,
   kStart,
@@ -1080,9 +1076,11 @@ void Simulator::OnWake(std::uint32_t node, const core::ThreadEvent& w) {
       t.phase = ThreadPhase::kHolding;
       if (t.writes_counter) {
         // Read-modify-write of the counter: a lost update shows in its value.
+        // One look-up for the read and the write.
         static const std::string kCounter = "a0";
-        std::uint64_t value = CounterOf(agent.Read(t.id, t.session, kCounter).value);
-        core::Reason r = agent.Write(t.id, t.session, kCounter, std::to_string(value + 1));
+        core::Reason r = agent.Update(t.id, t.session, kCounter, [](const std::string* value) {
+          return std::to_string((value != nullptr ? ParseCounter(*value) : 0) + 1);
+        });
         LK_ASSERT(r == core::Reason::kNone);
       }
       if (scripted_) return;  // a script step commits

@@ -511,6 +511,36 @@ TEST(Agent, R9_MultiAttributeRequestIsAllOrNothing) {
   EXPECT_EQ(r.agent().Read(2, kS, "b").value, "B");
 }
 
+TEST(Agent, R9_UpdateReadsAndWritesAsReadThenWrite) {
+  Rig r;
+  r.Ask(1, Exclusive({"a", "b"}));
+  r.Ask(2, Shared({"c"}));
+  r.Grant(5, {{"a", "1"}, {"c", "C"}});
+  auto increment = [](const std::string* v) { return std::to_string(v ? std::stoi(*v) + 1 : 0); };
+  EXPECT_EQ(r.agent().Update(1, kS, "a", increment), Reason::kNone);  // from the cache
+  EXPECT_EQ(r.agent().Read(1, kS, "a").value, "2");
+  EXPECT_EQ(r.agent().Update(1, kS, "a", increment), Reason::kNone);  // its own write
+  EXPECT_EQ(r.agent().Read(1, kS, "a").value, "3");
+  EXPECT_EQ(r.agent().Update(1, kS, "b", increment), Reason::kNone);  // absent
+  EXPECT_EQ(r.agent().Read(1, kS, "b").value, "0");
+  ASSERT_EQ(r.agent().Erase(1, kS, "b"), Reason::kNone);
+  EXPECT_EQ(r.agent().Update(1, kS, "b", increment), Reason::kNone);  // erased
+  EXPECT_EQ(r.agent().Read(1, kS, "b").value, "0");
+  // Refused as Write refuses, without calling the function.
+  auto never = [](const std::string*) -> std::string {
+    ADD_FAILURE() << "called for a refused update";
+    return "";
+  };
+  EXPECT_EQ(r.agent().Update(1, kS, "c", never), Reason::kNotInPortion);
+  EXPECT_EQ(r.agent().Update(2, kS, "c", never), Reason::kNotInPortion);  // shared: read-only
+  EXPECT_EQ(r.agent().Update(9, kS, "a", never), Reason::kNotLocked);
+  EXPECT_EQ(Sent(r.Finish(1)), Names{"Commit"});
+  EXPECT_EQ(r.agent().Update(1, kS, "a", never), Reason::kNotLocked);  // committing
+  Effects ack = r.Receive(core::CommitAck{kS, 5, 1});
+  EXPECT_EQ(Wakes(ack), Names{"1:committed"});
+  EXPECT_EQ(r.session().cache, (AttributeMap{{"a", "3"}, {"b", "0"}, {"c", "C"}}));
+}
+
 TEST(Agent, R9_AccessOutsideThePortionIsRefused) {
   Rig r;
   r.Ask(1, Exclusive({"a"}));
