@@ -560,16 +560,19 @@ void Simulator::Dispatch(const Event& ev) {
       delivery_at_[slot] = core::kNever;
       free_slots_.push_back(slot);
       te.input = &messages_[slot];
-      std::uint32_t from = NodeOf(messages_[slot].from);
       if (!IsUp(ev.node)) {
         te.note = kActionNames[static_cast<int>(Action::kDropDown)];
         ++lost_;
         return Finish(te);
       }
-      if (from != UINT32_MAX && Blocked(from, ev.node)) {
-        te.note = kActionNames[static_cast<int>(Action::kDropPartition)];
-        ++lost_;
-        return Finish(te);
+      // Only a partition blocks a delivery: without one, no look-up.
+      if (!partitions_.empty()) {
+        const std::uint32_t from = NodeOf(messages_[slot].from);
+        if (from != UINT32_MAX && Blocked(from, ev.node)) {
+          te.note = kActionNames[static_cast<int>(Action::kDropPartition)];
+          ++lost_;
+          return Finish(te);
+        }
       }
       Time local = ClockOf(ev.node).Local(now_);
       if (ev.node < S) {
@@ -706,17 +709,28 @@ void Simulator::ApplyAgentEffects(std::uint32_t node, core::Effects& fx, TraceEv
 
 void Simulator::ScheduleTick(std::uint32_t node, Time deadline_local) {
   const std::uint32_t S = StoreCount();
-  Time& tick_at = node < S ? stores_[node].tick_at : processes_[node - S].tick_at;
-  std::uint64_t& generation =
-      node < S ? stores_[node].tick_generation : processes_[node - S].tick_generation;
-  (node < S ? stores_[node].deadline_local : processes_[node - S].deadline_local) = deadline_local;
+  // The node's fields, found with one test of its kind.
+  Time* tick_at_p;
+  std::uint64_t* generation_p;
+  const Clock* clock_p;
+  if (node < S) {
+    StoreNode& n = stores_[node];
+    n.deadline_local = deadline_local;
+    tick_at_p = &n.tick_at, generation_p = &n.tick_generation, clock_p = &n.clock;
+  } else {
+    ProcessNode& n = processes_[node - S];
+    n.deadline_local = deadline_local;
+    tick_at_p = &n.tick_at, generation_p = &n.tick_generation, clock_p = &n.clock;
+  }
+  Time& tick_at = *tick_at_p;
+  std::uint64_t& generation = *generation_p;
   if (scripted_) return;  // a script step ticks it
   if (deadline_local == core::kNever) {
     if (tick_at != core::kNever) ++generation;
     tick_at = core::kNever;
     return;
   }
-  const Clock& clock = ClockOf(node);
+  const Clock& clock = *clock_p;
   TrueAtCache& cache = true_at_cache_[node];
   if (cache.local != deadline_local || cache.clock.offset_us != clock.offset_us ||
       cache.clock.drift_ppm != clock.drift_ppm) {
@@ -916,7 +930,7 @@ bool Simulator::SendMessage(std::uint32_t from, const core::Effects& fx, std::ui
   const core::Envelope& e = fx.send[index];
   ++sent_;
   std::uint32_t to = NodeOf(e.to);
-  if (to == UINT32_MAX || Blocked(from, to)) {
+  if (to == UINT32_MAX || (!partitions_.empty() && Blocked(from, to))) {
     ++lost_;
     return false;
   }
@@ -1010,12 +1024,16 @@ void Simulator::StartRequest(SimThread& t) {
   std::vector<std::uint32_t>& picked = picked_;
   picked.clear();
   auto pick = [&](std::uint32_t first, std::uint32_t count) {
-    pool_.clear();
-    for (std::uint32_t a = first; a < K; ++a) pool_.push_back(a);
-    for (std::uint32_t i = 0; i < count && !pool_.empty(); ++i) {
-      std::size_t j = t.rng.Below(pool_.size());
-      picked.push_back(pool_[j]);
-      pool_.erase(pool_.begin() + static_cast<std::ptrdiff_t>(j));
+    // The candidates left, in order: each draw takes one out.
+    std::size_t left = first < K ? K - first : 0;
+    pool_.resize(left);
+    std::uint32_t* pool = pool_.data();
+    for (std::size_t a = 0; a < left; ++a) pool[a] = first + static_cast<std::uint32_t>(a);
+    for (std::uint32_t i = 0; i < count && left != 0; ++i) {
+      const std::size_t j = t.rng.Below(left);
+      picked.push_back(pool[j]);
+      std::copy(pool + j + 1, pool + left, pool + j);
+      --left;
     }
   };
   std::uint32_t most = std::min(w.portion_max, K - 1);
