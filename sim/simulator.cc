@@ -310,7 +310,7 @@ void Simulator::Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t 
   ticks_.Set(node, {at, seq, arg});
 }
 
-Simulator::EventQueue::EventQueue() : head_(kWindow, kNil), tail_(kWindow, kNil) {}
+Simulator::EventQueue::EventQueue() : first_event_(kWindow), more_(kWindow, kNil) {}
 
 void Simulator::EventQueue::push(const Event& e) {
   if (e.time < base_) {
@@ -318,10 +318,12 @@ void Simulator::EventQueue::push(const Event& e) {
     // correct: the window starts again from the earlier time.
     std::vector<Event> all;
     for (std::uint32_t slot = 0; slot < kWindow; ++slot) {
-      for (std::uint32_t n = head_[slot]; n != kNil; n = nodes_[n].next) {
+      if ((words_[slot / 64] >> (slot % 64) & 1) == 0) continue;
+      all.push_back(first_event_[slot]);
+      for (std::uint32_t n = more_[slot]; n != kNil; n = nodes_[n].next) {
         all.push_back(nodes_[n].event);
       }
-      head_[slot] = tail_[slot] = kNil;
+      more_[slot] = kNil;
     }
     nodes_.clear();
     free_ = kNil;
@@ -340,31 +342,37 @@ void Simulator::EventQueue::push(const Event& e) {
 }
 
 void Simulator::EventQueue::Insert(const Event& e) {
+  const auto slot = static_cast<std::uint32_t>(e.time & (kWindow - 1));
+  std::uint64_t& word = words_[slot / 64];
+  const std::uint64_t bit = std::uint64_t{1} << (slot % 64);
+  if (count_++ == 0 || e.time < first_event_[first_].time) first_ = slot;
+  if ((word & bit) == 0) {
+    // The usual case: a time nothing else is at.
+    first_event_[slot] = e;
+    word |= bit;
+    summary_ |= std::uint64_t{1} << (slot / 64);
+    return;
+  }
+  // One slot is one time: order by seq. Mostly the newest; a superseded
+  // tick put back (pauses) or an event from the far heap may be older.
   std::uint32_t n;
   if (free_ != kNil) {
     n = free_;
     free_ = nodes_[n].next;
-    nodes_[n] = Node{e, kNil};
   } else {
     n = static_cast<std::uint32_t>(nodes_.size());
-    nodes_.push_back(Node{e, kNil});
+    nodes_.emplace_back();
   }
-  const auto slot = static_cast<std::uint32_t>(e.time & (kWindow - 1));
-  if (count_++ == 0 || e.time < nodes_[head_[first_]].event.time) first_ = slot;
-  if (head_[slot] == kNil) {
-    head_[slot] = tail_[slot] = n;
-    words_[slot / 64] |= std::uint64_t{1} << (slot % 64);
-    summary_ |= std::uint64_t{1} << (slot / 64);
+  Event& first = first_event_[slot];
+  if (e.seq < first.seq) {
+    // The new one goes first: the old first heads the rest.
+    nodes_[n] = Node{first, more_[slot]};
+    more_[slot] = n;
+    first = e;
     return;
   }
-  // One slot is one time: order by seq. Mostly the newest; a superseded tick
-  // put back (pauses) or an event from the far heap may be older.
-  if (nodes_[tail_[slot]].event.seq < e.seq) {
-    nodes_[tail_[slot]].next = n;
-    tail_[slot] = n;
-    return;
-  }
-  std::uint32_t* link = &head_[slot];
+  nodes_[n] = Node{e, kNil};
+  std::uint32_t* link = &more_[slot];
   while (*link != kNil && nodes_[*link].event.seq < e.seq) link = &nodes_[*link].next;
   nodes_[n].next = *link;
   *link = n;
@@ -392,17 +400,21 @@ void Simulator::EventQueue::pop() {
     return;
   }
   const std::uint32_t slot = first_;
-  const std::uint32_t n = head_[slot];
-  base_ = nodes_[n].event.time;
-  head_[slot] = nodes_[n].next;
-  if (head_[slot] == kNil) {
-    tail_[slot] = kNil;
-    words_[slot / 64] &= ~(std::uint64_t{1} << (slot % 64));
-    if (words_[slot / 64] == 0) summary_ &= ~(std::uint64_t{1} << (slot / 64));
+  base_ = first_event_[slot].time;
+  --count_;
+  const std::uint32_t n = more_[slot];
+  if (n != kNil) {
+    // The next of the same time takes its place: the slot stays first.
+    first_event_[slot] = nodes_[n].event;
+    more_[slot] = nodes_[n].next;
+    nodes_[n].next = free_;
+    free_ = n;
+  } else {
+    std::uint64_t& word = words_[slot / 64];
+    word &= ~(std::uint64_t{1} << (slot % 64));
+    if (word == 0) summary_ &= ~(std::uint64_t{1} << (slot / 64));
+    if (count_ != 0) first_ = FirstSlot();
   }
-  nodes_[n].next = free_;
-  free_ = n;
-  if (--count_ != 0 && head_[slot] == kNil) first_ = FirstSlot();
   Advance();
 }
 

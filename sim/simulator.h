@@ -268,18 +268,21 @@ class Simulator {
   // Every event but the nodes' ticks, by (time, seq). Events are never
   // scheduled before now and mostly within a few milliseconds of it, so a
   // calendar of one slot per microsecond over a window of kWindow from the
-  // last event taken holds them, each slot a list by seq; a two-level bitmap
-  // finds the next slot in a few instructions. Events beyond the window wait
-  // in a binary heap and move into the calendar as it advances. A binary
-  // heap of every event (~130 here) took about 7 levels of compares per pop;
-  // the order is the same, since (time, seq) is a total order.
+  // last event taken holds them; a two-level bitmap finds the next slot in a
+  // few instructions. A slot holds its first event (by seq) in place, and
+  // any others of the same time in a list by seq: times are nearly all
+  // distinct, so an event mostly goes in and out with no list at all.
+  // Events beyond the window wait in a binary heap and move into the
+  // calendar as it advances. A binary heap of every event (~130 here) took
+  // about 7 levels of compares per pop; the order is the same, since
+  // (time, seq) is a total order.
   class EventQueue {
    public:
     EventQueue();
     bool empty() const { return count_ == 0 && far_.empty(); }
     void push(const Event& e);
     // The first event; the queue must not be empty.
-    const Event& top() const { return count_ == 0 ? far_.top() : nodes_[head_[first_]].event; }
+    const Event& top() const { return count_ == 0 ? far_.top() : first_event_[first_]; }
     void pop();
 
    private:
@@ -295,9 +298,10 @@ class Simulator {
     Time base_ = 0;            // the last time taken: every slot is in [base_, base_ + kWindow)
     std::uint32_t count_ = 0;  // events in slots
     std::uint32_t first_ = 0;  // the earliest one's slot, when count_ > 0
+    std::vector<Event> first_event_;   // per occupied slot: its event with the lowest seq
+    std::vector<std::uint32_t> more_;  // per slot: its other events, by seq (nodes_), or kNil
     std::vector<Node> nodes_;
     std::uint32_t free_ = kNil;
-    std::vector<std::uint32_t> head_, tail_;  // per slot
     std::uint64_t words_[kWindow / 64] = {};  // slot occupied
     std::uint64_t summary_ = 0;               // word non-zero
     std::priority_queue<Event, std::vector<Event>, std::greater<Event>> far_;
