@@ -14,8 +14,12 @@
 // rollback), Cancel; store Granted, Queued, Busy, Recall (current, stale or a
 // recall that overtakes its grant), CommitAck, ReleaseAck, Revoked/Rejected,
 // a duplicate of the last store message; small time steps (heartbeats are
-// answered at once, so the lease holds) and a lease lapse (no answer for
-// longer than the agent's trust span).
+// answered at once), a lease lapse (no answer for longer than the agent's
+// trust span) and time steps with heartbeats unanswered. The model keeps the
+// link's trust as the agent does (B1): when it was last renewed, whether it
+// lapsed, and when it next sends a heartbeat; so it predicts the requests
+// made again after a lapse, including one that comes in small steps after an
+// idle spell with no heartbeats.
 //
 // Checked after every step: wakes equal the model's (as a multiset) and none
 // is duplicated; independent of the model, a per-thread tracker built only
@@ -91,6 +95,9 @@ core::AgentConfig Config(bool release_after_each, bool release_when_contended) {
   c.release_when_contended = release_when_contended;
   return c;
 }
+
+// B1: how long a renewal of the lease is trusted (the lease less drift and margin).
+const Time kTrustSpan = Config(false, false).TrustSpan();
 
 // ---- printing ----------------------------------------------------------------
 
@@ -187,6 +194,8 @@ struct MSession {
   LockState state = LockState::kUnlocked;
   std::uint64_t request_id = 0;
   bool try_request = false;
+  Time request_sent_at = 0;
+  std::uint64_t request_lapses = 0;  // the link's lapse count when it was sent
   Token token = kNoToken;
   bool recalled = false;
   bool queued = false;     // the store said Queued for the outstanding request
@@ -223,6 +232,7 @@ struct AgentInput {
   bool store_applies_head_commit = false;  // kDeliver of a CommitAck
   bool redelivery = false;
   Time dt = 0;
+  bool heartbeats_unanswered = false;  // kAdvance: the store is silent meanwhile
 };
 
 // What one step must produce.
@@ -247,6 +257,18 @@ struct AgentModel {
 
   Time now = 0;
   std::uint64_t last_request_id = 0;
+
+  // B1: the link to the store, as the agent keeps it. The trust runs out in
+  // a LapseCmd or SilenceCmd, or when the link goes unused (no session
+  // engaged, so no heartbeats): a request made late in an idle spell can see
+  // the trust run out before the first heartbeat renews it, and is made again.
+  Time trusted_until = 0;
+  bool lapsed = false;
+  std::uint64_t lapses = 0;
+  Time gap_closed_at = 0;
+  Time next_heartbeat_at = kNever;
+  int engaged = 0;  // sessions not Unlocked
+  int held = 0;     // sessions Held
   Token store_last_token = kNoToken;
   std::map<SessionId, MSession> sessions{{1, {}}, {2, {}}};
 
@@ -262,11 +284,34 @@ struct AgentModel {
                        [&](const MHold& h) { return h.portion.ConflictsWith(p); });
   }
 
+  void SetState(MSession& s, LockState next) {
+    bool was_engaged = s.state != LockState::kUnlocked;
+    bool now_engaged = next != LockState::kUnlocked;
+    if (was_engaged && !now_engaged) --engaged;
+    if (!was_engaged && now_engaged && engaged++ == 0) next_heartbeat_at = kNever;
+    held += (next == LockState::kHeld) - (s.state == LockState::kHeld);
+    s.state = next;
+  }
+
+  // The store renewed the lease when it got something sent at `sent_at`.
+  void Trust(Time sent_at) {
+    Time until = core::AddTime(sent_at, kTrustSpan);
+    if (sent_at > trusted_until) gap_closed_at = std::max(gap_closed_at, sent_at);
+    if (until > trusted_until) {
+      trusted_until = until;
+      lapsed = false;
+    }
+  }
+
   void RequestLock(SessionId sid, MSession& s) {
     s.request_id = ++last_request_id;
     s.try_request =
         std::all_of(s.waiters.begin(), s.waiters.end(), [](const MWait& w) { return w.try_only; });
-    s.state = LockState::kRequested;
+    if (trusted_until <= now) lapsed = true;  // a new lease starts with this request
+    s.request_lapses = lapses;
+    s.request_sent_at = now;
+    SetState(s, LockState::kRequested);
+    if (next_heartbeat_at == kNever) next_heartbeat_at = core::AddTime(now, kLease / 4);
     s.recalled = false;
     s.queued = false;
     s.revoked_seen = kNoToken;
@@ -275,7 +320,7 @@ struct AgentModel {
 
   void ReleaseLock(SessionId sid, MSession& s) {
     for (MWait& w : s.waiters) w.entitled = false;
-    s.state = LockState::kReleasing;
+    SetState(s, LockState::kReleasing);
     s.recalled = false;
     Send(core::Release{sid, s.token});
   }
@@ -299,7 +344,7 @@ struct AgentModel {
     s.recalled = false;
     s.pipelined = 0;
     for (MWait& w : s.waiters) w.entitled = false;
-    s.state = LockState::kUnlocked;
+    SetState(s, LockState::kUnlocked);
     if (!s.waiters.empty()) RequestLock(sid, s);
   }
 
@@ -362,13 +407,31 @@ struct AgentModel {
     Send(core::Commit{sid, s.token, c.seq, false, c.writes});
   }
 
-  void RunDue(bool lapse) {
-    if (lapse) {  // B1: the agent stops trusting every lock before the store revokes it
+  void RunDue(bool heartbeat_answered = true) {
+    if (engaged > 0 && trusted_until <= now && !lapsed) {
+      // B1: the store may have expired the lease and dropped what we asked
+      // before: every outstanding request is made again, with a new id.
+      lapsed = true;
+      ++lapses;
+      for (auto& [sid, s] : sessions) {
+        if (s.state != LockState::kRequested) continue;
+        SetState(s, LockState::kUnlocked);
+        RequestLock(sid, s);
+      }
+    }
+    if (held > 0 && trusted_until <= now) {
+      // B1: the agent stops trusting every lock before the store revokes it.
       for (auto& [sid, s] : sessions) {
         if (s.state != LockState::kHeld) continue;
         Send(core::Release{sid, s.token});
         LoseLock(sid, s);
       }
+    }
+    if (engaged > 0 && next_heartbeat_at <= now) {
+      // One heartbeat; the test answers it at once (unless the store is
+      // silent), which renews the lease.
+      next_heartbeat_at = core::AddTime(now, kLease / 4);
+      if (heartbeat_answered) Trust(now);
     }
     for (auto& [sid, s] : sessions) {
       bool removed = false;
@@ -383,7 +446,7 @@ struct AgentModel {
       }
       if (removed && s.waiters.empty() && s.state == LockState::kRequested) {
         Send(core::Cancel{sid, s.request_id});
-        s.state = LockState::kUnlocked;
+        SetState(s, LockState::kUnlocked);
       }
       if (s.state == LockState::kHeld && !s.commits.empty() && s.commit_retry_at <= now) {
         s.commits.front().resent = true;  // B4: resent; its outcome may become unknown
@@ -405,13 +468,23 @@ struct AgentModel {
       Send(core::Release{sid, m.token});  // nobody waits for it
       return;
     }
-    if (m.token <= s.revoked_seen) {  // already revoked: give it back, ask again
+    // B1: granted under a lease that may have run out since it was asked
+    // for, or already revoked: give it back, ask again.
+    if (gap_closed_at > core::AddTime(s.request_sent_at, kTrustSpan) ||
+        s.request_lapses != lapses || m.token <= s.revoked_seen) {
       Send(core::Release{sid, m.token});
-      s.state = LockState::kUnlocked;
+      SetState(s, LockState::kUnlocked);
       RequestLock(sid, s);
       return;
     }
-    s.state = LockState::kHeld;
+    Trust(s.request_sent_at);
+    if (now >= trusted_until) {  // the lease may be over by our clock already
+      Send(core::Release{sid, m.token});
+      SetState(s, LockState::kUnlocked);
+      if (!s.waiters.empty()) RequestLock(sid, s);
+      return;
+    }
+    SetState(s, LockState::kHeld);
     s.token = m.token;
     s.next_seq = 1;
     for (MWait& w : s.waiters) w.entitled = true;  // Progress rule
@@ -451,9 +524,13 @@ struct AgentModel {
     } else if (const auto* q = std::get_if<core::Queued>(&msg)) {
       // Buffered by the store: nothing changes for the threads, but the
       // tenure that follows was taken from another process.
-      if (s.state == LockState::kRequested && q->request_id == s.request_id) s.queued = true;
+      if (s.state == LockState::kRequested && q->request_id == s.request_id) {
+        s.queued = true;
+        Trust(s.request_sent_at);
+      }
     } else if (const auto* b = std::get_if<core::Busy>(&msg)) {
       if (s.state != LockState::kRequested || b->request_id != s.request_id) return;
+      Trust(s.request_sent_at);
       for (auto w = s.waiters.begin(); w != s.waiters.end();) {
         if (w->try_only) {
           Wake(w->thread, sid, ThreadEventKind::kFailed, Reason::kBusy);
@@ -462,7 +539,7 @@ struct AgentModel {
           ++w;
         }
       }
-      s.state = LockState::kUnlocked;
+      SetState(s, LockState::kUnlocked);
       if (!s.waiters.empty()) RequestLock(sid, s);
     } else if (const auto* r = std::get_if<core::Recall>(&msg)) {
       OnRecall(sid, s, *r);
@@ -472,7 +549,7 @@ struct AgentModel {
         return;
       }
       if (s.state != LockState::kReleasing || s.token != ra->token) return;
-      s.state = LockState::kUnlocked;
+      SetState(s, LockState::kUnlocked);
       s.token = kNoToken;
       if (!s.waiters.empty()) RequestLock(sid, s);
     } else if (const auto* ca = std::get_if<core::CommitAck>(&msg)) {
@@ -492,11 +569,11 @@ struct AgentModel {
         for (MWait& w : s.waiters) w.entitled = false;
         s.recalled = false;
         if (s.pipelined == 2) {
-          s.state = LockState::kUnlocked;
+          SetState(s, LockState::kUnlocked);
           s.token = kNoToken;
           if (!s.waiters.empty()) RequestLock(sid, s);
         } else {
-          s.state = LockState::kReleasing;
+          SetState(s, LockState::kReleasing);
         }
         s.pipelined = 0;
         return;
@@ -512,7 +589,7 @@ struct AgentModel {
       if (s.state == LockState::kHeld) {
         LoseLock(sid, s);
       } else if (s.state == LockState::kReleasing) {
-        s.state = LockState::kUnlocked;
+        SetState(s, LockState::kUnlocked);
         s.token = kNoToken;
         if (!s.waiters.empty()) RequestLock(sid, s);
       }
@@ -546,7 +623,7 @@ struct AgentModel {
         break;
       case AgentInput::Kind::kAdvance:
         now += in.dt;
-        RunDue(in.dt >= kLapse);
+        RunDue(!in.heartbeats_unanswered);
         break;
       case AgentInput::Kind::kWrite: {
         x.write_reason = Write(s, in);
@@ -571,7 +648,7 @@ struct AgentModel {
         break;
       }
       case AgentInput::Kind::kAsk: {
-        RunDue(false);
+        RunDue();
         bool known = std::any_of(s.holders.begin(), s.holders.end(),
                                  [&](const MHold& h) { return h.thread == in.thread; }) ||
                      std::any_of(s.waiters.begin(), s.waiters.end(),
@@ -601,7 +678,7 @@ struct AgentModel {
       }
       case AgentInput::Kind::kFinish: {
         if (!in.attribute.empty()) x.write_reason = Write(s, in);
-        RunDue(false);
+        RunDue();
         auto h = std::find_if(s.holders.begin(), s.holders.end(),
                               [&](const MHold& y) { return y.thread == in.thread; });
         if (h == s.holders.end() || h->committing) {
@@ -630,7 +707,7 @@ struct AgentModel {
         break;
       }
       case AgentInput::Kind::kCancel: {
-        RunDue(false);
+        RunDue();
         auto w = std::find_if(s.waiters.begin(), s.waiters.end(),
                               [&](const MWait& y) { return y.thread == in.thread; });
         if (w != s.waiters.end()) {
@@ -638,14 +715,14 @@ struct AgentModel {
           Wake(in.thread, in.session, ThreadEventKind::kFailed, Reason::kCancelled);
           if (s.waiters.empty() && s.state == LockState::kRequested) {
             Send(core::Cancel{in.session, s.request_id});  // nobody wants it any more
-            s.state = LockState::kUnlocked;
+            SetState(s, LockState::kUnlocked);
           }
           Progress(in.session, s);
         }
         break;
       }
       case AgentInput::Kind::kDeliver: {
-        RunDue(false);
+        RunDue();
         if (in.store_applies_head_commit) {
           // The store applies the commit before it acknowledges it.
           for (const AttributeWrite& w : s.commits.front().writes) {
@@ -801,7 +878,7 @@ void CheckStep(const AgentModel& m0, const AgentModel& m1, const AgentInput& in,
                const core::ReadResult& read) {
   sut.agent.CheckInvariants();
   RC_ASSERT(sut.now == m1.now);
-  AnswerHeartbeats(sut, fx);
+  if (!in.heartbeats_unanswered) AnswerHeartbeats(sut, fx);
   TrackWakes(sut, fx);
 
   // Wakes, exactly.
@@ -1319,15 +1396,10 @@ class AdvanceCmd : public AgentCommand {
   std::string Describe() const override { return "Advance " + std::to_string(dt) + "us"; }
 };
 
-// B1: the agent hears nothing from the store for longer than its trust span.
-// Only while no request is outstanding: a lapse then makes the agent ask
-// again with new request ids, which this model does not track (the unit tests
-// Agent.B1_* cover it).
+// B1: the agent hears nothing from the store for longer than its trust span:
+// held locks are given up and outstanding requests made again.
 class LapseCmd : public AgentCommand {
  public:
-  void checkPreconditions(const AgentModel& m) const override {
-    for (const auto& [sid, s] : m.sessions) RC_PRE(s.state != LockState::kRequested);
-  }
   AgentInput Resolve(const AgentModel&) const override {
     AgentInput in;
     in.kind = AgentInput::Kind::kAdvance;
@@ -1335,6 +1407,24 @@ class LapseCmd : public AgentCommand {
     return in;
   }
   std::string Describe() const override { return "Lease lapses"; }
+};
+
+// B1: time passes and the store answers no heartbeat meanwhile (its
+// answers are lost); a grant that comes later may find the lease over.
+class SilenceCmd : public AgentCommand {
+ public:
+  Time dt = *rc::gen::inRange<Time>(1, kLapse + 1);
+
+  AgentInput Resolve(const AgentModel&) const override {
+    AgentInput in;
+    in.kind = AgentInput::Kind::kAdvance;
+    in.dt = dt;
+    in.heartbeats_unanswered = true;
+    return in;
+  }
+  std::string Describe() const override {
+    return "Advance " + std::to_string(dt) + "us, heartbeats unanswered";
+  }
 };
 
 // Cases, and the most commands in one case (RapidCheck's size).
@@ -1350,12 +1440,13 @@ void RunAgentModel(bool release_after_each, bool mutant, bool strict_try_lock = 
   model.mutant_no_entitlement = mutant;
   model.strict_try_lock = strict_try_lock;
   AgentSut sut(release_after_each, release_when_contended);
-  rc::state::check(model, sut,
-                   rc::state::gen::execOneOfWithArgs<
-                       AskCmd, AskCmd, AskCmd, AskCmd, WriteCmd, WriteCmd, WriteCmd, FinishCmd,
-                       FinishCmd, FinishCmd, CancelCmd, GrantCmd, GrantCmd, GrantCmd, QueuedCmd,
-                       BusyCmd, RecallCmd, RecallCmd, AckCommitCmd, AckCommitCmd, AckReleaseCmd,
-                       AckReleaseCmd, RevokeCmd, RedeliverCmd, AdvanceCmd, AdvanceCmd, LapseCmd>());
+  rc::state::check(
+      model, sut,
+      rc::state::gen::execOneOfWithArgs<
+          AskCmd, AskCmd, AskCmd, AskCmd, WriteCmd, WriteCmd, WriteCmd, FinishCmd, FinishCmd,
+          FinishCmd, CancelCmd, GrantCmd, GrantCmd, GrantCmd, QueuedCmd, BusyCmd, RecallCmd,
+          RecallCmd, AckCommitCmd, AckCommitCmd, AckReleaseCmd, AckReleaseCmd, RevokeCmd,
+          RedeliverCmd, AdvanceCmd, AdvanceCmd, LapseCmd, SilenceCmd>());
 }
 
 }  // namespace
