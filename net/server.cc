@@ -228,12 +228,14 @@ struct Server::Impl {
       return;
     if (wal->written_lsn() <= std::max(wal->synced_lsn(), sync_started_lsn)) return;
     ++syncs_running;
-    Wal::SyncJob job = wal->PrepareSync();
-    sync_started_lsn = job.lsn;
     if (!sync_threads) {
+      Wal::SyncJob job = wal->PrepareSyncHere();
+      sync_started_lsn = job.lsn;
       std::int64_t micros = job.Run();
       return Synced(job.lsn, micros);  // nothing was written meanwhile: no next sync
     }
+    Wal::SyncJob job = wal->PrepareSync();
+    sync_started_lsn = job.lsn;
     asio::post(*sync_threads, [this, job]() mutable {
       std::int64_t micros = job.Run();
       asio::post(io, [this, lsn = job.lsn, micros] { Synced(lsn, micros); });

@@ -481,11 +481,13 @@ Wal::SyncJob Wal::PrepareSync() const {
                  written_lsn_};
 }
 
+Wal::SyncJob Wal::PrepareSyncHere() const { return SyncJob{fd_, written_lsn_, false}; }
+
 std::int64_t Wal::SyncJob::Run() {
   if (fd < 0) return -1;
   auto start = std::chrono::steady_clock::now();
   int rc = ::fdatasync(fd);
-  ::close(fd);
+  if (owned) ::close(fd);
   fd = -1;
   if (rc != 0) return -1;
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -

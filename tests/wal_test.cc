@@ -482,6 +482,36 @@ TEST(Wal, SyncJobOnAnotherThreadCoversWhatWasWrittenBeforeIt) {
   EXPECT_EQ(wal->synced_lsn(), wal->written_lsn());
 }
 
+// On the owner's thread the fsync borrows the log's own descriptor: it covers
+// what was written, and the log (whose descriptor it must not close) keeps
+// appending and syncing after it.
+TEST(Wal, SyncHereCoversWhatWasWrittenAndKeepsTheLogOpen) {
+  TempDir dir;
+  RecoveredLog log;
+  auto wal = OpenOrDie(dir.path(), &log);
+  wal->Append(core::StoreStartedRecord{1});
+  ASSERT_TRUE(wal->WriteBuffered().ok());
+  Wal::SyncJob job = wal->PrepareSyncHere();
+  EXPECT_FALSE(job.owned);
+  EXPECT_EQ(job.lsn, wal->written_lsn());
+  std::int64_t micros = job.Run();
+  ASSERT_GE(micros, 0);
+  wal->SyncDone(job.lsn, static_cast<std::uint64_t>(micros));
+  EXPECT_EQ(wal->synced_lsn(), wal->written_lsn());
+  wal->Append(core::StoreStartedRecord{2});
+  ASSERT_TRUE(wal->WriteBuffered().ok());
+  Wal::SyncJob again = wal->PrepareSyncHere();
+  ASSERT_GE(again.Run(), 0);  // a closed descriptor would fail here (EBADF)
+  wal->SyncDone(again.lsn, 0);
+  EXPECT_EQ(wal->synced_lsn(), wal->written_lsn());
+  EXPECT_EQ(wal->stats().fsyncs, 2u);
+  wal.reset();
+  RecoveredLog reopened;
+  OpenOrDie(dir.path(), &reopened);
+  EXPECT_EQ(reopened.records,
+            (std::vector<core::Record>{core::StoreStartedRecord{1}, core::StoreStartedRecord{2}}));
+}
+
 // Drives a real Store with random traffic (with restarts), logging what it
 // persists, then checks that the compacted log rebuilds the same store.
 RC_GTEST_PROP(WalProperty, SnapshotPreservesStoreRecover, ()) {
