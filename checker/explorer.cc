@@ -409,6 +409,18 @@ std::vector<core::Record> Flatten(const LogNode& log) {
   }
   return records;
 }
+// Whether the log holds the commit (session, token, seq): tokens are never
+// reused, not even across store restarts, so this names one commit.
+bool LogHolds(const LogNode& log, core::SessionId session, core::Token token, std::uint64_t seq) {
+  for (const LogNode* n = &log; n->Id() != nullptr; n = &(*n)->prev) {
+    for (const core::Record& r : (*n)->records) {
+      const auto* c = std::get_if<core::CommitRecord>(&r);
+      if (c != nullptr && c->session == session && c->token == token && c->seq == seq) return true;
+    }
+  }
+  return false;
+}
+
 using AgentNode = Cow<core::ProcessAgent>;
 
 struct World {
@@ -1649,6 +1661,7 @@ class Model {
         }
       }
     }
+    CheckLostCommits(w, p, out, f);
     w.agents[p] = out.agent;
     for (const MessageNode& e : out.send) {
       const auto* release = std::get_if<core::Release>(&e->message);
@@ -1694,6 +1707,36 @@ class Model {
             ++w.view[ev.session].unknown;
           NextRequest(th);
           break;
+      }
+    }
+  }
+
+  // A committing thread told LockLost (not "outcome unknown") learns that its
+  // commit did not apply and never will (B5): the store must not have it.
+  // The terminal states' counter check sees this too, but only once the run
+  // ends; this sees it on the step, even where the depth bound stops first.
+  // Its commit's token and seq are in the agent from before the step.
+  void CheckLostCommits(const World& w, std::uint32_t p, const AgentOutcome& out,
+                        Failure& f) const {
+    for (const core::ThreadEvent& ev : out.wake) {
+      if (!f.invariant.empty()) return;
+      if (ev.kind != core::ThreadEventKind::kFailed || ev.reason != core::Reason::kLockLost)
+        continue;
+      const std::uint32_t t = p * c_.threads + ev.thread;
+      if (w.threads[t].phase != Phase::kCommitting) continue;
+      auto session = w.agents[p]->state().sessions.find(ev.session);
+      if (session == w.agents[p]->state().sessions.end()) continue;
+      const core::AgentSession& s = session->second;
+      for (const core::PendingCommit& c : s.commits) {
+        const std::uint32_t store = core::StoreForSession(ev.session, c_.stores);
+        if (c.thread != ev.thread || !LogHolds(w.logs[store], ev.session, s.token, c.seq)) continue;
+        f = {"no_lost_update",
+             ThreadName(t) +
+                 " was told its lock was lost, so its commit did not apply, but store s" +
+                 std::to_string(store) + " has made it durable (session " +
+                 std::to_string(ev.session) + ", token " + std::to_string(s.token) + ", seq " +
+                 std::to_string(c.seq) + "): its outcome was unknown"};
+        return;
       }
     }
   }

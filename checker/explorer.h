@@ -7,7 +7,9 @@
 // every enabled step: deliver any deliverable message, step any runnable
 // thread, let time pass to the next deadline, and, within the fault budgets,
 // lose or duplicate a message, crash a process, or restart a store. In every
-// state it checks the checker's online invariants; in every terminal state
+// state it checks the checker's online invariants; on every step, that a
+// thread told LockLost (its commit certainly did not apply) has no commit in
+// the store's log; in every terminal state
 // (nothing enabled, or time at its horizon) it checks that every request
 // finished and that no acknowledged update was lost.
 //

@@ -884,6 +884,10 @@ void ProcessAgent::LoseLock(Time now, SessionId id, AgentSession& s, Effects& fx
         !(head_refused && !s.commits.front().resent)) {
       reason = Reason::kCommitOutcomeUnknown;
     }
+#ifdef LATCHKEY_MUTANTS
+    // Planted bug: the thread is told its commit did not apply, though it may have.
+    if (LK_MUTANT(kAgentClaimsCommitLost)) reason = Reason::kLockLost;
+#endif
     fx.wake.push_back({h.thread, id, ThreadEventKind::kFailed, reason});
   }
   s.holders.clear();

@@ -21,6 +21,7 @@ constexpr std::string_view kNames[kMutantCount] = {
     "token_not_bumped_after_expiry",
     "duplicate_commit_applied",
     "store_never_recalls",
+    "agent_claims_commit_lost",
 };
 }  // namespace
 

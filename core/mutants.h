@@ -36,8 +36,9 @@ enum class Mutant : std::uint8_t {
   kTokenNotBumpedAfterExpiry,  // store: the grant after a lease expiry reuses the expired token
   kDuplicateCommitApplied,     // store: a repeated commit is applied (and persisted) again
   kStoreNeverRecalls,          // store: never sends a recall
+  kAgentClaimsCommitLost,      // agent: a lost lock's in-flight commit is reported certainly lost
 };
-inline constexpr int kMutantCount = 17;
+inline constexpr int kMutantCount = 18;
 
 std::string_view MutantName(Mutant mutant);
 // kNone if `name` names no mutant.

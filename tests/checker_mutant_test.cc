@@ -210,6 +210,15 @@ TEST(Mutant, StoreNeverRecallsIsADeadlock) {
   EXPECT_TRUE(f.caught);
 }
 
+TEST(Mutant, AgentClaimsCommitLostBreaksNoLostUpdate) {
+  // A thread told its commit certainly did not apply, when it did: the
+  // counter ends above what was acknowledged or left unknown.
+  Found f = Hunt(Mutant::kAgentClaimsCommitLost, Invariant::kNoLostUpdate,
+                 WithFaults({FaultKind::kPartition, FaultKind::kPause}, 30'000), 40);
+  EXPECT_TRUE(f.caught);
+  EXPECT_NE(f.report.find("increments were acknowledged"), std::string::npos) << f.report;
+}
+
 // The table of issue 4: every planted bug against a fixed seed budget, the
 // invariant that catches it, the seeds it took and the simulated time to
 // detection; the real core runs the same worlds and budgets clean.
@@ -249,6 +258,7 @@ TEST(Mutant, TableOfEveryPlantedBugAndTheCleanCore) {
       {Mutant::kTokenNotBumpedAfterExpiry, Invariant::kTokenValidity, cut_off},
       {Mutant::kDuplicateCommitApplied, Invariant::kSerializability, duplicates},
       {Mutant::kStoreNeverRecalls, Invariant::kNoDeadlock, Contended()},
+      {Mutant::kAgentClaimsCommitLost, Invariant::kNoLostUpdate, cut_off},
   };
   ASSERT_EQ(cases.size(), static_cast<std::size_t>(core::kMutantCount - 1));
   constexpr std::uint64_t kBudget = 300;

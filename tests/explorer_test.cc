@@ -58,9 +58,12 @@ TEST(Explorer, CrashesLossDuplicationAndRestartsAreVerified) {
 // a contended world, with and without crashes, violates nothing, and the
 // policy changes which states are reached (so it is exercised).
 // With it, the last thread's Commit carries its Release right behind it;
-// lost, duplicated and reordered messages test that pipelined release.
+// lost, duplicated and reordered messages test that pipelined release. With
+// dup and reorder together, a refused duplicate of the last Commit can
+// overtake the CommitAck: the agent's first version of the pipelined release
+// told that thread its commit was lost, and this world finds it (17 steps).
 TEST(Explorer, ReleaseWhenContendedIsVerifiedExhaustively) {
-  for (const char* faults : {"", "crash", "loss", "dup", "reorder"}) {
+  for (const char* faults : {"", "crash", "loss", "dup", "reorder", "dup,reorder"}) {
     ExploreConfig keep = World(2, 1, 2, faults);
     keep.idle_release_us = core::kNever;
     ExploreConfig adaptive = keep;
@@ -221,6 +224,7 @@ const MutantCase kMutantCases[] = {
     {core::Mutant::kTokenNotBumpedAfterExpiry, "token_validity", 2, 1, 1, "lease-expiry"},
     {core::Mutant::kDuplicateCommitApplied, "serializability", 1, 1, 1, "dup"},
     {core::Mutant::kStoreNeverRecalls, "liveness", 2, 1, 1, "", true},
+    {core::Mutant::kAgentClaimsCommitLost, "no_lost_update", 1, 1, 1, "lease-expiry"},
 };
 
 void PrintTo(const MutantCase& m, std::ostream* out) { *out << core::MutantName(m.mutant); }
@@ -279,6 +283,28 @@ INSTANTIATE_TEST_SUITE_P(EveryPlantedBug, ExplorerMutant, testing::ValuesIn(kMut
                          [](const testing::TestParamInfo<MutantCase>& info) {
                            return std::string(core::MutantName(info.param.mutant));
                          });
+
+// A thread told LockLost while the store has made its commit durable is
+// caught on the very step that tells it, before any terminal state: the
+// message names the commit, and the path ends with the step.
+TEST(Explorer, ALostLockWhoseCommitAppliedIsCaughtOnTheStep) {
+  ExploreConfig c = World(1, 1, 1, "lease-expiry");
+  c.max_depth = 10;
+  core::SetMutant(core::Mutant::kAgentClaimsCommitLost);
+  ExploreResult r = Explore(c);
+  core::SetMutant(core::Mutant::kNone);
+  ASSERT_TRUE(r.violation.has_value());
+  EXPECT_EQ(r.violation->invariant, "no_lost_update");
+  EXPECT_NE(r.violation->message.find("p1.t0 was told its lock was lost"), std::string::npos)
+      << r.violation->message;
+  EXPECT_NE(r.violation->message.find("has made it durable (session 0, token 1, seq 1)"),
+            std::string::npos)
+      << r.violation->message;
+  EXPECT_EQ(r.violation->path.size(), r.stats.depth + 1u);  // on a step, not a terminal state
+  std::string path;
+  for (const std::string& step : r.violation->path) path += step + "\n";
+  std::printf("%s", path.c_str());
+}
 
 // Without the planted bug, the same worlds are clean.
 TEST(Explorer, TheMutantWorldsAreCleanOnTheRealCore) {
