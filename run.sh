@@ -49,6 +49,8 @@ step "model check 2 processes x 2 threads" ./build/latchkey check --processes 2 
   --requests-per-thread 1 --quiet
 step "model check with crash, loss, reordering" ./build/latchkey check --processes 2 --threads 1 \
   --requests-per-thread 1 --faults crash,loss,reorder --quiet
+step "model check pipelined release, dup+reorder" ./build/latchkey check --processes 2 --threads 1 \
+  --requests-per-thread 2 --keep-locks --release-when-contended --faults dup,reorder --quiet
 for world in sim/configs/swarm.json sim/configs/contended.json sim/configs/two_stores.json; do
   step "fuzz $(basename "$world" .json), $seeds seeds" ./build/latchkey fuzz --scenario "$world" \
     --seeds "$seeds" --jobs "$jobs" --check-determinism --quiet --out fuzz-failures
