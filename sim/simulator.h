@@ -124,6 +124,11 @@ struct TraceEvent {
   const core::Effects* effects = nullptr;  // when a core ran
   std::string note;                        // thread calls and faults, in words
   std::int32_t thread = -1;                // thread index, for thread calls
+  // kDeliver: the input's number among all sends (1-based; the copies of a
+  // duplicated message share it). The trace hash takes this one word for the
+  // input, whose words it took when the send was hashed. 0: not sent (an
+  // administrator's message), hashed word by word.
+  std::uint64_t sent = 0;
 };
 
 class Simulator;
@@ -194,7 +199,9 @@ class Simulator {
       if (delivery_at_[slot] != core::kNever) fn(messages_[slot], delivery_at_[slot]);
     }
   }
-  std::uint64_t trace_hash() const { return hash_; }
+  // Every event so far, hashed (see Finish): deterministic, the same with
+  // tracing on or off.
+  std::uint64_t trace_hash() const;
   // Each store rebuilt from what it persisted, as of now (the durable truth:
   // the summary's counters and the checker's no-lost-update check). Computed
   // once per end state and kept, so that the two do not recover twice.
@@ -392,7 +399,8 @@ class Simulator {
 
   std::vector<core::Envelope> messages_;  // message slots
   std::vector<std::uint64_t> free_slots_;
-  std::vector<Time> delivery_at_;  // per message slot; kNever = free
+  std::vector<Time> delivery_at_;           // per message slot; kNever = free
+  std::vector<std::uint64_t> sent_number_;  // per message slot: TraceEvent::sent
   struct Launching {
     std::uint64_t slot;
     Time at;
@@ -414,7 +422,9 @@ class Simulator {
   mutable std::uint64_t recovered_events_ = 0, recovered_records_ = 0;
   mutable Time recovered_now_ = 0;
   mutable bool recovered_valid_ = false;
-  std::uint64_t hash_ = 0;
+  // The trace hash's two lanes (trace_hash() mixes them).
+  std::uint64_t hash_a_ = 0x6C61746368ULL;  // "latch"
+  std::uint64_t hash_b_ = 0x6B6579ULL;      // "key"
   bool observer_failed_ = false;
 
   // Statistics.
