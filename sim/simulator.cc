@@ -292,28 +292,24 @@ bool Simulator::IsUp(std::uint32_t node) const {
   return node < StoreCount() ? stores_[node].up : processes_[node - StoreCount()].up;
 }
 
-void Simulator::Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t arg) {
-  const std::uint64_t seq = next_seq_++;
-  if (kind != EventKind::kTick) {
-    queue_.push(Event{at, seq, kind, node, arg});
-    return;
-  }
-  if (ticks_.Has(node)) {
-    // The node's pending tick is superseded (its generation is behind).
-    const TickQueue::Slot& old = ticks_.Get(node);
-    if (ghosts_queued_) {
-      queue_.push(Event{old.time, old.seq, EventKind::kTick, node, old.generation});
-    } else if (old.time <= config_.end_us()) {
-      ghost_until_ = std::max(ghost_until_, old.time);
-    }
-  }
-  ticks_.Set(node, {at, seq, arg});
-}
-
 Simulator::EventQueue::EventQueue() : first_event_(kWindow), more_(kWindow, kNil) {}
 
-void Simulator::EventQueue::push(const Event& e) {
-  if (e.time < base_) {
+// push, pop and Insert are inlined where they are called, once or twice per
+// event: their rare cases (an event before the window, a slot already
+// taken, far events coming into the window) are calls of their own.
+[[gnu::always_inline]] inline void Simulator::EventQueue::push(const Event& e) {
+  if (e.time < base_) [[unlikely]] {
+    Rebase(e);
+  }
+  if (e.time - base_ >= kWindow) {
+    far_.push(e);
+  } else {
+    Insert(e);
+  }
+}
+
+void Simulator::EventQueue::Rebase(const Event& e) {
+  {
     // Not expected (events are never scheduled in the past), but kept
     // correct: the window starts again from the earlier time.
     std::vector<Event> all;
@@ -334,14 +330,9 @@ void Simulator::EventQueue::push(const Event& e) {
     for (const Event& x : all) far_.push(x);
     Advance();
   }
-  if (e.time - base_ >= kWindow) {
-    far_.push(e);
-  } else {
-    Insert(e);
-  }
 }
 
-void Simulator::EventQueue::Insert(const Event& e) {
+[[gnu::always_inline]] inline void Simulator::EventQueue::Insert(const Event& e) {
   const auto slot = static_cast<std::uint32_t>(e.time & (kWindow - 1));
   std::uint64_t& word = words_[slot / 64];
   const std::uint64_t bit = std::uint64_t{1} << (slot % 64);
@@ -353,6 +344,11 @@ void Simulator::EventQueue::Insert(const Event& e) {
     summary_ |= std::uint64_t{1} << (slot / 64);
     return;
   }
+  InsertMore(e);
+}
+
+void Simulator::EventQueue::InsertMore(const Event& e) {
+  const auto slot = static_cast<std::uint32_t>(e.time & (kWindow - 1));
   // One slot is one time: order by seq. Mostly the newest; a superseded
   // tick put back (pauses) or an event from the far heap may be older.
   std::uint32_t n;
@@ -392,7 +388,14 @@ std::uint32_t Simulator::EventQueue::FirstSlot() const {
   return word * 64 + static_cast<std::uint32_t>(__builtin_ctzll(words_[word]));
 }
 
-void Simulator::EventQueue::pop() {
+inline void Simulator::EventQueue::Advance() {
+  while (!far_.empty() && far_.top().time - base_ < kWindow) {
+    Insert(far_.top());
+    far_.pop();
+  }
+}
+
+[[gnu::always_inline]] inline void Simulator::EventQueue::pop() {
   if (count_ == 0) {
     base_ = far_.top().time;
     far_.pop();
@@ -416,13 +419,6 @@ void Simulator::EventQueue::pop() {
     if (count_ != 0) first_ = FirstSlot();
   }
   Advance();
-}
-
-void Simulator::EventQueue::Advance() {
-  while (!far_.empty() && far_.top().time - base_ < kWindow) {
-    Insert(far_.top());
-    far_.pop();
-  }
 }
 
 void Simulator::TickQueue::Set(std::uint32_t node, const Slot& slot) {
@@ -475,6 +471,24 @@ void Simulator::TickQueue::SiftDown(std::uint32_t i) {
     i = child;
   }
   Place(i, node);
+}
+
+void Simulator::Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t arg) {
+  const std::uint64_t seq = next_seq_++;
+  if (kind != EventKind::kTick) {
+    queue_.push(Event{at, seq, kind, node, arg});
+    return;
+  }
+  if (ticks_.Has(node)) {
+    // The node's pending tick is superseded (its generation is behind).
+    const TickQueue::Slot& old = ticks_.Get(node);
+    if (ghosts_queued_) {
+      queue_.push(Event{old.time, old.seq, EventKind::kTick, node, old.generation});
+    } else if (old.time <= config_.end_us()) {
+      ghost_until_ = std::max(ghost_until_, old.time);
+    }
+  }
+  ticks_.Set(node, {at, seq, arg});
 }
 
 // ---- the loop ----------------------------------------------------------------

@@ -287,7 +287,7 @@ class Simulator {
    public:
     EventQueue();
     bool empty() const { return count_ == 0 && far_.empty(); }
-    void push(const Event& e);
+    void push(const Event& e);  // inlined into Simulator::Push and Step
     // The first event; the queue must not be empty.
     const Event& top() const { return count_ == 0 ? far_.top() : first_event_[first_]; }
     void pop();
@@ -302,6 +302,8 @@ class Simulator {
     std::uint32_t FirstSlot() const;  // of the earliest event, found; count_ > 0
     void Insert(const Event& e);      // into its slot; e.time - base_ < kWindow
     void Advance();                   // moves far events now within the window
+    void Rebase(const Event& e);      // push's rare case: e is before base_
+    void InsertMore(const Event& e);  // Insert's rare case: its slot is taken
     Time base_ = 0;            // the last time taken: every slot is in [base_, base_ + kWindow)
     std::uint32_t count_ = 0;  // events in slots
     std::uint32_t first_ = 0;  // the earliest one's slot, when count_ > 0
