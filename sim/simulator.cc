@@ -1108,6 +1108,7 @@ void Simulator::StartRequest(SimThread& t) {
     const ProgramRequest& r = w.program[t.id][w.requests_per_thread - t.remaining];
     t.session = r.session;
     t.portion = r.portion;
+    t.writes_counter = t.portion.Writable("a0");
     return AskNow(t);
   }
   const std::vector<core::SessionId>& home = home_sessions_[t.process];
@@ -1148,15 +1149,18 @@ void Simulator::StartRequest(SimThread& t) {
   if (t.rng.ChancePpm(w.whole_ppm)) {
     t.portion.whole = true;
     t.portion.mode = t.rng.ChancePpm(w.shared_ppm) ? core::Mode::kShared : core::Mode::kExclusive;
+    t.writes_counter = t.portion.mode == core::Mode::kExclusive;
   } else if (t.rng.ChancePpm(w.shared_ppm)) {
     pick(0, static_cast<std::uint32_t>(t.rng.Range(1, std::max(1u, most))));
     t.portion.whole = false;
     t.portion.mode = core::Mode::kShared;
+    t.writes_counter = false;
   } else {
     pick(1, static_cast<std::uint32_t>(t.rng.Range(0, most)));
     picked.push_back(0);  // the counter a0
     t.portion.whole = false;
     t.portion.mode = core::Mode::kExclusive;
+    t.writes_counter = true;  // a0 is attribute 0
   }
   // Distinct indices; sorted by name ("a10" < "a2"), as Portion::Of sorts.
   std::sort(picked.begin(), picked.end(), [&](std::uint32_t a, std::uint32_t b) {
@@ -1171,7 +1175,6 @@ void Simulator::StartRequest(SimThread& t) {
 
 void Simulator::AskNow(SimThread& t) {
   const WorkloadConfig& w = config_.workload;
-  t.writes_counter = t.portion.Writable("a0");
   t.asked_at = now_;
   t.ask_order = ++asks_;
   t.phase = ThreadPhase::kWaiting;

@@ -250,7 +250,8 @@ class Simulator {
   void Finish(TraceEvent& te);
 
   void StartRequest(SimThread& t);
-  void AskNow(SimThread& t);  // asks for t.session and t.portion
+  // Asks for t.session and t.portion (t.writes_counter: whether it writes a0).
+  void AskNow(SimThread& t);
   void OnWake(std::uint32_t node, const core::ThreadEvent& w);
   void NextRequest(SimThread& t);
 
