@@ -61,9 +61,23 @@ void ProcessAgent::Send(SessionId session, M&& m, Effects& fx) {
   fx.send.push_back(Envelope{address(), StoreOf(session), std::forward<M>(m)});
 }
 
+AgentSession* ProcessAgent::FindSlow(SessionId id, SessionCache::Entry& entry) const {
+  auto it = state_.sessions.find(id);
+  if (it == state_.sessions.end()) return nullptr;
+  // The map's nodes never move and an agent never erases a session: the
+  // pointer stays good for as long as this agent's state_ does.
+  entry = {id, const_cast<AgentSession*>(&it->second)};
+  return entry.session;
+}
+
+AgentSession& ProcessAgent::InsertSlow(SessionId id, SessionCache::Entry& entry) {
+  entry = {id, &state_.sessions.try_emplace(id).first->second};
+  return *entry.session;
+}
+
 bool ProcessAgent::Trusts(Time now, SessionId session) const {
-  auto it = state_.sessions.find(session);
-  return it != state_.sessions.end() && Trusts(now, session, it->second);
+  const AgentSession* s = FindSession(session);
+  return s != nullptr && Trusts(now, session, *s);
 }
 
 bool ProcessAgent::Trusts(Time now, SessionId id, const AgentSession& s) const {
@@ -138,7 +152,7 @@ void ProcessAgent::OnThreadAsk(Time now, ThreadId thread, SessionId session, con
                                Time deadline, bool try_only, Effects& fx) {
   fx.Clear();
   RunDue(now, fx);
-  AgentSession& s = state_.sessions[session];
+  AgentSession& s = SessionOf(session);
   auto fail = [&](Reason reason) {
     fx.wake.push_back({thread, session, ThreadEventKind::kFailed, reason});
     Settle(session, s);
@@ -189,9 +203,8 @@ Effects ProcessAgent::OnThreadCancel(Time now, ThreadId thread, SessionId sessio
 void ProcessAgent::OnThreadCancel(Time now, ThreadId thread, SessionId session, Effects& fx) {
   fx.Clear();
   RunDue(now, fx);
-  auto it = state_.sessions.find(session);
-  if (it != state_.sessions.end()) {
-    AgentSession& s = it->second;
+  if (AgentSession* found = FindSession(session); found != nullptr) {
+    AgentSession& s = *found;
     auto w = std::find_if(s.waiters.begin(), s.waiters.end(),
                           [&](const ThreadWait& x) { return x.thread == thread; });
     if (w != s.waiters.end()) {
@@ -222,10 +235,10 @@ void ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId session, 
   fx.Clear();
   RunDue(now, fx);
   // FindHold's look-up, kept: the session is needed below.
-  auto session_it = state_.sessions.find(session);
+  AgentSession* found = FindSession(session);
   ThreadHold* hold = nullptr;
-  if (session_it != state_.sessions.end()) {
-    for (ThreadHold& h : session_it->second.holders) {
+  if (found != nullptr) {
+    for (ThreadHold& h : found->holders) {
       if (h.thread == thread) {
         hold = &h;
         break;
@@ -242,7 +255,7 @@ void ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId session, 
     fx.next_deadline = NextDeadline();
     return;
   }
-  AgentSession& s = session_it->second;
+  AgentSession& s = *found;
   if (!commit || (hold->writes.empty() && !hold->clear_first)) {
     fx.wake.push_back({thread, session,
                        commit ? ThreadEventKind::kCommitted : ThreadEventKind::kRolledBack,
@@ -273,9 +286,9 @@ void ProcessAgent::OnThreadFinish(Time now, ThreadId thread, SessionId session, 
 // ---- thread reads and writes -------------------------------------------------
 
 ThreadHold* ProcessAgent::FindHold(SessionId session, ThreadId thread) {
-  auto it = state_.sessions.find(session);
-  if (it == state_.sessions.end()) return nullptr;
-  for (ThreadHold& h : it->second.holders) {
+  AgentSession* s = FindSession(session);
+  if (s == nullptr) return nullptr;
+  for (ThreadHold& h : s->holders) {
     if (h.thread == thread) return &h;
   }
   return nullptr;
@@ -288,10 +301,10 @@ const ThreadHold* ProcessAgent::FindHold(SessionId session, ThreadId thread) con
 ReadResult ProcessAgent::Read(ThreadId thread, SessionId session,
                               const std::string& attribute) const {
   // FindHold's look-up, kept: the session's cache is read below.
-  auto session_it = state_.sessions.find(session);
-  if (session_it == state_.sessions.end()) return {Reason::kNotLocked, std::nullopt};
+  const AgentSession* found = FindSession(session);
+  if (found == nullptr) return {Reason::kNotLocked, std::nullopt};
   const ThreadHold* hold = nullptr;
-  for (const ThreadHold& h : session_it->second.holders) {
+  for (const ThreadHold& h : found->holders) {
     if (h.thread == thread) {
       hold = &h;
       break;
@@ -306,7 +319,7 @@ ReadResult ProcessAgent::Read(ThreadId thread, SessionId session,
     return {Reason::kNone, w->value};
   }
   if (hold->clear_first) return {Reason::kNone, std::nullopt};
-  const AttributeMap& cache = session_it->second.cache;
+  const AttributeMap& cache = found->cache;
   auto it = cache.find(attribute);
   if (it == cache.end()) return {Reason::kNone, std::nullopt};
   return {Reason::kNone, it->second};
@@ -323,9 +336,9 @@ Reason ProcessAgent::Write(ThreadId thread, SessionId session, const std::string
 
 Reason ProcessAgent::ForUpdate(ThreadId thread, SessionId session, const std::string& attribute,
                                ThreadHold*& hold, const std::string*& current) {
-  auto session_it = state_.sessions.find(session);
-  if (session_it == state_.sessions.end()) return Reason::kNotLocked;
-  for (ThreadHold& h : session_it->second.holders) {
+  AgentSession* found = FindSession(session);
+  if (found == nullptr) return Reason::kNotLocked;
+  for (ThreadHold& h : found->holders) {
     if (h.thread == thread) {
       hold = &h;
       break;
@@ -340,7 +353,7 @@ Reason ProcessAgent::ForUpdate(ThreadId thread, SessionId session, const std::st
     return Reason::kNone;
   }
   if (hold->clear_first) return Reason::kNone;
-  const AttributeMap& cache = session_it->second.cache;
+  const AttributeMap& cache = found->cache;
   auto it = cache.find(attribute);
   if (it != cache.end()) current = &it->second;
   return Reason::kNone;
@@ -416,7 +429,7 @@ void ProcessAgent::StoreRestarted(Time now, std::uint32_t store, Effects& fx) {
 }
 
 void ProcessAgent::OnGranted(Time now, const Granted& m, Effects& fx) {
-  AgentSession& s = state_.sessions[m.session];
+  AgentSession& s = SessionOf(m.session);
   if (s.state == LockState::kHeld && s.token == m.token) return;  // a repeat
   if (s.state == LockState::kHeld && m.request_id == s.request_id && m.token > s.token) {
     // The store granted our request again with a newer token, so it ended
@@ -503,18 +516,18 @@ void ProcessAgent::OnGranted(Time now, const Granted& m, Effects& fx) {
 
 void ProcessAgent::OnQueued(Time now, const Queued& m) {
   (void)now;
-  auto it = state_.sessions.find(m.session);
-  if (it == state_.sessions.end()) return;
-  AgentSession& s = it->second;
+  AgentSession* found = FindSession(m.session);
+  if (found == nullptr) return;
+  AgentSession& s = *found;
   if (s.state != LockState::kRequested || m.request_id != s.request_id) return;
   s.queued = true;
   Trust(HomeOf(m.session), s.request_sent_at);
 }
 
 void ProcessAgent::OnBusy(Time now, const Busy& m, Effects& fx) {
-  auto it = state_.sessions.find(m.session);
-  if (it == state_.sessions.end()) return;
-  AgentSession& s = it->second;
+  AgentSession* found = FindSession(m.session);
+  if (found == nullptr) return;
+  AgentSession& s = *found;
   if (s.state != LockState::kRequested || m.request_id != s.request_id) return;
   Trust(HomeOf(m.session), s.request_sent_at);
   // B5: the try-lock found the session held elsewhere.
@@ -532,7 +545,7 @@ void ProcessAgent::OnBusy(Time now, const Busy& m, Effects& fx) {
 }
 
 void ProcessAgent::OnRecall(Time now, const Recall& m, Effects& fx) {
-  AgentSession& s = state_.sessions[m.session];
+  AgentSession& s = SessionOf(m.session);
   switch (s.state) {
     case LockState::kHeld:
 #ifdef LATCHKEY_MUTANTS
@@ -563,9 +576,9 @@ void ProcessAgent::OnRecall(Time now, const Recall& m, Effects& fx) {
 }
 
 void ProcessAgent::OnReleaseAck(Time now, const ReleaseAck& m, Effects& fx) {
-  auto it = state_.sessions.find(m.session);
-  if (it == state_.sessions.end()) return;
-  AgentSession& s = it->second;
+  AgentSession* found = FindSession(m.session);
+  if (found == nullptr) return;
+  AgentSession& s = *found;
   if (s.state == LockState::kHeld && s.pipelined == PipelinedRelease::kSent && s.token == m.token) {
     s.pipelined = PipelinedRelease::kAcked;  // finished when the commit's ack comes
     return;
@@ -584,9 +597,9 @@ void ProcessAgent::FinishRelease(Time now, SessionId id, AgentSession& s, Effect
 }
 
 void ProcessAgent::OnCommitAck(Time now, const CommitAck& m, Effects& fx) {
-  auto it = state_.sessions.find(m.session);
-  if (it == state_.sessions.end()) return;
-  AgentSession& s = it->second;
+  AgentSession* found = FindSession(m.session);
+  if (found == nullptr) return;
+  AgentSession& s = *found;
   if (s.state != LockState::kHeld || s.token != m.token || s.commits.empty() ||
       s.commits.front().seq != m.seq) {
     return;  // a duplicate ack
@@ -624,9 +637,9 @@ void ProcessAgent::OnCommitAck(Time now, const CommitAck& m, Effects& fx) {
 
 void ProcessAgent::OnReclaimAck(Time now, const ReclaimAck& m) {
   (void)now;
-  auto it = state_.sessions.find(m.session);
-  if (it == state_.sessions.end()) return;
-  AgentSession& s = it->second;
+  AgentSession* found = FindSession(m.session);
+  if (found == nullptr) return;
+  AgentSession& s = *found;
   if (s.state != LockState::kHeld || s.token != m.token || !s.reclaiming) return;
   s.reclaiming = false;
   Trust(HomeOf(m.session), s.reclaim_sent_at);
@@ -635,9 +648,9 @@ void ProcessAgent::OnReclaimAck(Time now, const ReclaimAck& m) {
 }
 
 void ProcessAgent::OnRevoked(Time now, const Revoked& m, Effects& fx) {
-  auto it = state_.sessions.find(m.session);
-  if (it == state_.sessions.end()) return;
-  AgentSession& s = it->second;
+  AgentSession* found = FindSession(m.session);
+  if (found == nullptr) return;
+  AgentSession& s = *found;
   if (s.state == LockState::kRequested) {
     s.revoked_seen = std::max(s.revoked_seen, m.token);  // its grant may still come
     return;
@@ -655,9 +668,9 @@ void ProcessAgent::OnRevoked(Time now, const Revoked& m, Effects& fx) {
 }
 
 void ProcessAgent::OnRejected(Time now, const Rejected& m, Effects& fx) {
-  auto it = state_.sessions.find(m.session);
-  if (it == state_.sessions.end()) return;
-  AgentSession& s = it->second;
+  AgentSession* found = FindSession(m.session);
+  if (found == nullptr) return;
+  AgentSession& s = *found;
   switch (static_cast<MessageKind>(m.what)) {
     case MessageKind::kCommit:
     case MessageKind::kReclaim:
@@ -723,7 +736,9 @@ void ProcessAgent::RunDue(Time now, Effects& fx) {
   }
   while (!state_.timers.empty() && state_.timers.begin()->first <= now) {
     SessionId id = state_.timers.begin()->second;
-    AgentSession& s = state_.sessions.at(id);
+    AgentSession* found = FindSession(id);
+    LK_ASSERT(found != nullptr);
+    AgentSession& s = *found;
     OnTimer(now, id, s, fx);
     Settle(id, s);
     LK_ASSERT(s.timer > now);

@@ -317,6 +317,40 @@ class ProcessAgent {
                    ThreadHold*& hold, const std::string*& current);
   const ThreadHold* FindHold(SessionId session, ThreadId thread) const;
 
+  // The last sessions looked up, by a hash of the id: a look-up of one of
+  // them spares the map's walk (about five per thread request). Derived from
+  // state_, so not part of it: == ignores it, and a copy (or an assignment)
+  // starts empty, since its pointers are into the original's map.
+  struct SessionCache {
+    struct Entry {
+      SessionId id = 0;
+      AgentSession* session = nullptr;  // null: empty
+    };
+    static constexpr std::size_t kSlots = 32;
+    SessionCache() = default;
+    SessionCache(const SessionCache&) {}
+    SessionCache& operator=(const SessionCache&) {
+      for (Entry& e : entries) e = Entry{};
+      return *this;
+    }
+    Entry& For(SessionId id) { return entries[(id * 0x9E3779B97F4A7C15ULL) >> 59]; }
+    Entry entries[kSlots];
+  };
+  // The session, or null if the agent never saw it.
+  AgentSession* FindSession(SessionId id) const {
+    SessionCache::Entry& entry = sessions_cache_.For(id);
+    if (entry.session != nullptr && entry.id == id) return entry.session;
+    return FindSlow(id, entry);
+  }
+  // The session, created if new (as std::map's []).
+  AgentSession& SessionOf(SessionId id) {
+    SessionCache::Entry& entry = sessions_cache_.For(id);
+    if (entry.session != nullptr && entry.id == id) return *entry.session;
+    return InsertSlow(id, entry);
+  }
+  AgentSession* FindSlow(SessionId id, SessionCache::Entry& entry) const;
+  AgentSession& InsertSlow(SessionId id, SessionCache::Entry& entry);
+
   AgentConfig config_;
   AgentState state_;
   AgentStats stats_;
@@ -325,6 +359,7 @@ class ProcessAgent {
   // every condition it tests is one of NextDeadline's terms. Derived from
   // state_, so not part of it (== ignores it). 0: not known (look).
   mutable Time due_ = 0;
+  mutable SessionCache sessions_cache_;
 };
 
 }  // namespace latchkey::core

@@ -273,7 +273,7 @@ void Store::RunDue(Time now, Effects& fx) {
 void Store::OnAcquire(Time now, ProcessRef from, const Acquire& m, Effects& fx) {
   ProcessEntry& p = state_.processes.at(from.id);
   RenewLease(now, p);
-  SessionState& s = state_.sessions[m.session];
+  SessionState& s = SessionOf(m.session);
   s.last_used = now;
   RequestMark& mark = s.last_request[from.id];
   if (mark.incarnation == from.incarnation && m.request_id <= mark.request_id) {
@@ -357,7 +357,7 @@ void Store::OnAcquire(Time now, ProcessRef from, const Acquire& m, Effects& fx) 
 }
 
 void Store::OnRelease(ProcessRef from, const Release& m, Effects& fx, Time now) {
-  auto it = state_.sessions.find(m.session);
+  auto it = FindSession(m.session);
   if (it == state_.sessions.end() || !it->second.tenure || it->second.tenure->token != m.token) {
     // A finished (or never granted) tenure: acknowledge, change nothing.
     Send(from, ReleaseAck{m.session, m.token}, fx);
@@ -376,7 +376,7 @@ void Store::OnRelease(ProcessRef from, const Release& m, Effects& fx, Time now) 
 }
 
 void Store::OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx) {
-  auto it = state_.sessions.find(m.session);
+  auto it = FindSession(m.session);
 #ifdef LATCHKEY_MUTANTS
   if (LK_MUTANT(kCommitAcceptsStale) && m.seq != 0 &&
       (it == state_.sessions.end() || !it->second.tenure || it->second.tenure->token != m.token)) {
@@ -442,7 +442,7 @@ void Store::OnCommit(Time now, ProcessRef from, const Commit& m, Effects& fx) {
 
 void Store::OnReclaim(Time now, ProcessRef from, const Reclaim& m, Effects& fx) {
   RenewLease(now, state_.processes.at(from.id));
-  auto it = state_.sessions.find(m.session);
+  auto it = FindSession(m.session);
   if (it == state_.sessions.end() || !it->second.tenure || it->second.tenure->token != m.token ||
       it->second.tenure->holder != from || it->second.tenure->revoked != Reason::kNone) {
     Reject(from, m.session, m.token, 0, MessageKind::kReclaim, Reason::kStaleToken, fx);
@@ -453,7 +453,7 @@ void Store::OnReclaim(Time now, ProcessRef from, const Reclaim& m, Effects& fx) 
 }
 
 void Store::OnCancel(Time now, ProcessRef from, const Cancel& m, Effects& fx) {
-  auto it = state_.sessions.find(m.session);
+  auto it = FindSession(m.session);
   if (it == state_.sessions.end()) return;
   SessionState& s = it->second;
   auto w = std::find_if(s.queue.begin(), s.queue.end(), [&](const Waiter& x) {
@@ -640,7 +640,7 @@ void Store::Send(ProcessRef to, M&& m, Effects& fx) {
 }
 
 void Store::Settle(Time now, SessionId id) {
-  auto it = state_.sessions.find(id);
+  auto it = FindSession(id);
   if (it == state_.sessions.end()) return;
   Settle(now, it);
 }
@@ -655,6 +655,7 @@ void Store::Settle(Time now, std::map<SessionId, SessionState>::iterator it) {
     // with request marks stays until its idle expiry, so that late copies
     // of old Acquires are still recognised (B4).
     if (s.timer != kNever) state_.timers.erase({s.timer, id});
+    sessions_cache_.Forget(id);
     state_.sessions.erase(it);
     return;
   }

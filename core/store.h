@@ -211,6 +211,50 @@ class Store {
     ++process_changes_;
   }
   Time ActiveLease() const;  // walks the processes
+
+  // The last sessions looked up, by a hash of the id: a look-up of one of
+  // them spares the map's walk (about five per commit or acquire). A map
+  // iterator stays good until its session is erased, and Settle, which
+  // erases sessions, forgets the erased one here. Derived from state_, so
+  // not part of it: == ignores it, and a copy (or an assignment) starts
+  // empty, since its iterators are into the original's map.
+  using SessionIt = std::map<SessionId, SessionState>::iterator;
+  struct SessionCache {
+    struct Entry {
+      SessionId id = 0;
+      bool valid = false;
+      SessionIt it;
+    };
+    static constexpr std::size_t kSlots = 32;
+    SessionCache() = default;
+    SessionCache(const SessionCache&) {}
+    SessionCache& operator=(const SessionCache&) {
+      for (Entry& e : entries) e.valid = false;
+      return *this;
+    }
+    Entry& For(SessionId id) { return entries[(id * 0x9E3779B97F4A7C15ULL) >> 59]; }
+    void Forget(SessionId id) {
+      Entry& e = For(id);
+      if (e.id == id) e.valid = false;
+    }
+    Entry entries[kSlots];
+  };
+  // state_.sessions.find(id), through the cache.
+  SessionIt FindSession(SessionId id) {
+    SessionCache::Entry& e = sessions_cache_.For(id);
+    if (e.valid && e.id == id) return e.it;
+    auto it = state_.sessions.find(id);
+    if (it != state_.sessions.end()) e = {id, true, it};
+    return it;
+  }
+  // state_.sessions[id], through the cache.
+  SessionState& SessionOf(SessionId id) {
+    SessionCache::Entry& e = sessions_cache_.For(id);
+    if (e.valid && e.id == id) return e.it->second;
+    e = {id, true, state_.sessions.try_emplace(id).first};
+    return e.it->second;
+  }
+  SessionCache sessions_cache_;
 };
 
 }  // namespace latchkey::core

@@ -292,28 +292,24 @@ bool Simulator::IsUp(std::uint32_t node) const {
   return node < StoreCount() ? stores_[node].up : processes_[node - StoreCount()].up;
 }
 
-void Simulator::Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t arg) {
-  const std::uint64_t seq = next_seq_++;
-  if (kind != EventKind::kTick) {
-    queue_.push(Event{at, seq, kind, node, arg});
-    return;
-  }
-  if (ticks_.Has(node)) {
-    // The node's pending tick is superseded (its generation is behind).
-    const TickQueue::Slot& old = ticks_.Get(node);
-    if (ghosts_queued_) {
-      queue_.push(Event{old.time, old.seq, EventKind::kTick, node, old.generation});
-    } else if (old.time <= config_.end_us()) {
-      ghost_until_ = std::max(ghost_until_, old.time);
-    }
-  }
-  ticks_.Set(node, {at, seq, arg});
-}
-
 Simulator::EventQueue::EventQueue() : first_event_(kWindow), more_(kWindow, kNil) {}
 
-void Simulator::EventQueue::push(const Event& e) {
-  if (e.time < base_) {
+// push, pop and Insert are inlined where they are called, once or twice per
+// event: their rare cases (an event before the window, a slot already
+// taken, far events coming into the window) are calls of their own.
+[[gnu::always_inline]] inline void Simulator::EventQueue::push(const Event& e) {
+  if (e.time < base_) [[unlikely]] {
+    Rebase(e);
+  }
+  if (e.time - base_ >= kWindow) {
+    far_.push(e);
+  } else {
+    Insert(e);
+  }
+}
+
+void Simulator::EventQueue::Rebase(const Event& e) {
+  {
     // Not expected (events are never scheduled in the past), but kept
     // correct: the window starts again from the earlier time.
     std::vector<Event> all;
@@ -334,14 +330,9 @@ void Simulator::EventQueue::push(const Event& e) {
     for (const Event& x : all) far_.push(x);
     Advance();
   }
-  if (e.time - base_ >= kWindow) {
-    far_.push(e);
-  } else {
-    Insert(e);
-  }
 }
 
-void Simulator::EventQueue::Insert(const Event& e) {
+[[gnu::always_inline]] inline void Simulator::EventQueue::Insert(const Event& e) {
   const auto slot = static_cast<std::uint32_t>(e.time & (kWindow - 1));
   std::uint64_t& word = words_[slot / 64];
   const std::uint64_t bit = std::uint64_t{1} << (slot % 64);
@@ -353,6 +344,11 @@ void Simulator::EventQueue::Insert(const Event& e) {
     summary_ |= std::uint64_t{1} << (slot / 64);
     return;
   }
+  InsertMore(e);
+}
+
+void Simulator::EventQueue::InsertMore(const Event& e) {
+  const auto slot = static_cast<std::uint32_t>(e.time & (kWindow - 1));
   // One slot is one time: order by seq. Mostly the newest; a superseded
   // tick put back (pauses) or an event from the far heap may be older.
   std::uint32_t n;
@@ -392,7 +388,14 @@ std::uint32_t Simulator::EventQueue::FirstSlot() const {
   return word * 64 + static_cast<std::uint32_t>(__builtin_ctzll(words_[word]));
 }
 
-void Simulator::EventQueue::pop() {
+inline void Simulator::EventQueue::Advance() {
+  while (!far_.empty() && far_.top().time - base_ < kWindow) {
+    Insert(far_.top());
+    far_.pop();
+  }
+}
+
+[[gnu::always_inline]] inline void Simulator::EventQueue::pop() {
   if (count_ == 0) {
     base_ = far_.top().time;
     far_.pop();
@@ -416,13 +419,6 @@ void Simulator::EventQueue::pop() {
     if (count_ != 0) first_ = FirstSlot();
   }
   Advance();
-}
-
-void Simulator::EventQueue::Advance() {
-  while (!far_.empty() && far_.top().time - base_ < kWindow) {
-    Insert(far_.top());
-    far_.pop();
-  }
 }
 
 void Simulator::TickQueue::Set(std::uint32_t node, const Slot& slot) {
@@ -475,6 +471,24 @@ void Simulator::TickQueue::SiftDown(std::uint32_t i) {
     i = child;
   }
   Place(i, node);
+}
+
+void Simulator::Push(Time at, EventKind kind, std::uint32_t node, std::uint64_t arg) {
+  const std::uint64_t seq = next_seq_++;
+  if (kind != EventKind::kTick) {
+    queue_.push(Event{at, seq, kind, node, arg});
+    return;
+  }
+  if (ticks_.Has(node)) {
+    // The node's pending tick is superseded (its generation is behind).
+    const TickQueue::Slot& old = ticks_.Get(node);
+    if (ghosts_queued_) {
+      queue_.push(Event{old.time, old.seq, EventKind::kTick, node, old.generation});
+    } else if (old.time <= config_.end_us()) {
+      ghost_until_ = std::max(ghost_until_, old.time);
+    }
+  }
+  ticks_.Set(node, {at, seq, arg});
 }
 
 // ---- the loop ----------------------------------------------------------------
@@ -572,6 +586,7 @@ void Simulator::Dispatch(const Event& ev) {
       delivery_at_[slot] = core::kNever;
       free_slots_.push_back(slot);
       te.input = &messages_[slot];
+      te.sent = sent_number_[slot];
       if (!IsUp(ev.node)) {
         te.note = kActionNames[static_cast<int>(Action::kDropDown)];
         ++lost_;
@@ -758,28 +773,30 @@ void Simulator::ScheduleTick(std::uint32_t node, Time deadline_local) {
 namespace {
 
 // The trace hash's word stream: each event's time, kind, node, note,
-// thread and its request, input and effects, every field of them, as in
-// core/hash.h's HashValue, with small fields packed several to a word and
-// short strings (up to 7 bytes: names, counters, notes) in one word with
-// their length, so that an event is about 40 words instead of about 50.
-// Each word goes through two lanes in turn (xor, multiply by an odd
-// constant, rotate: a bijection of the lane), so a word does not wait for
-// the previous one; Digest and the fold mix both lanes fully. Pure integer arithmetic:
-// the same value with tracing on or off, at every optimisation level.
+// thread and its request, input and effects, with small fields packed
+// several to a word and short strings (up to 7 bytes: names, counters,
+// notes) in one word with their length. A delivered message is one word,
+// its number among the sends (TraceEvent::sent): its fields went in when the
+// event that sent it was hashed. An address is one word. So an event is
+// about 13 words on average instead of about 20. Every event's words go
+// into one stream: each word goes through two lanes in turn (xor, multiply
+// by an odd constant, rotate: a bijection of the lane), so a word does not
+// wait for the previous one; Simulator::trace_hash() mixes both lanes
+// fully. Pure integer arithmetic: the same value with tracing on or off, at
+// every optimisation level.
 class TraceHasher {
  public:
+  TraceHasher(std::uint64_t a, std::uint64_t b) : a_(a), b_(b) {}
   void Mix(std::uint64_t word) {
     const std::uint64_t x = (a_ ^ word) * 0xD6E8FEB86659FD93ULL;
     a_ = b_;
     b_ = std::rotl(x, 32);
   }
-  // Both lanes: the first mixed here, the second by the fold into the trace
-  // hash (Finish), a splitmix64 of the digest.
-  std::uint64_t Digest() const { return core::Splitmix64(a_) ^ b_; }
+  std::uint64_t a() const { return a_; }
+  std::uint64_t b() const { return b_; }
 
  private:
-  std::uint64_t a_ = 0x6C61746368ULL;  // "latch"
-  std::uint64_t b_ = 0x6B6579ULL;      // "key"
+  std::uint64_t a_, b_;
 };
 
 // A string: up to 7 bytes, one word (its length in bits 56-58, its bytes
@@ -813,13 +830,15 @@ void HashString(TraceHasher& h, const std::string& s, std::uint64_t tag = 0) {
   h.Mix(word | std::uint64_t{size} << 56 | tag);
 }
 
+// An address in one word: the id, the incarnation rotated to the top half,
+// the kind in the top two bits (xor: ids and incarnations under 2^32, all a
+// run has, never overlap).
+std::uint64_t AddressWord(const core::Address& a) {
+  return a.id ^ std::rotl(a.incarnation, 32) ^ static_cast<std::uint64_t>(a.kind) << 62;
+}
+
 // Found by argument-dependent lookup from core/hash.h's templates: for this
 // hasher they take the place of the generic overloads.
-void HashValue(TraceHasher& h, const std::string& s) { HashString(h, s); }
-void HashValue(TraceHasher& h, const core::Address& a) {
-  h.Mix(a.id ^ static_cast<std::uint64_t>(a.kind) << 56);
-  h.Mix(a.incarnation);
-}
 void HashValue(TraceHasher& h, const core::AttributeWrite& w) {
   HashString(h, w.name);
   HashString(h, w.value, w.erase ? std::uint64_t{1} << 63 : 0);
@@ -828,13 +847,29 @@ void HashWrites(TraceHasher& h, bool clear_first, const core::WriteSet& writes) 
   h.Mix(static_cast<std::uint64_t>(writes.size()) << 1 | (clear_first ? 1 : 0));
   for (const core::AttributeWrite& w : writes) HashValue(h, w);
 }
+void HashValue(TraceHasher& h, const core::Acquire& m) {
+  core::HashFields(h, m.session, m.request_id, m.cached.token);
+  h.Mix(m.cached.seq << 1 | (m.try_only ? 1 : 0));
+}
 void HashValue(TraceHasher& h, const core::Commit& m) {
   core::HashFields(h, m.session, m.token, m.seq);
   HashWrites(h, m.clear_first, m.writes);
 }
+void HashValue(TraceHasher& h, const core::Granted& m) {
+  core::HashFields(h, m.session, m.token, m.request_id, m.version.token, m.version.seq);
+  h.Mix(static_cast<std::uint64_t>(m.snapshot.size()) << 1 | (m.has_snapshot ? 1 : 0));
+  for (const auto& [name, value] : m.snapshot) {
+    HashString(h, name);
+    HashString(h, value);
+  }
+}
 void HashValue(TraceHasher& h, const core::CommitRecord& r) {
   core::HashFields(h, r.session, r.token, r.seq);
   HashWrites(h, r.clear_first, r.writes);
+}
+void HashValue(TraceHasher& h, const core::GrantRecord& r) {
+  core::HashFields(h, r.session, r.token, r.request_id);
+  h.Mix(r.holder.id ^ std::rotl(r.holder.incarnation, 32));
 }
 void HashValue(TraceHasher& h, const core::ThreadEvent& e) {
   h.Mix(static_cast<std::uint64_t>(e.thread) << 32 | static_cast<std::uint64_t>(e.kind) << 8 |
@@ -847,47 +882,105 @@ void HashValue(TraceHasher& h, const core::Portion& p) {
   for (const std::string& a : p.attributes) HashString(h, a);
 }
 
+// A variant's alternative, by a switch (see core/hash.h); its index goes
+// into the word before, so here only the alternative's fields.
+template <class... Ts>
+void HashAlternative(TraceHasher& h, const std::variant<Ts...>& v) {
+  static_assert(sizeof...(Ts) <= 20, "add cases below");
+  switch (v.index()) {
+#define LK_HASH_ALTERNATIVE(I)                                          \
+  case I:                                                               \
+    if constexpr (I < sizeof...(Ts)) HashValue(h, *std::get_if<I>(&v)); \
+    return;
+    LK_HASH_ALTERNATIVE(0)
+    LK_HASH_ALTERNATIVE(1)
+    LK_HASH_ALTERNATIVE(2)
+    LK_HASH_ALTERNATIVE(3)
+    LK_HASH_ALTERNATIVE(4)
+    LK_HASH_ALTERNATIVE(5)
+    LK_HASH_ALTERNATIVE(6)
+    LK_HASH_ALTERNATIVE(7)
+    LK_HASH_ALTERNATIVE(8)
+    LK_HASH_ALTERNATIVE(9)
+    LK_HASH_ALTERNATIVE(10)
+    LK_HASH_ALTERNATIVE(11)
+    LK_HASH_ALTERNATIVE(12)
+    LK_HASH_ALTERNATIVE(13)
+    LK_HASH_ALTERNATIVE(14)
+    LK_HASH_ALTERNATIVE(15)
+    LK_HASH_ALTERNATIVE(16)
+    LK_HASH_ALTERNATIVE(17)
+    LK_HASH_ALTERNATIVE(18)
+    LK_HASH_ALTERNATIVE(19)
+#undef LK_HASH_ALTERNATIVE
+    default:
+      return;  // valueless
+  }
+}
+// Two words and the message's fields: the sender with the message's kind
+// in bits 57-61, then the receiver.
+void HashValue(TraceHasher& h, const core::Envelope& e) {
+  h.Mix(AddressWord(e.from) ^ static_cast<std::uint64_t>(e.message.index()) << 57);
+  h.Mix(AddressWord(e.to));
+  HashAlternative(h, e.message);
+}
+void HashValue(TraceHasher& h, const core::Record& r) {
+  h.Mix(r.index());
+  HashAlternative(h, r);
+}
+
 // One event's words. Flattened: the hash functions of every message, record
 // and effect are inlined into this one function, so the per-field and
 // per-variant calls go.
-[[gnu::flatten]] std::uint64_t EventDigest(const TraceEvent& te, const SimThread* thread) {
-  TraceHasher h;
+[[gnu::flatten]] void HashEvent(TraceHasher& h, const TraceEvent& te, const SimThread* thread) {
   h.Mix(te.time);
-  h.Mix(static_cast<std::uint64_t>(te.node) << 32 | static_cast<std::uint32_t>(te.thread));
-  h.Mix(static_cast<std::uint64_t>(te.kind) | (thread != nullptr ? 1u : 0u) << 8 |
-        (te.input != nullptr ? 1u : 0u) << 9 | (te.effects != nullptr ? 1u : 0u) << 10);
-  HashString(h, te.note);
+  // The thread (32 bits), the node, the kind (bits 56-59) and which parts
+  // follow (bits 60-63), in one word.
+  const std::uint64_t parts = (thread != nullptr ? 1u : 0u) | (te.input != nullptr ? 2u : 0u) |
+                              (te.effects != nullptr ? 4u : 0u) | (!te.note.empty() ? 8u : 0u);
+  h.Mix((static_cast<std::uint64_t>(te.node) << 32 ^ static_cast<std::uint64_t>(te.kind) << 56 ^
+         parts << 60) |
+        static_cast<std::uint32_t>(te.thread));
+  if (!te.note.empty()) HashString(h, te.note);
   if (thread != nullptr) {
     h.Mix(thread->session);
     HashValue(h, thread->portion);
   }
-  if (te.input != nullptr) core::HashValue(h, *te.input);
+  if (te.input != nullptr) {
+    if (te.sent != 0) {
+      h.Mix(te.sent);
+    } else {
+      HashValue(h, *te.input);
+    }
+  }
   if (te.effects != nullptr) {
     const core::Effects& fx = *te.effects;
     h.Mix(static_cast<std::uint64_t>(fx.persist.size()) << 42 |
           static_cast<std::uint64_t>(fx.send.size()) << 21 |
           static_cast<std::uint64_t>(fx.wake.size()));
-    for (const core::Record& r : fx.persist) core::HashValue(h, r);
-    for (const core::Envelope& e : fx.send) core::HashValue(h, e);
+    for (const core::Record& r : fx.persist) HashValue(h, r);
+    for (const core::Envelope& e : fx.send) HashValue(h, e);
     for (const core::ThreadEvent& w : fx.wake) HashValue(h, w);
     h.Mix(fx.next_deadline);
   }
-  return h.Digest();
 }
 
 }  // namespace
 
+std::uint64_t Simulator::trace_hash() const {
+  return core::Splitmix64(core::Splitmix64(hash_a_) ^ hash_b_);
+}
+
 void Simulator::Finish(TraceEvent& te) {
   ++events_;
   // The trace hash: every event's words (time, kind, node, note, thread and
-  // its request, the input, every effect) go through a TraceHasher, and the
-  // event's digest is folded into the hash of the trace so far. (One
-  // splitmix64 chain over every word, as before, was latency-bound.)
-  // Only the fold waits for the previous event's hash.
-  core::Hasher fold(hash_);
-  fold.Mix(
-      EventDigest(te, te.thread >= 0 ? &threads_[static_cast<std::size_t>(te.thread)] : nullptr));
-  hash_ = fold.value();
+  // its request, the input, every effect) go through one TraceHasher, whose
+  // two lanes trace_hash() mixes fully. (Each event had a digest of its own,
+  // folded into the hash by a splitmix64: two more per event.)
+  TraceHasher h(hash_a_, hash_b_);
+  HashEvent(h, te, te.thread >= 0 ? &threads_[static_cast<std::size_t>(te.thread)] : nullptr);
+  hash_a_ = h.a();
+  hash_b_ = h.b();
   if (trace_ != nullptr) {
     nlohmann::json line{
         {"t", te.time}, {"ev", std::string(EventKindName(te.kind))}, {"node", NodeName(te.node)}};
@@ -948,6 +1041,7 @@ bool Simulator::SendMessage(std::uint32_t from, const core::Effects& fx, std::ui
   }
   if (scripted_) {  // it waits in its slot for a script step; nothing is drawn
     const std::uint64_t slot = NewSlot();
+    sent_number_[slot] = sent_;
     launching_.push_back({slot, core::kNever - 1, index});
     held_.push_back(slot);
     return true;
@@ -972,6 +1066,7 @@ bool Simulator::SendMessage(std::uint32_t from, const core::Effects& fx, std::ui
       if (clog != clogged_until_.end() && clog->second > now_) at += clog->second - now_;
     }
     const std::uint64_t slot = NewSlot();
+    sent_number_[slot] = sent_;
     launching_.push_back({slot, at, index});  // filled by Launch
     Push(at, EventKind::kDeliver, to, slot);
   }
@@ -986,6 +1081,7 @@ std::uint64_t Simulator::NewSlot() {
   }
   messages_.emplace_back();
   delivery_at_.push_back(core::kNever);
+  sent_number_.push_back(0);
   return messages_.size() - 1;
 }
 
@@ -1012,6 +1108,7 @@ void Simulator::StartRequest(SimThread& t) {
     const ProgramRequest& r = w.program[t.id][w.requests_per_thread - t.remaining];
     t.session = r.session;
     t.portion = r.portion;
+    t.writes_counter = t.portion.Writable("a0");
     return AskNow(t);
   }
   const std::vector<core::SessionId>& home = home_sessions_[t.process];
@@ -1052,15 +1149,18 @@ void Simulator::StartRequest(SimThread& t) {
   if (t.rng.ChancePpm(w.whole_ppm)) {
     t.portion.whole = true;
     t.portion.mode = t.rng.ChancePpm(w.shared_ppm) ? core::Mode::kShared : core::Mode::kExclusive;
+    t.writes_counter = t.portion.mode == core::Mode::kExclusive;
   } else if (t.rng.ChancePpm(w.shared_ppm)) {
     pick(0, static_cast<std::uint32_t>(t.rng.Range(1, std::max(1u, most))));
     t.portion.whole = false;
     t.portion.mode = core::Mode::kShared;
+    t.writes_counter = false;
   } else {
     pick(1, static_cast<std::uint32_t>(t.rng.Range(0, most)));
     picked.push_back(0);  // the counter a0
     t.portion.whole = false;
     t.portion.mode = core::Mode::kExclusive;
+    t.writes_counter = true;  // a0 is attribute 0
   }
   // Distinct indices; sorted by name ("a10" < "a2"), as Portion::Of sorts.
   std::sort(picked.begin(), picked.end(), [&](std::uint32_t a, std::uint32_t b) {
@@ -1075,7 +1175,6 @@ void Simulator::StartRequest(SimThread& t) {
 
 void Simulator::AskNow(SimThread& t) {
   const WorkloadConfig& w = config_.workload;
-  t.writes_counter = t.portion.Writable("a0");
   t.asked_at = now_;
   t.ask_order = ++asks_;
   t.phase = ThreadPhase::kWaiting;
@@ -1171,6 +1270,7 @@ void Simulator::TakeScriptStep(const ScriptStep& step) {
         ++duplicated_;
         const std::uint64_t copy = NewSlot();
         messages_[copy] = messages_[slot];
+        sent_number_[copy] = sent_number_[slot];
         delivery_at_[copy] = core::kNever - 1;
         held_.push_back(copy);
         return;
@@ -1548,7 +1648,7 @@ SimSummary Simulator::Summary() const {
   for (const StoreNode& n : stores_) s.counter_total += DurableCounterTotal(n.log);
   for (std::uint64_t n : acknowledged_) s.acknowledged_increments += n;
   for (std::uint64_t n : unknown_) s.unknown_increments += n;
-  s.trace_hash = hash_;
+  s.trace_hash = trace_hash();
   s.stopped_by_observer = observer_failed_;
   return s;
 }

@@ -124,6 +124,11 @@ struct TraceEvent {
   const core::Effects* effects = nullptr;  // when a core ran
   std::string note;                        // thread calls and faults, in words
   std::int32_t thread = -1;                // thread index, for thread calls
+  // kDeliver: the input's number among all sends (1-based; the copies of a
+  // duplicated message share it). The trace hash takes this one word for the
+  // input, whose words it took when the send was hashed. 0: not sent (an
+  // administrator's message), hashed word by word.
+  std::uint64_t sent = 0;
 };
 
 class Simulator;
@@ -194,7 +199,9 @@ class Simulator {
       if (delivery_at_[slot] != core::kNever) fn(messages_[slot], delivery_at_[slot]);
     }
   }
-  std::uint64_t trace_hash() const { return hash_; }
+  // Every event so far, hashed (see Finish): deterministic, the same with
+  // tracing on or off.
+  std::uint64_t trace_hash() const;
   // Each store rebuilt from what it persisted, as of now (the durable truth:
   // the summary's counters and the checker's no-lost-update check). Computed
   // once per end state and kept, so that the two do not recover twice.
@@ -243,7 +250,8 @@ class Simulator {
   void Finish(TraceEvent& te);
 
   void StartRequest(SimThread& t);
-  void AskNow(SimThread& t);  // asks for t.session and t.portion
+  // Asks for t.session and t.portion (t.writes_counter: whether it writes a0).
+  void AskNow(SimThread& t);
   void OnWake(std::uint32_t node, const core::ThreadEvent& w);
   void NextRequest(SimThread& t);
 
@@ -280,7 +288,7 @@ class Simulator {
    public:
     EventQueue();
     bool empty() const { return count_ == 0 && far_.empty(); }
-    void push(const Event& e);
+    void push(const Event& e);  // inlined into Simulator::Push and Step
     // The first event; the queue must not be empty.
     const Event& top() const { return count_ == 0 ? far_.top() : first_event_[first_]; }
     void pop();
@@ -295,6 +303,8 @@ class Simulator {
     std::uint32_t FirstSlot() const;  // of the earliest event, found; count_ > 0
     void Insert(const Event& e);      // into its slot; e.time - base_ < kWindow
     void Advance();                   // moves far events now within the window
+    void Rebase(const Event& e);      // push's rare case: e is before base_
+    void InsertMore(const Event& e);  // Insert's rare case: its slot is taken
     Time base_ = 0;            // the last time taken: every slot is in [base_, base_ + kWindow)
     std::uint32_t count_ = 0;  // events in slots
     std::uint32_t first_ = 0;  // the earliest one's slot, when count_ > 0
@@ -392,7 +402,8 @@ class Simulator {
 
   std::vector<core::Envelope> messages_;  // message slots
   std::vector<std::uint64_t> free_slots_;
-  std::vector<Time> delivery_at_;  // per message slot; kNever = free
+  std::vector<Time> delivery_at_;           // per message slot; kNever = free
+  std::vector<std::uint64_t> sent_number_;  // per message slot: TraceEvent::sent
   struct Launching {
     std::uint64_t slot;
     Time at;
@@ -414,7 +425,9 @@ class Simulator {
   mutable std::uint64_t recovered_events_ = 0, recovered_records_ = 0;
   mutable Time recovered_now_ = 0;
   mutable bool recovered_valid_ = false;
-  std::uint64_t hash_ = 0;
+  // The trace hash's two lanes (trace_hash() mixes them).
+  std::uint64_t hash_a_ = 0x6C61746368ULL;  // "latch"
+  std::uint64_t hash_b_ = 0x6B6579ULL;      // "key"
   bool observer_failed_ = false;
 
   // Statistics.
