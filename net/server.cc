@@ -208,6 +208,7 @@ struct Server::Impl {
       // Behind earlier replies too, so each connection's replies keep their order.
       if (!sending.empty()) unsynced.push_back({wal->written_lsn(), std::move(sending)});
       StartSync();
+      if (failed) return;  // the log is unusable: no compaction from it
     } else {
       for (const core::Envelope& e : sending) Deliver(e);
     }
@@ -229,10 +230,12 @@ struct Server::Impl {
     if (wal->written_lsn() <= std::max(wal->synced_lsn(), sync_started_lsn)) return;
     ++syncs_running;
     if (!sync_threads) {
-      Wal::SyncJob job = wal->PrepareSyncHere();
-      sync_started_lsn = job.lsn;
-      std::int64_t micros = job.Run();
-      return Synced(job.lsn, micros);  // nothing was written meanwhile: no next sync
+      // Through the log's own descriptor: no open and close per fsync.
+      sync_started_lsn = wal->written_lsn();
+      Status s = wal->Sync();
+      --syncs_running;
+      if (!s.ok()) return WalFailed("wal_sync_failed", s.message());
+      return DeliverDurable();  // nothing was written meanwhile: no next sync
     }
     Wal::SyncJob job = wal->PrepareSync();
     sync_started_lsn = job.lsn;
@@ -244,13 +247,21 @@ struct Server::Impl {
 
   void Synced(std::uint64_t lsn, std::int64_t micros) {
     --syncs_running;
-    if (micros < 0) return WalFailed("wal_sync_failed", "fdatasync failed");
+    if (micros < 0) {
+      wal->SyncFailed("fdatasync on a sync thread (or reopening the log for it) failed");
+      return WalFailed("wal_sync_failed", "fdatasync on a sync thread failed");
+    }
     wal->SyncDone(lsn, static_cast<std::uint64_t>(micros));
+    DeliverDurable();
+    StartSync();
+  }
+
+  // Sends the replies whose records an fsync has covered.
+  void DeliverDurable() {
     while (!unsynced.empty() && unsynced.front().lsn <= wal->synced_lsn()) {
       for (const core::Envelope& e : unsynced.front().replies) Deliver(e);
       unsynced.pop_front();
     }
-    StartSync();
   }
 
   void DeliverSynced() {
@@ -812,10 +823,12 @@ struct Server::Impl {
     // Finish in-flight commits: the records of events already handled are
     // written and synced, and their replies go out before we close.
     Flush();
-    Status s = wal->Sync();
+    // After a failure the log's state is unknown: nothing more is synced or
+    // acknowledged (WalFailed dropped the waiting replies).
+    Status s = failed ? Status::Ok() : wal->Sync();
     if (!s.ok()) {
       LogLine("error", "wal_sync_failed", "reason=" + Quote(s.message()));
-    } else {
+    } else if (!failed) {
       DeliverSynced();
     }
     deadline_timer.cancel();

@@ -451,9 +451,21 @@ void Wal::Append(const core::Record& record) {
   ++stats_.records;
 }
 
+Status Wal::Break(std::string why) {
+  if (broken_.empty()) broken_ = std::move(why);
+  return BrokenError();
+}
+
+Status Wal::BrokenError() const {
+  return Status::Error("the log is unusable since an earlier failure (" + broken_ + ")");
+}
+
+void Wal::SyncFailed(const std::string& why) { Break(why); }
+
 Status Wal::SyncFd() {
+  if (broken()) return BrokenError();
   auto start = std::chrono::steady_clock::now();
-  if (::fdatasync(fd_) != 0) return Status::Error(Errno("fdatasync"));
+  if (::fdatasync(fd_) != 0) return Break(Errno("fdatasync"));
   auto us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                            std::chrono::steady_clock::now() - start)
                                            .count());
@@ -467,6 +479,7 @@ Status Wal::SyncFd() {
 }
 
 Status Wal::Flush() {
+  if (broken()) return BrokenError();
   Status s = WriteBuffered();
   if (!s.ok() || policy_ != FsyncPolicy::kAlways || !unsynced_) return s;
   return SyncFd();
@@ -481,13 +494,11 @@ Wal::SyncJob Wal::PrepareSync() const {
                  written_lsn_};
 }
 
-Wal::SyncJob Wal::PrepareSyncHere() const { return SyncJob{fd_, written_lsn_, false}; }
-
 std::int64_t Wal::SyncJob::Run() {
   if (fd < 0) return -1;
   auto start = std::chrono::steady_clock::now();
   int rc = ::fdatasync(fd);
-  if (owned) ::close(fd);
+  ::close(fd);
   fd = -1;
   if (rc != 0) return -1;
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
@@ -527,10 +538,11 @@ Status Wal::Reserve(std::uint64_t end) {
 }
 
 Status Wal::WriteBuffered() {
+  if (broken()) return BrokenError();
   if (pending_.empty()) return Status::Ok();
   Status s = Reserve(file_bytes_ + pending_.size());
   if (s.ok()) s = PWriteAll(fd_, pending_, file_bytes_);
-  if (!s.ok()) return s;
+  if (!s.ok()) return Break(s.message());
   if (compacting_) flushed_while_compacting_ += pending_;
   written_lsn_ += pending_.size();
   file_bytes_ += pending_.size();
@@ -544,6 +556,7 @@ Status Wal::WriteBuffered() {
 }
 
 Status Wal::Sync() {
+  if (broken()) return BrokenError();
   if (!unsynced_) return Status::Ok();
   return SyncFd();
 }

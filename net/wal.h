@@ -143,20 +143,26 @@ class Wal {
   // (it holds its own descriptor, so compaction may switch files meanwhile),
   // and alongside other SyncJobs.
   struct SyncJob {
-    int fd = -1;  // the current file: opened again (owned), or the log's own
+    int fd = -1;  // the current file, opened again; Run closes it
     std::uint64_t lsn = 0;
-    bool owned = true;  // Run closes fd
     // Returns the fdatasync's duration in microseconds, or -1 on failure.
     std::int64_t Run();
   };
   SyncJob PrepareSync() const;
-  // The same, to run at once on the owner's thread: it borrows the log's own
-  // descriptor, which saves an open and a close per fsync.
-  SyncJob PrepareSyncHere() const;
   // On the owner's thread, once a SyncJob has run.
   void SyncDone(std::uint64_t lsn, std::uint64_t micros);
-  // Fsyncs whatever was written (the batch policy's timer; shutdown).
+  // On the owner's thread, when a SyncJob failed: the log is broken for good
+  // (see broken()).
+  void SyncFailed(const std::string& why);
+  // Fsyncs whatever was written, on the calling thread through the log's own
+  // descriptor (the event loop's sync; the batch policy's timer; shutdown).
   Status Sync();
+  // After a failed write or fsync nothing written since the last good fsync
+  // can be trusted to be on disk, and a later fsync of the same file may
+  // report success because the kernel reports a write-back error only once.
+  // So the first failure is kept, and every later write, sync or compaction
+  // returns it.
+  bool broken() const { return !broken_.empty(); }
   // Starts a new generation holding `snapshot` (see LogState::Snapshot),
   // which must describe every record appended so far. All three steps below
   // on the calling thread.
@@ -196,6 +202,8 @@ class Wal {
   Wal(std::string dir, FsyncPolicy policy) : dir_(std::move(dir)), policy_(policy) {}
   Status SyncFd();
   Status Reserve(std::uint64_t end);
+  Status Break(std::string why);
+  Status BrokenError() const;
 
   std::string dir_;
   FsyncPolicy policy_;
@@ -207,6 +215,7 @@ class Wal {
   bool unsynced_ = false;
   std::uint64_t written_lsn_ = 0;
   std::uint64_t synced_lsn_ = 0;
+  std::string broken_;  // the first failed write or fsync; empty while healthy
   std::string pending_;
   std::uint64_t pending_records_ = 0;
   bool compacting_ = false;

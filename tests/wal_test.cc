@@ -482,34 +482,63 @@ TEST(Wal, SyncJobOnAnotherThreadCoversWhatWasWrittenBeforeIt) {
   EXPECT_EQ(wal->synced_lsn(), wal->written_lsn());
 }
 
-// On the owner's thread the fsync borrows the log's own descriptor: it covers
-// what was written, and the log (whose descriptor it must not close) keeps
-// appending and syncing after it.
-TEST(Wal, SyncHereCoversWhatWasWrittenAndKeepsTheLogOpen) {
+// The event loop's fsync (Sync) goes through the log's own descriptor: it
+// covers what was written, and keeps working after a compaction replaced the
+// file (and with it the descriptor).
+TEST(Wal, SyncThroughTheLogsOwnDescriptorFollowsACompaction) {
   TempDir dir;
   RecoveredLog log;
+  LogState state;
   auto wal = OpenOrDie(dir.path(), &log);
-  wal->Append(core::StoreStartedRecord{1});
+  core::Record first = core::StoreStartedRecord{1};
+  wal->Append(first);
+  state.Apply(first);
   ASSERT_TRUE(wal->WriteBuffered().ok());
-  Wal::SyncJob job = wal->PrepareSyncHere();
-  EXPECT_FALSE(job.owned);
-  EXPECT_EQ(job.lsn, wal->written_lsn());
-  std::int64_t micros = job.Run();
-  ASSERT_GE(micros, 0);
-  wal->SyncDone(job.lsn, static_cast<std::uint64_t>(micros));
+  ASSERT_TRUE(wal->Sync().ok());
   EXPECT_EQ(wal->synced_lsn(), wal->written_lsn());
+  ASSERT_TRUE(wal->Compact(state.Snapshot()).ok());
+  EXPECT_EQ(wal->generation(), 2u);
   wal->Append(core::StoreStartedRecord{2});
   ASSERT_TRUE(wal->WriteBuffered().ok());
-  Wal::SyncJob again = wal->PrepareSyncHere();
-  ASSERT_GE(again.Run(), 0);  // a closed descriptor would fail here (EBADF)
-  wal->SyncDone(again.lsn, 0);
+  EXPECT_LT(wal->synced_lsn(), wal->written_lsn());
+  ASSERT_TRUE(wal->Sync().ok());  // a stale descriptor would fail (EBADF)
   EXPECT_EQ(wal->synced_lsn(), wal->written_lsn());
   EXPECT_EQ(wal->stats().fsyncs, 2u);
   wal.reset();
   RecoveredLog reopened;
   OpenOrDie(dir.path(), &reopened);
-  EXPECT_EQ(reopened.records,
-            (std::vector<core::Record>{core::StoreStartedRecord{1}, core::StoreStartedRecord{2}}));
+  EXPECT_EQ(reopened.generation, 2u);
+  std::vector<core::Record> expected = state.Snapshot();
+  expected.push_back(core::StoreStartedRecord{2});
+  EXPECT_EQ(reopened.records, expected);
+}
+
+// A failed fsync is final: the kernel reports a write-back error once, so a
+// later fsync of the same file could succeed over data that never reached
+// the disk. Every later write, sync and compaction fails with the first
+// error, and nothing more counts as synced.
+TEST(Wal, AFailedSyncLeavesTheLogBrokenForGood) {
+  TempDir dir;
+  RecoveredLog log;
+  auto wal = OpenOrDie(dir.path(), &log);
+  wal->Append(core::StoreStartedRecord{1});
+  ASSERT_TRUE(wal->WriteBuffered().ok());
+  std::uint64_t synced = wal->synced_lsn();
+  EXPECT_FALSE(wal->broken());
+  wal->SyncFailed("fdatasync: Input/output error (planted)");
+  EXPECT_TRUE(wal->broken());
+  auto fails_naming_the_cause = [](const Status& s) {
+    return !s.ok() && s.message().find("Input/output error (planted)") != std::string::npos;
+  };
+  EXPECT_TRUE(fails_naming_the_cause(wal->Sync()));
+  EXPECT_TRUE(fails_naming_the_cause(wal->Flush()));
+  wal->Append(core::StoreStartedRecord{2});
+  EXPECT_TRUE(fails_naming_the_cause(wal->WriteBuffered()));
+  Result<std::uint64_t> next = wal->BeginCompaction();
+  ASSERT_FALSE(next.ok());
+  EXPECT_TRUE(fails_naming_the_cause(next.status()));
+  EXPECT_EQ(wal->synced_lsn(), synced);
+  EXPECT_EQ(wal->stats().fsyncs, 0u);
 }
 
 // Drives a real Store with random traffic (with restarts), logging what it
