@@ -1712,9 +1712,11 @@ class Model {
   }
 
   // A committing thread told LockLost (not "outcome unknown") learns that its
-  // commit did not apply and never will (B5): the store must not have it.
-  // The terminal states' counter check sees this too, but only once the run
-  // ends; this sees it on the step, even where the depth bound stops first.
+  // commit did not apply and never will (B5): the store's log must not hold
+  // it at that step. A copy applied later (a duplicate still in flight) is
+  // left to the terminal states' counter check, which sees it only once the
+  // run ends; this one fires on the step, even where the depth bound stops
+  // first.
   // Its commit's token and seq are in the agent from before the step.
   void CheckLostCommits(const World& w, std::uint32_t p, const AgentOutcome& out,
                         Failure& f) const {

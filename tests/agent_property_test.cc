@@ -82,8 +82,11 @@ constexpr core::ProcessRef kSelf{1, 1};
 constexpr ThreadId kThreads = 4;  // thread ids 1..4
 constexpr Time kLease = 2'000'000;
 constexpr Time kRetry = 100'000;
-constexpr Time kMaxSmallStep = 400'000;  // < heartbeat (lease/4) + margin: the lease holds
-constexpr Time kLapse = 2'500'000;       // > the trust span: every held lock is lost
+// Shorter than a heartbeat period (lease/4) plus margin, so an engaged link's
+// heartbeats keep its trust; an unengaged link's trust may still run out over
+// many small steps, and the model tracks that (trusted_until).
+constexpr Time kMaxSmallStep = 400'000;
+constexpr Time kLapse = 2'500'000;  // > the trust span: every held lock is lost
 
 core::AgentConfig Config(bool release_after_each, bool release_when_contended) {
   core::AgentConfig c;
@@ -96,8 +99,11 @@ core::AgentConfig Config(bool release_after_each, bool release_when_contended) {
   return c;
 }
 
-// B1: how long a renewal of the lease is trusted (the lease less drift and margin).
+// B1: how long a renewal of the lease is trusted (the lease less drift and
+// margin), and how often an engaged link sends a heartbeat. Neither depends
+// on the release flags, so one Config serves every test here.
 const Time kTrustSpan = Config(false, false).TrustSpan();
+const Time kHeartbeat = Config(false, false).EffectiveHeartbeat();
 
 // ---- printing ----------------------------------------------------------------
 
@@ -311,7 +317,7 @@ struct AgentModel {
     s.request_lapses = lapses;
     s.request_sent_at = now;
     SetState(s, LockState::kRequested);
-    if (next_heartbeat_at == kNever) next_heartbeat_at = core::AddTime(now, kLease / 4);
+    if (next_heartbeat_at == kNever) next_heartbeat_at = core::AddTime(now, kHeartbeat);
     s.recalled = false;
     s.queued = false;
     s.revoked_seen = kNoToken;
@@ -430,7 +436,7 @@ struct AgentModel {
     if (engaged > 0 && next_heartbeat_at <= now) {
       // One heartbeat; the test answers it at once (unless the store is
       // silent), which renews the lease.
-      next_heartbeat_at = core::AddTime(now, kLease / 4);
+      next_heartbeat_at = core::AddTime(now, kHeartbeat);
       if (heartbeat_answered) Trust(now);
     }
     for (auto& [sid, s] : sessions) {
