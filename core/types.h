@@ -5,6 +5,7 @@
 // by the model checker. Thread-safety: plain values, no shared state.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -58,6 +59,8 @@ struct DataVersion {
 // search of one block, a copy (a grant's snapshot) is one allocation instead
 // of one per attribute, and setting an existing attribute allocates nothing.
 // Iterates, compares and hashes (core/hash.h) as the std::map it replaces.
+// Unlike std::map, an insert or an erase invalidates iterators and references
+// to other entries, and a name must not be changed through an iterator.
 class AttributeMap {
  public:
   using key_type = std::string;
@@ -142,6 +145,13 @@ class AttributeMap {
 
  private:
   iterator LowerBound(std::string_view name) {
+    // latchkeyd allows up to 1024 attributes a session by default: a binary
+    // search beyond a few.
+    if (entries_.size() > 16) {
+      return std::lower_bound(
+          entries_.begin(), entries_.end(), name,
+          [](const value_type& e, std::string_view n) { return std::string_view(e.first) < n; });
+    }
     // Few entries: a linear walk, one three-way comparison each.
     auto it = entries_.begin();
     while (it != entries_.end() && std::string_view(it->first).compare(name) < 0) ++it;
