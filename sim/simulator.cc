@@ -182,6 +182,7 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
     // touched, so only address space is spent on a generous guess.
     stores_.back().log.reserve(ExpectedRecords(config_));
   }
+  durable_counters_.resize(S);
   for (std::uint32_t i = 0; i < P; ++i) {
     core::AgentConfig ac;
     ac.self = {i + 1, 1};
@@ -246,6 +247,9 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
   attribute_rank_.resize(w.attributes);
   for (std::uint32_t r = 0; r < w.attributes; ++r) attribute_rank_[by_name[r]] = r;
   acknowledged_.assign(w.sessions, 0);
+  // A wait per request, about: reserved for the same reason as the logs.
+  waits_.reserve(static_cast<std::size_t>(
+      std::min<std::uint64_t>(std::uint64_t{config_.threads()} * w.requests_per_thread, 1 << 20)));
   true_at_cache_.resize(S + P);
   unknown_.assign(w.sessions, 0);
   for (std::uint32_t p = 0; p < P; ++p) {
@@ -736,7 +740,11 @@ void Simulator::ApplyStoreEffects(std::uint32_t node, core::Effects& fx, TraceEv
   // into the log, and the messages into their slots, once the event has been
   // hashed and observed, so that neither is copied; nothing is delivered
   // before both are in place.
-  for (core::Record& r : fx.persist) n.log.push_back(std::move(r));
+  DurableCounters& counters = durable_counters_[node];
+  for (core::Record& r : fx.persist) {
+    n.log.push_back(std::move(r));
+    counters.Apply(n.log.back());
+  }
   Launch(fx);
 }
 
@@ -1556,41 +1564,38 @@ void Simulator::EnterQuiet() {
 
 // ---- summary -----------------------------------------------------------------
 
-namespace {
+namespace {}  // namespace
 
-// The sum of the counters a0 of the sessions of a store rebuilt from `log`
-// (core::Store::Recover): Recover applies the commit records' writes (after
-// clearing, for clear_first) and empties a session at a drop record, in log
-// order; nothing else touches a session's attributes. So each session's a0
-// is what the last of these records that set, erased or cleared it left.
-std::uint64_t DurableCounterTotal(const std::vector<core::Record>& log) {
-  std::vector<const std::string*> by_id;                 // sessions 0..: the value, or null
-  std::map<core::SessionId, const std::string*> others;  // any other id
-  auto slot = [&](core::SessionId id) -> const std::string*& {
-    if (id < 4096) {
-      if (id >= by_id.size()) by_id.resize(id + 1, nullptr);
-      return by_id[id];
-    }
-    return others[id];
-  };
-  for (const core::Record& r : log) {
-    if (const auto* c = std::get_if<core::CommitRecord>(&r)) {
-      const std::string*& a0 = slot(c->session);
-      if (c->clear_first) a0 = nullptr;
-      for (const core::AttributeWrite& w : c->writes) {
-        if (w.name == "a0") a0 = w.erase ? nullptr : &w.value;
-      }
-    } else if (const auto* d = std::get_if<core::SessionDroppedRecord>(&r)) {
-      slot(d->session) = nullptr;
-    }
+const std::string*& Simulator::DurableCounters::For(core::SessionId id) {
+  if (id < 4096) {
+    if (id >= by_id_.size()) by_id_.resize(id + 1, nullptr);
+    return by_id_[id];
   }
-  std::uint64_t total = 0;
-  for (const std::string* v : by_id) total += v != nullptr ? ParseCounter(*v) : 0;
-  for (const auto& [id, v] : others) total += v != nullptr ? ParseCounter(*v) : 0;
-  return total;
+  return others_[id];
 }
 
-}  // namespace
+// Recover applies the commit records' writes (after clearing, for
+// clear_first) and empties a session at a drop record, in log order; nothing
+// else touches a session's attributes. So each session's a0 is what the last
+// of these records that set, erased or cleared it left.
+void Simulator::DurableCounters::Apply(const core::Record& r) {
+  if (const auto* c = std::get_if<core::CommitRecord>(&r)) {
+    const std::string*& a0 = For(c->session);
+    if (c->clear_first) a0 = nullptr;
+    for (const core::AttributeWrite& w : c->writes) {
+      if (w.name == "a0") a0 = w.erase ? nullptr : &w.value;
+    }
+  } else if (const auto* d = std::get_if<core::SessionDroppedRecord>(&r)) {
+    For(d->session) = nullptr;
+  }
+}
+
+std::uint64_t Simulator::DurableCounters::Total() const {
+  std::uint64_t total = 0;
+  for (const std::string* v : by_id_) total += v != nullptr ? ParseCounter(*v) : 0;
+  for (const auto& [id, v] : others_) total += v != nullptr ? ParseCounter(*v) : 0;
+  return total;
+}
 
 const std::vector<core::Store>& Simulator::RecoveredStores() const {
   std::uint64_t records = 0;
@@ -1642,8 +1647,8 @@ SimSummary Simulator::Summary() const {
     s.releases += n.agent.stats().releases;
   }
   if (!waits_.empty()) {
-    // Two order statistics, not a sort: the same values.
-    std::vector<Time> waits = waits_;
+    // Two order statistics, not a sort, in place: the same values.
+    std::vector<Time>& waits = waits_;
     auto rank = [&](double p) {
       auto k = static_cast<std::size_t>(std::ceil(p * static_cast<double>(waits.size())));
       auto at = waits.begin() + static_cast<std::ptrdiff_t>(std::max<std::size_t>(k, 1) - 1);
@@ -1660,8 +1665,8 @@ SimSummary Simulator::Summary() const {
   s.events = events_;
   s.simulated_us = now_;
   // The durable truth: the counters of each store as rebuilt from what it
-  // persisted (RecoveredStores), read off the logs without the rebuild.
-  for (const StoreNode& n : stores_) s.counter_total += DurableCounterTotal(n.log);
+  // persisted (RecoveredStores), followed as they logged it.
+  for (const DurableCounters& c : durable_counters_) s.counter_total += c.Total();
   for (std::uint64_t n : acknowledged_) s.acknowledged_increments += n;
   for (std::uint64_t n : unknown_) s.unknown_increments += n;
   s.trace_hash = trace_hash();
