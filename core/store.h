@@ -99,8 +99,8 @@ struct SessionState {
 struct ProcessEntry {
   std::uint64_t incarnation = 0;
   Time lease_until = 0;
-  std::set<SessionId> held;
-  std::set<SessionId> queued;
+  FlatSet<SessionId> held;
+  FlatSet<SessionId> queued;
   bool operator==(const ProcessEntry&) const = default;
   bool active() const { return !held.empty() || !queued.empty(); }
 };
@@ -112,7 +112,7 @@ struct StoreState {
   bool in_grace = false;
   std::map<SessionId, SessionState> sessions;
   std::map<std::uint64_t, ProcessEntry> processes;
-  std::set<std::pair<Time, SessionId>> timers;
+  SessionTimers timers;
   bool operator==(const StoreState&) const = default;
 };
 
