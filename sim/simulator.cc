@@ -1157,16 +1157,19 @@ void Simulator::StartRequest(SimThread& t) {
   std::vector<std::uint32_t>& picked = picked_;
   picked.clear();
   auto pick = [&](std::uint32_t first, std::uint32_t count) {
-    // The candidates left, in order: each draw takes one out.
+    // Each draw takes the j-th of the candidates left ([first, K) less the
+    // ones taken), in order: first + j, moved past each taken one at or
+    // below it (taken_ keeps them sorted). The same picks as taking the
+    // j-th out of a list of the candidates left, without building the list.
+    std::vector<std::uint32_t>& taken = taken_;
+    taken.clear();
     std::size_t left = first < K ? K - first : 0;
-    pool_.resize(left);
-    std::uint32_t* pool = pool_.data();
-    for (std::size_t a = 0; a < left; ++a) pool[a] = first + static_cast<std::uint32_t>(a);
-    for (std::uint32_t i = 0; i < count && left != 0; ++i) {
-      const std::size_t j = t.rng.Below(left);
-      picked.push_back(pool[j]);
-      std::copy(pool + j + 1, pool + left, pool + j);
-      --left;
+    for (std::uint32_t i = 0; i < count && left != 0; ++i, --left) {
+      auto c = first + static_cast<std::uint32_t>(t.rng.Below(left));
+      std::size_t k = 0;
+      for (; k < taken.size() && taken[k] <= c; ++k) ++c;
+      taken.insert(taken.begin() + static_cast<std::ptrdiff_t>(k), c);
+      picked.push_back(c);
     }
   };
   std::uint32_t most = std::min(w.portion_max, K - 1);

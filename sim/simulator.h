@@ -376,7 +376,7 @@ class Simulator {
   std::vector<std::vector<std::uint64_t>> home_cdf_, other_cdf_;  // Zipf, fixed point
   std::vector<std::string> attribute_names_;                      // "a0", "a1", ...
   std::vector<std::uint32_t> attribute_rank_;                     // of each name in sorted order
-  std::vector<std::uint32_t> pool_, picked_;                      // StartRequest's scratch
+  std::vector<std::uint32_t> taken_, picked_;                     // StartRequest's scratch
 
   // The effects of the input being handled: one buffer for every core call,
   // so that its vectors are not allocated per event. Nothing calls the core
