@@ -146,36 +146,6 @@ struct StoreLink {
   bool operator==(const StoreLink&) const = default;
 };
 
-// The sessions' timers, earliest first: a set of (time, session) kept as a
-// sorted vector. An agent times only the sessions it is engaged in, and a
-// session's timer mostly moves to the far end (a retry after now), so
-// inserting and erasing move few entries; a node-based set allocated and
-// freed a node whenever a timer moved.
-class SessionTimers {
- public:
-  using Entry = std::pair<Time, SessionId>;
-  using const_iterator = std::vector<Entry>::const_iterator;
-  bool empty() const { return entries_.empty(); }
-  std::size_t size() const { return entries_.size(); }
-  const_iterator begin() const { return entries_.begin(); }
-  const_iterator end() const { return entries_.end(); }
-  std::size_t count(const Entry& e) const {
-    return std::binary_search(entries_.begin(), entries_.end(), e) ? 1 : 0;
-  }
-  void insert(const Entry& e) {
-    auto it = std::lower_bound(entries_.begin(), entries_.end(), e);
-    if (it == entries_.end() || *it != e) entries_.insert(it, e);
-  }
-  void erase(const Entry& e) {
-    auto it = std::lower_bound(entries_.begin(), entries_.end(), e);
-    if (it != entries_.end() && *it == e) entries_.erase(it);
-  }
-  bool operator==(const SessionTimers&) const = default;
-
- private:
-  std::vector<Entry> entries_;  // sorted, unique
-};
-
 struct AgentState {
   std::uint64_t last_request_id = 0;
   std::map<SessionId, AgentSession> sessions;
@@ -326,14 +296,21 @@ class ProcessAgent {
       SessionId id = 0;
       AgentSession* session = nullptr;  // null: empty
     };
-    static constexpr std::size_t kSlots = 32;
+    // 64 slots, and ids below 64 a slot each (the simulator's sessions are
+    // 0..n-1; its standard workload has 64): with 32 slots and a hash of
+    // the id, two sessions of one process often shared a slot and took
+    // turns missing. Higher ids add a hash of their high bits, so that ids
+    // 64 apart do not all share one slot.
+    static constexpr std::size_t kSlots = 64;
     SessionCache() = default;
     SessionCache(const SessionCache&) {}
     SessionCache& operator=(const SessionCache&) {
       for (Entry& e : entries) e = Entry{};
       return *this;
     }
-    Entry& For(SessionId id) { return entries[(id * 0x9E3779B97F4A7C15ULL) >> 59]; }
+    Entry& For(SessionId id) {
+      return entries[(id + ((id >> 6) * 0x9E3779B97F4A7C15ULL >> 58)) & (kSlots - 1)];
+    }
     Entry entries[kSlots];
   };
   // The session, or null if the agent never saw it.

@@ -113,6 +113,8 @@ template <WordHasher H, class T>
 void HashValue(H& h, const std::deque<T>& v);
 template <WordHasher H, class T>
 void HashValue(H& h, const std::set<T>& v);
+template <WordHasher H, class T>
+void HashValue(H& h, const FlatSet<T>& v);
 template <WordHasher H, class K, class V>
 void HashValue(H& h, const std::map<K, V>& m);
 template <WordHasher H, class... Ts>
@@ -342,6 +344,12 @@ void HashValue(H& h, const std::deque<T>& v) {
 }
 template <WordHasher H, class T>
 void HashValue(H& h, const std::set<T>& v) {
+  h.Mix(v.size());
+  for (const T& x : v) HashValue(h, x);
+}
+// The same words as the std::set it was.
+template <WordHasher H, class T>
+void HashValue(H& h, const FlatSet<T>& v) {
   h.Mix(v.size());
   for (const T& x : v) HashValue(h, x);
 }

@@ -220,7 +220,7 @@ void Store::RunDue(Time now, Effects& fx) {
   for (std::uint64_t id : expired) {
     ProcessEntry& p = state_.processes.at(id);
     ProcessesChanged();
-    std::set<SessionId> queued = std::move(p.queued);
+    FlatSet<SessionId> queued = std::move(p.queued);
     p.queued.clear();
     for (SessionId sid : queued) {
       DropQueued(sid, state_.sessions.at(sid), id);
@@ -612,13 +612,13 @@ void Store::DropQueued(SessionId id, SessionState& s, std::uint64_t process_id) 
 void Store::ForgetProcess(Time now, std::uint64_t process_id, Reason reason, Effects& fx) {
   ProcessEntry& p = state_.processes.at(process_id);
   ProcessesChanged();
-  std::set<SessionId> queued = std::move(p.queued);
+  FlatSet<SessionId> queued = std::move(p.queued);
   p.queued.clear();
   for (SessionId id : queued) {
     DropQueued(id, state_.sessions.at(id), process_id);
     Settle(now, id);
   }
-  std::set<SessionId> held = p.held;
+  FlatSet<SessionId> held = p.held;
   for (SessionId id : held) {
     SessionState& s = state_.sessions.at(id);
     Revoke(now, id, s, reason, fx);  // B1: its locks go to the next in line

@@ -99,8 +99,8 @@ struct SessionState {
 struct ProcessEntry {
   std::uint64_t incarnation = 0;
   Time lease_until = 0;
-  std::set<SessionId> held;
-  std::set<SessionId> queued;
+  FlatSet<SessionId> held;
+  FlatSet<SessionId> queued;
   bool operator==(const ProcessEntry&) const = default;
   bool active() const { return !held.empty() || !queued.empty(); }
 };
@@ -112,7 +112,7 @@ struct StoreState {
   bool in_grace = false;
   std::map<SessionId, SessionState> sessions;
   std::map<std::uint64_t, ProcessEntry> processes;
-  std::set<std::pair<Time, SessionId>> timers;
+  SessionTimers timers;
   bool operator==(const StoreState&) const = default;
 };
 
@@ -225,14 +225,21 @@ class Store {
       bool valid = false;
       SessionIt it;
     };
-    static constexpr std::size_t kSlots = 32;
+    // 64 slots, and ids below 64 a slot each (the simulator's sessions are
+    // 0..n-1; its standard workload has 64): with 32 slots and a hash of
+    // the id, sessions shared slots and took turns missing. Higher ids add
+    // a hash of their high bits, so that ids 64 apart do not all share one
+    // slot.
+    static constexpr std::size_t kSlots = 64;
     SessionCache() = default;
     SessionCache(const SessionCache&) {}
     SessionCache& operator=(const SessionCache&) {
       for (Entry& e : entries) e.valid = false;
       return *this;
     }
-    Entry& For(SessionId id) { return entries[(id * 0x9E3779B97F4A7C15ULL) >> 59]; }
+    Entry& For(SessionId id) {
+      return entries[(id + ((id >> 6) * 0x9E3779B97F4A7C15ULL >> 58)) & (kSlots - 1)];
+    }
     void Forget(SessionId id) {
       Entry& e = For(id);
       if (e.id == id) e.valid = false;

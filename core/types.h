@@ -277,4 +277,43 @@ inline std::uint32_t StoreForSession(SessionId session, std::uint32_t store_coun
   return static_cast<std::uint32_t>(bucket);
 }
 
+// A small ordered set kept as a sorted vector: the part of std::set's
+// interface the core uses, without a node allocated and freed per insert
+// and erase, or a walk through nodes spread over the heap. Its sets are
+// small (a store's timed sessions, a process's held and queued sessions
+// at a store, an agent's timed sessions), so inserting and erasing move
+// few entries. Iterates, compares and hashes (core/hash.h) as std::set.
+template <class T>
+class FlatSet {
+ public:
+  using const_iterator = typename std::vector<T>::const_iterator;
+  bool empty() const { return items_.empty(); }
+  std::size_t size() const { return items_.size(); }
+  const_iterator begin() const { return items_.begin(); }
+  const_iterator end() const { return items_.end(); }
+  std::size_t count(const T& x) const {
+    return std::binary_search(items_.begin(), items_.end(), x) ? 1 : 0;
+  }
+  void insert(const T& x) {
+    auto it = std::lower_bound(items_.begin(), items_.end(), x);
+    if (it == items_.end() || *it != x) items_.insert(it, x);
+  }
+  std::size_t erase(const T& x) {
+    auto it = std::lower_bound(items_.begin(), items_.end(), x);
+    if (it == items_.end() || *it != x) return 0;
+    items_.erase(it);
+    return 1;
+  }
+  void clear() { items_.clear(); }
+  bool operator==(const FlatSet&) const = default;
+
+ private:
+  std::vector<T> items_;  // sorted, unique
+};
+
+// The sessions' timers, earliest first (an agent's and a store's). A
+// session's timer mostly moves to the far end (a retry or an idle expiry
+// after now).
+using SessionTimers = FlatSet<std::pair<Time, SessionId>>;
+
 }  // namespace latchkey::core

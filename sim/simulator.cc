@@ -36,6 +36,14 @@ const std::string kActionNames[] = {"",      "start",   "ask",       "finish",
                                     "crash", "recover", "drop_down", "drop_partition",
                                     "fault", "heal",    "quiet"};
 
+// Room to reserve in a store's log: three records per request of the
+// workload (a grant, a commit and a tenure end), at most 2^20 (56 MiB).
+std::size_t ExpectedRecords(const SimConfig& config) {
+  const std::uint64_t requests =
+      std::uint64_t{config.threads()} * config.workload.requests_per_thread;
+  return static_cast<std::size_t>(std::min<std::uint64_t>(3 * requests + 16, 1 << 20));
+}
+
 }  // namespace
 
 std::string_view EventKindName(EventKind kind) {
@@ -165,7 +173,16 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
     sc.session_idle_us = config_.session_idle_us;
     stores_.push_back(StoreNode{core::Store(sc), {}, true, {}, 0, 0, core::kNever, core::kNever});
     stores_.back().clock.drift_ppm = draw_drift();
+    // The log only grows. Grown by doubling, it moved every record at each
+    // doubling and touched twice the memory it ends with (fresh pages, each
+    // a page fault): about a tenth of the run's time. Room for about what
+    // the workload will log instead: a request logs about one record (a
+    // commit; grants and tenure ends are fewer with lock caching), three at
+    // most without retries. Pages reserved but never used are never
+    // touched, so only address space is spent on a generous guess.
+    stores_.back().log.reserve(ExpectedRecords(config_));
   }
+  durable_counters_.resize(S);
   for (std::uint32_t i = 0; i < P; ++i) {
     core::AgentConfig ac;
     ac.self = {i + 1, 1};
@@ -230,6 +247,9 @@ Simulator::Simulator(const SimConfig& config, std::uint64_t seed)
   attribute_rank_.resize(w.attributes);
   for (std::uint32_t r = 0; r < w.attributes; ++r) attribute_rank_[by_name[r]] = r;
   acknowledged_.assign(w.sessions, 0);
+  // A wait per request, about: reserved for the same reason as the logs.
+  waits_.reserve(static_cast<std::size_t>(
+      std::min<std::uint64_t>(std::uint64_t{config_.threads()} * w.requests_per_thread, 1 << 20)));
   true_at_cache_.resize(S + P);
   unknown_.assign(w.sessions, 0);
   for (std::uint32_t p = 0; p < P; ++p) {
@@ -720,7 +740,11 @@ void Simulator::ApplyStoreEffects(std::uint32_t node, core::Effects& fx, TraceEv
   // into the log, and the messages into their slots, once the event has been
   // hashed and observed, so that neither is copied; nothing is delivered
   // before both are in place.
-  for (core::Record& r : fx.persist) n.log.push_back(std::move(r));
+  DurableCounters& counters = durable_counters_[node];
+  for (core::Record& r : fx.persist) {
+    n.log.push_back(std::move(r));
+    counters.Apply(n.log.back());
+  }
   Launch(fx);
 }
 
@@ -1133,16 +1157,19 @@ void Simulator::StartRequest(SimThread& t) {
   std::vector<std::uint32_t>& picked = picked_;
   picked.clear();
   auto pick = [&](std::uint32_t first, std::uint32_t count) {
-    // The candidates left, in order: each draw takes one out.
+    // Each draw takes the j-th of the candidates left ([first, K) less the
+    // ones taken), in order: first + j, moved past each taken one at or
+    // below it (taken_ keeps them sorted). The same picks as taking the
+    // j-th out of a list of the candidates left, without building the list.
+    std::vector<std::uint32_t>& taken = taken_;
+    taken.clear();
     std::size_t left = first < K ? K - first : 0;
-    pool_.resize(left);
-    std::uint32_t* pool = pool_.data();
-    for (std::size_t a = 0; a < left; ++a) pool[a] = first + static_cast<std::uint32_t>(a);
-    for (std::uint32_t i = 0; i < count && left != 0; ++i) {
-      const std::size_t j = t.rng.Below(left);
-      picked.push_back(pool[j]);
-      std::copy(pool + j + 1, pool + left, pool + j);
-      --left;
+    for (std::uint32_t i = 0; i < count && left != 0; ++i, --left) {
+      auto c = first + static_cast<std::uint32_t>(t.rng.Below(left));
+      std::size_t k = 0;
+      for (; k < taken.size() && taken[k] <= c; ++k) ++c;
+      taken.insert(taken.begin() + static_cast<std::ptrdiff_t>(k), c);
+      picked.push_back(c);
     }
   };
   std::uint32_t most = std::min(w.portion_max, K - 1);
@@ -1540,41 +1567,38 @@ void Simulator::EnterQuiet() {
 
 // ---- summary -----------------------------------------------------------------
 
-namespace {
+namespace {}  // namespace
 
-// The sum of the counters a0 of the sessions of a store rebuilt from `log`
-// (core::Store::Recover): Recover applies the commit records' writes (after
-// clearing, for clear_first) and empties a session at a drop record, in log
-// order; nothing else touches a session's attributes. So each session's a0
-// is what the last of these records that set, erased or cleared it left.
-std::uint64_t DurableCounterTotal(const std::vector<core::Record>& log) {
-  std::vector<const std::string*> by_id;                 // sessions 0..: the value, or null
-  std::map<core::SessionId, const std::string*> others;  // any other id
-  auto slot = [&](core::SessionId id) -> const std::string*& {
-    if (id < 4096) {
-      if (id >= by_id.size()) by_id.resize(id + 1, nullptr);
-      return by_id[id];
-    }
-    return others[id];
-  };
-  for (const core::Record& r : log) {
-    if (const auto* c = std::get_if<core::CommitRecord>(&r)) {
-      const std::string*& a0 = slot(c->session);
-      if (c->clear_first) a0 = nullptr;
-      for (const core::AttributeWrite& w : c->writes) {
-        if (w.name == "a0") a0 = w.erase ? nullptr : &w.value;
-      }
-    } else if (const auto* d = std::get_if<core::SessionDroppedRecord>(&r)) {
-      slot(d->session) = nullptr;
-    }
+const std::string*& Simulator::DurableCounters::For(core::SessionId id) {
+  if (id < 4096) {
+    if (id >= by_id_.size()) by_id_.resize(id + 1, nullptr);
+    return by_id_[id];
   }
-  std::uint64_t total = 0;
-  for (const std::string* v : by_id) total += v != nullptr ? ParseCounter(*v) : 0;
-  for (const auto& [id, v] : others) total += v != nullptr ? ParseCounter(*v) : 0;
-  return total;
+  return others_[id];
 }
 
-}  // namespace
+// Recover applies the commit records' writes (after clearing, for
+// clear_first) and empties a session at a drop record, in log order; nothing
+// else touches a session's attributes. So each session's a0 is what the last
+// of these records that set, erased or cleared it left.
+void Simulator::DurableCounters::Apply(const core::Record& r) {
+  if (const auto* c = std::get_if<core::CommitRecord>(&r)) {
+    const std::string*& a0 = For(c->session);
+    if (c->clear_first) a0 = nullptr;
+    for (const core::AttributeWrite& w : c->writes) {
+      if (w.name == "a0") a0 = w.erase ? nullptr : &w.value;
+    }
+  } else if (const auto* d = std::get_if<core::SessionDroppedRecord>(&r)) {
+    For(d->session) = nullptr;
+  }
+}
+
+std::uint64_t Simulator::DurableCounters::Total() const {
+  std::uint64_t total = 0;
+  for (const std::string* v : by_id_) total += v != nullptr ? ParseCounter(*v) : 0;
+  for (const auto& [id, v] : others_) total += v != nullptr ? ParseCounter(*v) : 0;
+  return total;
+}
 
 const std::vector<core::Store>& Simulator::RecoveredStores() const {
   std::uint64_t records = 0;
@@ -1626,8 +1650,8 @@ SimSummary Simulator::Summary() const {
     s.releases += n.agent.stats().releases;
   }
   if (!waits_.empty()) {
-    // Two order statistics, not a sort: the same values.
-    std::vector<Time> waits = waits_;
+    // Two order statistics, not a sort, in place: the same values.
+    std::vector<Time>& waits = waits_;
     auto rank = [&](double p) {
       auto k = static_cast<std::size_t>(std::ceil(p * static_cast<double>(waits.size())));
       auto at = waits.begin() + static_cast<std::ptrdiff_t>(std::max<std::size_t>(k, 1) - 1);
@@ -1644,8 +1668,8 @@ SimSummary Simulator::Summary() const {
   s.events = events_;
   s.simulated_us = now_;
   // The durable truth: the counters of each store as rebuilt from what it
-  // persisted (RecoveredStores), read off the logs without the rebuild.
-  for (const StoreNode& n : stores_) s.counter_total += DurableCounterTotal(n.log);
+  // persisted (RecoveredStores), followed as they logged it.
+  for (const DurableCounters& c : durable_counters_) s.counter_total += c.Total();
   for (std::uint64_t n : acknowledged_) s.acknowledged_increments += n;
   for (std::uint64_t n : unknown_) s.unknown_increments += n;
   s.trace_hash = trace_hash();

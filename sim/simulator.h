@@ -376,7 +376,7 @@ class Simulator {
   std::vector<std::vector<std::uint64_t>> home_cdf_, other_cdf_;  // Zipf, fixed point
   std::vector<std::string> attribute_names_;                      // "a0", "a1", ...
   std::vector<std::uint32_t> attribute_rank_;                     // of each name in sorted order
-  std::vector<std::uint32_t> pool_, picked_;                      // StartRequest's scratch
+  std::vector<std::uint32_t> taken_, picked_;                     // StartRequest's scratch
 
   // The effects of the input being handled: one buffer for every core call,
   // so that its vectors are not allocated per event. Nothing calls the core
@@ -433,11 +433,32 @@ class Simulator {
   // Statistics.
   std::uint64_t completed_ = 0, cut_by_crash_ = 0, events_ = 0;
   std::map<std::string, std::uint64_t> failed_;
-  std::vector<Time> waits_;
+  // Every grant's wait. Summary takes two order statistics in place
+  // (nth_element reorders, which changes no order statistic), instead of
+  // copying them first.
+  mutable std::vector<Time> waits_;
   std::uint64_t fault_counts_[kFaultKinds] = {};
   std::uint64_t sent_ = 0, lost_ = 0, duplicated_ = 0;
   std::vector<std::uint64_t> acknowledged_, unknown_;  // per session
   core::StoreStats retired_store_stats_;               // stats of crashed store lives
+  // Per store, each session's counter a0 as a store rebuilt from its log
+  // would hold it (core::Store::Recover), followed as records are logged:
+  // the summary's counter total without a walk over the logs, whose
+  // records and write sets are long out of the cache by then.
+  class DurableCounters {
+   public:
+    // One logged record.
+    void Apply(const core::Record& r);
+    std::uint64_t Total() const;
+
+   private:
+    // Pointers into the write sets of the log's commit records, which the
+    // log keeps: the value, or null (no a0).
+    const std::string*& For(core::SessionId id);
+    std::vector<const std::string*> by_id_;                 // sessions 0..4095
+    std::map<core::SessionId, const std::string*> others_;  // any other id
+  };
+  std::vector<DurableCounters> durable_counters_;  // per store
   std::uint64_t retired_agent_expiries_ = 0, retired_agent_releases_ = 0;
 };
 

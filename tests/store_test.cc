@@ -318,7 +318,8 @@ TEST(Store, R4_BuffersRequestsWhileHeldInFifoOrder) {
   EXPECT_EQ(d.QueueOf(kS), (std::vector<ProcessRef>{kP2, kP3}));
   EXPECT_EQ(d.session(kS).queue[0].request_id, 5u);
   EXPECT_EQ(d.session(kS).queue[1].request_id, 3u);
-  EXPECT_EQ(d.state().processes.at(kP2.id).queued, (std::set<SessionId>{kS}));
+  const auto& queued = d.state().processes.at(kP2.id).queued;
+  EXPECT_EQ(std::vector<SessionId>(queued.begin(), queued.end()), std::vector<SessionId>{kS});
 }
 
 TEST(Store, R4_FullQueueRejectsWithQueueFull) {
