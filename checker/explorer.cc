@@ -374,7 +374,6 @@ class SmallVec {
 // The configuration's bounds (LoadExploreConfig and the command line).
 constexpr std::size_t kMaxStores = 4;
 constexpr std::size_t kMaxProcs = 8;
-constexpr std::size_t kMaxThreads = 64;  // per world: 8 processes x 8 threads
 constexpr std::size_t kMaxSessions = 8;
 
 // What a store keeps about each process, hashed once per store version (the
@@ -432,7 +431,7 @@ struct World {
   InlineVec<Time, kMaxStores> store_deadline;
   InlineVec<AgentNode, kMaxProcs> agents;
   InlineVec<Time, kMaxProcs> agent_deadline;
-  SmallVec<McThread, 16> threads;  // up to kMaxThreads
+  SmallVec<McThread, 16> threads;  // up to 8 processes x 8 threads
   SmallVec<MessageNode, 8> net;    // in flight, in send order
   std::uint8_t crashes = 0, losses = 0, duplicates = 0, restarts = 0;
   std::uint32_t asks = 0;
