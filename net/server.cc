@@ -239,17 +239,19 @@ struct Server::Impl {
     }
     Wal::SyncJob job = wal->PrepareSync();
     sync_started_lsn = job.lsn;
-    asio::post(*sync_threads, [this, job]() mutable {
+    asio::post(*sync_threads, [this, job = std::move(job)]() mutable {
       std::int64_t micros = job.Run();
-      asio::post(io, [this, lsn = job.lsn, micros] { Synced(lsn, micros); });
+      asio::post(io, [this, lsn = job.lsn, micros, error = std::move(job.error)] {
+        Synced(lsn, micros, error);
+      });
     });
   }
 
-  void Synced(std::uint64_t lsn, std::int64_t micros) {
+  void Synced(std::uint64_t lsn, std::int64_t micros, const std::string& error) {
     --syncs_running;
     if (micros < 0) {
-      wal->SyncFailed("fdatasync on a sync thread (or reopening the log for it) failed");
-      return WalFailed("wal_sync_failed", "fdatasync on a sync thread failed");
+      wal->SyncFailed(error);
+      return WalFailed("wal_sync_failed", "on a sync thread: " + error);
     }
     wal->SyncDone(lsn, static_cast<std::uint64_t>(micros));
     DeliverDurable();

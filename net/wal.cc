@@ -490,14 +490,17 @@ Status Wal::Flush() {
 // the first to look would see an error, and the other could return success
 // first for data that was lost.
 Wal::SyncJob Wal::PrepareSync() const {
-  return SyncJob{::open((dir_ + "/" + FileName(generation_)).c_str(), O_WRONLY | O_CLOEXEC),
-                 written_lsn_};
+  std::string path = dir_ + "/" + FileName(generation_);
+  SyncJob job{::open(path.c_str(), O_WRONLY | O_CLOEXEC), written_lsn_, {}};
+  if (job.fd < 0) job.error = Errno("open " + path + " for an fsync");
+  return job;
 }
 
 std::int64_t Wal::SyncJob::Run() {
   if (fd < 0) return -1;
   auto start = std::chrono::steady_clock::now();
   int rc = ::fdatasync(fd);
+  if (rc != 0) error = Errno("fdatasync");
   ::close(fd);
   fd = -1;
   if (rc != 0) return -1;

@@ -145,7 +145,9 @@ class Wal {
   struct SyncJob {
     int fd = -1;  // the current file, opened again; Run closes it
     std::uint64_t lsn = 0;
-    // Returns the fdatasync's duration in microseconds, or -1 on failure.
+    std::string error;  // why the open or the fdatasync failed
+    // Returns the fdatasync's duration in microseconds, or -1 on failure
+    // (with `error` set).
     std::int64_t Run();
   };
   SyncJob PrepareSync() const;

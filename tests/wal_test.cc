@@ -482,6 +482,23 @@ TEST(Wal, SyncJobOnAnotherThreadCoversWhatWasWrittenBeforeIt) {
   EXPECT_EQ(wal->synced_lsn(), wal->written_lsn());
 }
 
+// A sync thread's job that cannot reopen the log says which call failed and
+// why, so latchkeyd's wal_sync_failed line names the cause.
+TEST(Wal, ASyncJobThatFailsSaysWhy) {
+  TempDir dir;
+  RecoveredLog log;
+  auto wal = OpenOrDie(dir.path(), &log);
+  wal->Append(core::StoreStartedRecord{1});
+  ASSERT_TRUE(wal->WriteBuffered().ok());
+  fs::remove(dir.path() + "/" + Wal::FileName(wal->generation()));
+  Wal::SyncJob job = wal->PrepareSync();
+  EXPECT_EQ(job.Run(), -1);
+  EXPECT_NE(job.error.find("open " + dir.path() + "/" + Wal::FileName(wal->generation())),
+            std::string::npos)
+      << job.error;
+  EXPECT_NE(job.error.find("No such file or directory"), std::string::npos) << job.error;
+}
+
 // The event loop's fsync (Sync) goes through the log's own descriptor: it
 // covers what was written, and keeps working after a compaction replaced the
 // file (and with it the descriptor).
