@@ -364,47 +364,52 @@ void HashValue(H& h, const AttributeMap& m) {
   h.Mix(m.size());
   for (const auto& [k, v] : m) HashFields(h, k, v);
 }
-// The alternative by a switch, not std::visit: std::visit calls through a
-// table of function pointers, which no inliner can see through, so every
-// message, record and effect cost a call and its hash functions' calls. The
-// same words either way.
-template <WordHasher H, class... Ts>
-void HashValue(H& h, const std::variant<Ts...>& v) {
+// Calls `f` with the variant's alternative, by a switch, not std::visit:
+// std::visit calls through a table of function pointers, which no inliner
+// can see through, so every message, record and effect hashed would cost a
+// call and its hash functions' calls.
+template <class F, class... Ts>
+void VisitBySwitch(const std::variant<Ts...>& v, F&& f) {
   static_assert(sizeof...(Ts) <= 24, "add cases below");
-  h.Mix(v.index());
   switch (v.index()) {
-#define LK_HASH_ALTERNATIVE(I)                                          \
-  case I:                                                               \
-    if constexpr (I < sizeof...(Ts)) HashValue(h, *std::get_if<I>(&v)); \
+#define LK_VISIT_ALTERNATIVE(I)                              \
+  case I:                                                    \
+    if constexpr (I < sizeof...(Ts)) f(*std::get_if<I>(&v)); \
     return;
-    LK_HASH_ALTERNATIVE(0)
-    LK_HASH_ALTERNATIVE(1)
-    LK_HASH_ALTERNATIVE(2)
-    LK_HASH_ALTERNATIVE(3)
-    LK_HASH_ALTERNATIVE(4)
-    LK_HASH_ALTERNATIVE(5)
-    LK_HASH_ALTERNATIVE(6)
-    LK_HASH_ALTERNATIVE(7)
-    LK_HASH_ALTERNATIVE(8)
-    LK_HASH_ALTERNATIVE(9)
-    LK_HASH_ALTERNATIVE(10)
-    LK_HASH_ALTERNATIVE(11)
-    LK_HASH_ALTERNATIVE(12)
-    LK_HASH_ALTERNATIVE(13)
-    LK_HASH_ALTERNATIVE(14)
-    LK_HASH_ALTERNATIVE(15)
-    LK_HASH_ALTERNATIVE(16)
-    LK_HASH_ALTERNATIVE(17)
-    LK_HASH_ALTERNATIVE(18)
-    LK_HASH_ALTERNATIVE(19)
-    LK_HASH_ALTERNATIVE(20)
-    LK_HASH_ALTERNATIVE(21)
-    LK_HASH_ALTERNATIVE(22)
-    LK_HASH_ALTERNATIVE(23)
-#undef LK_HASH_ALTERNATIVE
+    LK_VISIT_ALTERNATIVE(0)
+    LK_VISIT_ALTERNATIVE(1)
+    LK_VISIT_ALTERNATIVE(2)
+    LK_VISIT_ALTERNATIVE(3)
+    LK_VISIT_ALTERNATIVE(4)
+    LK_VISIT_ALTERNATIVE(5)
+    LK_VISIT_ALTERNATIVE(6)
+    LK_VISIT_ALTERNATIVE(7)
+    LK_VISIT_ALTERNATIVE(8)
+    LK_VISIT_ALTERNATIVE(9)
+    LK_VISIT_ALTERNATIVE(10)
+    LK_VISIT_ALTERNATIVE(11)
+    LK_VISIT_ALTERNATIVE(12)
+    LK_VISIT_ALTERNATIVE(13)
+    LK_VISIT_ALTERNATIVE(14)
+    LK_VISIT_ALTERNATIVE(15)
+    LK_VISIT_ALTERNATIVE(16)
+    LK_VISIT_ALTERNATIVE(17)
+    LK_VISIT_ALTERNATIVE(18)
+    LK_VISIT_ALTERNATIVE(19)
+    LK_VISIT_ALTERNATIVE(20)
+    LK_VISIT_ALTERNATIVE(21)
+    LK_VISIT_ALTERNATIVE(22)
+    LK_VISIT_ALTERNATIVE(23)
+#undef LK_VISIT_ALTERNATIVE
     default:
       return;  // valueless (an exception interrupted an assignment)
   }
+}
+// The alternative's index, then its fields.
+template <WordHasher H, class... Ts>
+void HashValue(H& h, const std::variant<Ts...>& v) {
+  h.Mix(v.index());
+  VisitBySwitch(v, [&h](const auto& alternative) { HashValue(h, alternative); });
 }
 
 template <class T>

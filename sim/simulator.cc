@@ -910,36 +910,7 @@ void HashValue(TraceHasher& h, const core::Portion& p) {
 // into the word before, so here only the alternative's fields.
 template <class... Ts>
 void HashAlternative(TraceHasher& h, const std::variant<Ts...>& v) {
-  static_assert(sizeof...(Ts) <= 20, "add cases below");
-  switch (v.index()) {
-#define LK_HASH_ALTERNATIVE(I)                                          \
-  case I:                                                               \
-    if constexpr (I < sizeof...(Ts)) HashValue(h, *std::get_if<I>(&v)); \
-    return;
-    LK_HASH_ALTERNATIVE(0)
-    LK_HASH_ALTERNATIVE(1)
-    LK_HASH_ALTERNATIVE(2)
-    LK_HASH_ALTERNATIVE(3)
-    LK_HASH_ALTERNATIVE(4)
-    LK_HASH_ALTERNATIVE(5)
-    LK_HASH_ALTERNATIVE(6)
-    LK_HASH_ALTERNATIVE(7)
-    LK_HASH_ALTERNATIVE(8)
-    LK_HASH_ALTERNATIVE(9)
-    LK_HASH_ALTERNATIVE(10)
-    LK_HASH_ALTERNATIVE(11)
-    LK_HASH_ALTERNATIVE(12)
-    LK_HASH_ALTERNATIVE(13)
-    LK_HASH_ALTERNATIVE(14)
-    LK_HASH_ALTERNATIVE(15)
-    LK_HASH_ALTERNATIVE(16)
-    LK_HASH_ALTERNATIVE(17)
-    LK_HASH_ALTERNATIVE(18)
-    LK_HASH_ALTERNATIVE(19)
-#undef LK_HASH_ALTERNATIVE
-    default:
-      return;  // valueless
-  }
+  core::VisitBySwitch(v, [&h](const auto& alternative) { HashValue(h, alternative); });
 }
 // Two words and the message's fields: the sender with the message's kind
 // in bits 57-61, then the receiver.
