@@ -24,7 +24,9 @@
 // Checked after every step: wakes equal the model's (as a multiset) and none
 // is duplicated; independent of the model, a per-thread tracker built only
 // from wakes sees no thread granted twice or woken out of turn and no two
-// conflicting holders; the must-send messages left, and anything else sent is
+// conflicting holders, and no thread granted once the store has answered
+// nothing sent within the trust span (B1, from the messages alone); the
+// must-send messages left, and anything else sent is
 // a retransmission of something outstanding or a heartbeat; a recalled agent
 // whose holders and entitled waiters are done has released; held locks are
 // trusted; the agent's state equals the model's; CheckInvariants().
@@ -38,6 +40,7 @@
 #include <rapidcheck/state.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -51,6 +54,7 @@
 #include "core/agent.h"
 #include "core/effects.h"
 #include "core/messages.h"
+#include "core/mutants.h"
 #include "core/types.h"
 #include "tests/harness.h"
 #include "tests/rc_support.h"
@@ -260,6 +264,10 @@ struct AgentModel {
   // Also check B5 strictly: a try-lock never waits for a conflicting thread
   // (it once did, when both were asked before the grant).
   bool strict_try_lock = true;
+  // Off only to show that the model-free checks catch a planted agent bug
+  // by themselves (tests built with LATCHKEY_MUTANTS); the agent's own
+  // CheckInvariants(), which aborts, is then skipped too.
+  bool compare_with_model = true;
 
   Time now = 0;
   std::uint64_t last_request_id = 0;
@@ -758,15 +766,77 @@ struct AgentSut {
   Time now = 0;
   std::map<std::pair<ThreadId, SessionId>, Track> tracks;  // built only from wakes
 
+  // B1, checked without the model: when the agent sent each message whose
+  // answer renews its lease, and the latest send time the store has answered.
+  // A thread may be granted only before that time plus the trust span.
+  std::map<std::pair<SessionId, std::uint64_t>, Time> acquire_sent;  // by request id
+  std::map<std::uint64_t, Time> heartbeat_sent;                      // by seq
+  std::map<std::pair<SessionId, Token>, Time> reclaim_sent;
+  std::optional<Time> renewed_at;
+
   AgentSut(bool release_after_each, bool release_when_contended)
       : agent(Config(release_after_each, release_when_contended)) {}
 
   Effects Deliver(Message m) {
-    return agent.OnMessage(now, latchkey::testing::FromStore(kSelf, std::move(m)));
+    NoteAnswer(m);
+    Effects fx = agent.OnMessage(now, latchkey::testing::FromStore(kSelf, std::move(m)));
+    NoteSendsAndCheckGrants(fx);
+    return fx;
+  }
+
+  void Renewed(Time sent_at) { renewed_at = std::max(renewed_at.value_or(sent_at), sent_at); }
+
+  void NoteAnswer(const Message& m) {
+    auto acquire = [&](SessionId sid, std::uint64_t request_id) {
+      auto it = acquire_sent.find({sid, request_id});
+      if (it != acquire_sent.end()) Renewed(it->second);
+    };
+    if (const auto* g = std::get_if<core::Granted>(&m)) acquire(g->session, g->request_id);
+    if (const auto* q = std::get_if<core::Queued>(&m)) acquire(q->session, q->request_id);
+    if (const auto* b = std::get_if<core::Busy>(&m)) acquire(b->session, b->request_id);
+    if (const auto* h = std::get_if<core::HeartbeatAck>(&m)) {
+      auto it = heartbeat_sent.find(h->seq);
+      if (it != heartbeat_sent.end()) Renewed(it->second);
+    }
+    if (const auto* r = std::get_if<core::ReclaimAck>(&m)) {
+      auto it = reclaim_sent.find({r->session, r->token});
+      if (it != reclaim_sent.end()) Renewed(it->second);
+    }
+  }
+
+  void NoteSendsAndCheckGrants(const Effects& fx) {
+    for (const Envelope& e : fx.send) {
+      if (const auto* a = std::get_if<core::Acquire>(&e.message)) {
+        acquire_sent[{a->session, a->request_id}] = now;
+      } else if (const auto* h = std::get_if<core::Heartbeat>(&e.message)) {
+        heartbeat_sent[h->seq] = now;
+      } else if (const auto* r = std::get_if<core::Reclaim>(&e.message)) {
+        reclaim_sent[{r->session, r->token}] = now;
+      }
+    }
+    for (const ThreadEvent& w : fx.wake) {
+      if (w.kind != ThreadEventKind::kGranted) continue;
+      if (!renewed_at || now >= core::AddTime(*renewed_at, kTrustSpan)) {
+        RC_FAIL("thread " + std::to_string(w.thread) + " granted session " +
+                std::to_string(w.session) + " at " + std::to_string(now) +
+                (renewed_at ? ", but the store last answered a message sent at " +
+                                  std::to_string(*renewed_at) + ": trusted only until " +
+                                  std::to_string(core::AddTime(*renewed_at, kTrustSpan))
+                            : ", but the store never answered a message that renews the lease") +
+                " (B1)");
+      }
+    }
   }
 
   // Applies the input; on kWrite fills the write and read answers.
   Effects Apply(const AgentInput& in, Reason* write_reason, core::ReadResult* read) {
+    if (in.kind == AgentInput::Kind::kDeliver) return Deliver(in.message);
+    Effects fx = ApplyLocal(in, write_reason, read);
+    NoteSendsAndCheckGrants(fx);
+    return fx;
+  }
+
+  Effects ApplyLocal(const AgentInput& in, Reason* write_reason, core::ReadResult* read) {
     switch (in.kind) {
       case AgentInput::Kind::kNothing:
         return Effects{};
@@ -803,13 +873,13 @@ std::string ShowState(LockState s) { return std::string(core::LockStateName(s));
 
 // The store answers every heartbeat at once (so the lease holds in small time
 // steps); the answer itself must change nothing.
-void AnswerHeartbeats(AgentSut& sut, const Effects& fx) {
+void AnswerHeartbeats(AgentSut& sut, const Effects& fx, bool check_invariants) {
   for (const Envelope& e : fx.send) {
     if (const auto* h = std::get_if<core::Heartbeat>(&e.message)) {
       Effects ack = sut.Deliver(core::HeartbeatAck{h->seq});
       RC_ASSERT(ack.wake.empty());
       RC_ASSERT(ack.send.empty());
-      sut.agent.CheckInvariants();
+      if (check_invariants) sut.agent.CheckInvariants();
     }
   }
 }
@@ -882,10 +952,11 @@ std::vector<std::string> SortedWakes(std::vector<ThreadEvent> ws) {
 void CheckStep(const AgentModel& m0, const AgentModel& m1, const AgentInput& in, const Expected& x,
                const Effects& fx, AgentSut& sut, Reason write_reason,
                const core::ReadResult& read) {
-  sut.agent.CheckInvariants();
+  if (m1.compare_with_model) sut.agent.CheckInvariants();
   RC_ASSERT(sut.now == m1.now);
-  if (!in.heartbeats_unanswered) AnswerHeartbeats(sut, fx);
+  if (!in.heartbeats_unanswered) AnswerHeartbeats(sut, fx, m1.compare_with_model);
   TrackWakes(sut, fx);
+  if (!m1.compare_with_model) return;
 
   // Wakes, exactly.
   std::vector<std::string> want = SortedWakes(x.wakes);
@@ -1439,8 +1510,9 @@ constexpr int kMaxCommands = 150;
 
 // Listing a command more than once weights it.
 void RunAgentModel(bool release_after_each, bool mutant, bool strict_try_lock = false,
-                   bool release_when_contended = false) {
+                   bool release_when_contended = false, bool compare_with_model = true) {
   AgentModel model;
+  model.compare_with_model = compare_with_model;
   model.release_after_each = release_after_each;
   model.release_when_contended = release_when_contended;
   model.mutant_no_entitlement = mutant;
@@ -1456,6 +1528,10 @@ void RunAgentModel(bool release_after_each, bool mutant, bool strict_try_lock = 
 }
 
 }  // namespace
+
+// Built twice: with the clean core (core_property_test) and with the mutant
+// core (agent_property_mutant_test), where only the planted-bug tests run.
+#ifndef LATCHKEY_MUTANTS
 
 // The agent's thread locks match the model under random interleavings of
 // thread calls, store messages (including stale and duplicated ones) and time;
@@ -1480,3 +1556,48 @@ TEST(AgentProperty, DetectsWrongModel) {
   EXPECT_NE(result.get<rc::detail::FailureResult>().description.find("differ"), std::string::npos)
       << Describe("", result);
 }
+
+#else  // LATCHKEY_MUTANTS
+
+namespace {
+
+// With the comparison against the model off, the checks that need no model
+// must still fail on an agent with a planted bug, naming what they saw.
+void ExpectModelFreeChecksCatch(core::Mutant mutant, const std::string& id,
+                                const std::string& expected) {
+  core::SetMutant(mutant);
+  rc::detail::TestResult result = RunProperty(
+      id,
+      [] {
+        RunAgentModel(*rc::gen::arbitrary<bool>(), false, true, *rc::gen::arbitrary<bool>(),
+                      /*compare_with_model=*/false);
+      },
+      kCases, kMaxCommands);
+  core::SetMutant(core::Mutant::kNone);
+  ASSERT_TRUE(result.is<rc::detail::FailureResult>())
+      << "the model-free checks passed an agent with a planted bug\n"
+      << Describe(id, result);
+  EXPECT_NE(result.get<rc::detail::FailureResult>().description.find(expected), std::string::npos)
+      << Describe(id, result);
+  // The shrunk counterexample, for a person.
+  std::printf("%s\n", Describe(id, result).c_str());
+}
+
+}  // namespace
+
+// B1: an agent that ignores its lease's self-expiry grants threads after the
+// store has answered nothing sent within the trust span.
+TEST(AgentPropertyMutant, AgentTrustsForeverIsCaughtWithoutTheModel) {
+  ExpectModelFreeChecksCatch(core::Mutant::kAgentTrustsForever,
+                             "AgentPropertyMutant/AgentTrustsForeverIsCaughtWithoutTheModel",
+                             "(B1)");
+}
+
+// R7: an agent that grants conflicting portions is caught by the wake tracker.
+TEST(AgentPropertyMutant, AgentGrantsConflictingIsCaughtWithoutTheModel) {
+  ExpectModelFreeChecksCatch(core::Mutant::kAgentGrantsConflicting,
+                             "AgentPropertyMutant/AgentGrantsConflictingIsCaughtWithoutTheModel",
+                             "while thread");
+}
+
+#endif  // LATCHKEY_MUTANTS
