@@ -205,6 +205,7 @@ void Checker::Size(const sim::Simulator& sim) {
   sized_threads_ = sim.threads().data();
   const std::uint32_t tpp = sim.config().threads_per_process;
   entitled_.resize(sim.threads().size(), 0);
+  sent_commits_.resize(sim.threads().size());
   if (lock_seen_.size() < sim.processes().size()) lock_seen_.resize(sim.processes().size());
   owed_.assign(std::max(owed_.size(), sim.processes().size()), 0);
   for (std::size_t t = 0; t < entitled_.size() && tpp != 0; ++t) owed_[t / tpp] += entitled_[t];
@@ -380,6 +381,16 @@ void Checker::CheckStoreEvent(const sim::Simulator& sim, const sim::TraceEvent& 
                     {c->session});
       }
       const std::pair<core::Token, std::uint64_t> key{c->token, c->seq};
+      if (!declared_lost_.empty() && On(Invariant::kNoLostUpdate) &&
+          declared_lost_.count({c->session, c->token, c->seq}) != 0) {
+        return Fail(sim, Invariant::kNoLostUpdate,
+                    "store s" + std::to_string(e.node) + " made durable commit token " +
+                        std::to_string(c->token) + " seq " + std::to_string(c->seq) +
+                        " of session " + std::to_string(c->session) +
+                        ", whose thread was told its lock was lost, so that it did not apply "
+                        "(B5)",
+                    {c->session});
+      }
       if (session.durable.empty() || session.durable.back() < key) {
         session.durable.push_back(key);
       } else {
@@ -484,6 +495,51 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   for (const core::ThreadEvent& w : e.effects->wake) {
     if (w.kind == core::ThreadEventKind::kGranted && !CheckGrant(sim, e, p, w)) return;
   }
+  if (On(Invariant::kNoLostUpdate) && options_.lost_commits_on_step) CheckLostCommits(sim, e, p);
+}
+
+bool Checker::CheckLostCommits(const sim::Simulator& sim, const sim::TraceEvent& e,
+                               std::uint32_t p) {
+  const sim::ProcessNode& self = sim.processes()[p];
+  const std::uint32_t tpp = sim.config().threads_per_process;
+  // Only the agent knows which thread a Commit is for: its pending commit
+  // with the same seq (the head one; a retransmission notes it again).
+  for (const core::Envelope& out : e.effects->send) {
+    const auto* c = std::get_if<core::Commit>(&out.message);
+    if (c == nullptr) continue;
+    auto it = self.agent.state().sessions.find(c->session);
+    if (it == self.agent.state().sessions.end()) continue;
+    for (const core::PendingCommit& pending : it->second.commits) {
+      if (pending.seq != c->seq) continue;
+      sent_commits_[p * tpp + pending.thread] = {self.agent.config().self, c->session, c->token,
+                                                 c->seq, true};
+      break;
+    }
+  }
+  for (const core::ThreadEvent& w : e.effects->wake) {
+    if (w.kind == core::ThreadEventKind::kGranted) continue;
+    SentCommit& sent = sent_commits_[p * tpp + w.thread];
+    // Any answer ends the request whose commit was noted.
+    if (!sent.valid || sent.session != w.session) continue;
+    sent.valid = false;
+    if (w.kind != core::ThreadEventKind::kFailed || w.reason != core::Reason::kLockLost ||
+        !(sent.agent == self.agent.config().self)) {
+      continue;
+    }
+    SessionView& session = View(w.session);
+    const std::pair<core::Token, std::uint64_t> key{sent.token, sent.seq};
+    if (std::binary_search(session.durable.begin(), session.durable.end(), key)) {
+      return FailStop(sim, Invariant::kNoLostUpdate,
+                      sim.NodeName(e.node) + ".t" + std::to_string(w.thread) +
+                          " was told its lock was lost, so its commit did not apply, but the "
+                          "store has made it durable (session " +
+                          std::to_string(w.session) + ", token " + std::to_string(sent.token) +
+                          ", seq " + std::to_string(sent.seq) + "): its outcome was unknown (B5)",
+                      {w.session});
+    }
+    declared_lost_.insert({w.session, sent.token, sent.seq});
+  }
+  return true;
 }
 
 bool Checker::FailStop(const sim::Simulator& sim, Invariant invariant, std::string message,

@@ -78,6 +78,10 @@ struct CheckerOptions {
   // event (a store's leases, the threads owed a turn). With this on it looks
   // them up anyway and asserts they equal what it kept (the tests set it).
   bool verify_caches = false;
+  // No lost update is checked at the end of the run (the counters) and on
+  // the step (a thread told LockLost whose commit is durable). Off: only at
+  // the end, so that a test can show that check failing by itself.
+  bool lost_commits_on_step = true;
 };
 
 class Checker : public sim::Observer {
@@ -240,6 +244,22 @@ class Checker : public sim::Observer {
     std::uint64_t committing = 0;  // counter commits in flight: applied before or after
   };
   std::map<core::SessionId, DropMark> drops_;
+  // B5 on the step: the last Commit each thread's agent sent for it (by
+  // thread index). A thread then told LockLost, which says its commit
+  // certainly did not apply, must not find it durable, then or later.
+  struct SentCommit {
+    core::ProcessRef agent;  // the incarnation that sent it
+    core::SessionId session = 0;
+    core::Token token = core::kNoToken;
+    std::uint64_t seq = 0;
+    bool valid = false;
+  };
+  std::vector<SentCommit> sent_commits_;
+  // The commits of threads told LockLost, (session, token, seq).
+  std::set<std::tuple<core::SessionId, core::Token, std::uint64_t>> declared_lost_;
+  // Notes the Commits an agent event sent and checks its LockLost wakes;
+  // false when a check failed.
+  bool CheckLostCommits(const sim::Simulator& sim, const sim::TraceEvent& e, std::uint32_t p);
   core::Time next_liveness_check_ = 0;
 };
 

@@ -48,9 +48,8 @@ struct Found {
 // Runs seeds first..first+count with `mutant` active and only `invariant`
 // checked; returns the first seed where the checker reports it.
 Found Hunt(Mutant mutant, Invariant invariant, const sim::SimConfig& config,
-           std::uint64_t count = 20) {
+           std::uint64_t count = 20, CheckerOptions options = {}) {
   core::SetMutant(mutant);
-  CheckerOptions options;
   for (bool& on : options.enabled) on = false;
   options.enabled[static_cast<int>(invariant)] = true;
   options.verify_caches = true;  // the facts the checker keeps are asserted current
@@ -211,10 +210,44 @@ TEST(Mutant, StoreNeverRecallsIsADeadlock) {
 }
 
 TEST(Mutant, AgentClaimsCommitLostBreaksNoLostUpdate) {
-  // A thread told its commit certainly did not apply, when it did: the
-  // counter ends above what was acknowledged or left unknown.
+  // A thread told its commit certainly did not apply, when it did: caught on
+  // the step where the thread is told, or where the store makes it durable.
   Found f = Hunt(Mutant::kAgentClaimsCommitLost, Invariant::kNoLostUpdate,
                  WithFaults({FaultKind::kPartition, FaultKind::kPause}, 30'000), 40);
+  EXPECT_TRUE(f.caught);
+  EXPECT_NE(f.report.find("was told its lock was lost"), std::string::npos) << f.report;
+}
+
+TEST(Mutant, AgentClaimsCommitLostBreaksNoLostUpdateWhenTheCommitLandsLater) {
+  // A clog on the process's only link, longer than the agent trusts its
+  // lease but shorter than the store keeps it: the agent gives the lock up
+  // and tells the committing thread its commit is lost; the commit then
+  // reaches the store, still the current tenure, and is applied. Caught on
+  // the step where the store makes it durable.
+  sim::SimConfig c;
+  c.servers = 1;
+  c.processes_per_server = 1;
+  c.threads_per_process = 2;
+  c.lease_us = 200'000;
+  c.fault_phase_us = 1'000'000;
+  c.quiet_phase_us = 3'000'000;
+  c.workload.sessions = 1;
+  c.workload.requests_per_thread = 30;
+  c.workload.think_us = 20'000;
+  c.schedule.push_back({100'000, FaultKind::kClog, 1, 140'000});
+  Found f = Hunt(Mutant::kAgentClaimsCommitLost, Invariant::kNoLostUpdate, c, 10);
+  EXPECT_TRUE(f.caught);
+  EXPECT_NE(f.report.find("whose thread was told its lock was lost"), std::string::npos)
+      << f.report;
+}
+
+TEST(Mutant, AgentClaimsCommitLostBreaksTheCountersAtTheEnd) {
+  // Without the check on the step, the counters at the end of the run: one
+  // ends above what was acknowledged or left unknown.
+  CheckerOptions options;
+  options.lost_commits_on_step = false;
+  Found f = Hunt(Mutant::kAgentClaimsCommitLost, Invariant::kNoLostUpdate,
+                 WithFaults({FaultKind::kPartition, FaultKind::kPause}, 30'000), 40, options);
   EXPECT_TRUE(f.caught);
   EXPECT_NE(f.report.find("increments were acknowledged"), std::string::npos) << f.report;
 }
