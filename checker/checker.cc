@@ -206,6 +206,7 @@ void Checker::Size(const sim::Simulator& sim) {
   const std::uint32_t tpp = sim.config().threads_per_process;
   entitled_.resize(sim.threads().size(), 0);
   sent_commits_.resize(sim.threads().size());
+  renewals_.resize(sim.processes().size());
   if (lock_seen_.size() < sim.processes().size()) lock_seen_.resize(sim.processes().size());
   owed_.assign(std::max(owed_.size(), sim.processes().size()), 0);
   for (std::size_t t = 0; t < entitled_.size() && tpp != 0; ++t) owed_[t / tpp] += entitled_[t];
@@ -495,7 +496,132 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
   for (const core::ThreadEvent& w : e.effects->wake) {
     if (w.kind == core::ThreadEventKind::kGranted && !CheckGrant(sim, e, p, w)) return;
   }
+  if (On(Invariant::kLocksInsideToken) && !CheckLeaseRenewals(sim, e, p)) return;
   if (On(Invariant::kNoLostUpdate) && options_.lost_commits_on_step) CheckLostCommits(sim, e, p);
+}
+
+bool Checker::CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEvent& e,
+                                 std::uint32_t p) {
+  const bool answer = e.kind == sim::EventKind::kDeliver && e.input != nullptr &&
+                      e.input->from.kind == core::NodeKind::kStore &&
+                      (std::holds_alternative<core::Granted>(e.input->message) ||
+                       std::holds_alternative<core::Queued>(e.input->message) ||
+                       std::holds_alternative<core::Busy>(e.input->message) ||
+                       std::holds_alternative<core::HeartbeatAck>(e.input->message) ||
+                       std::holds_alternative<core::ReclaimAck>(e.input->message));
+  const bool grants = std::any_of(
+      e.effects->wake.begin(), e.effects->wake.end(),
+      [](const core::ThreadEvent& w) { return w.kind == core::ThreadEventKind::kGranted; });
+  const bool renewing_send =
+      std::any_of(e.effects->send.begin(), e.effects->send.end(), [](const core::Envelope& out) {
+        return std::holds_alternative<core::Acquire>(out.message) ||
+               std::holds_alternative<core::Heartbeat>(out.message) ||
+               std::holds_alternative<core::Reclaim>(out.message);
+      });
+  if (!answer && !grants && !renewing_send) return true;  // most events: a commit and its ack
+  const sim::ProcessNode& self = sim.processes()[p];
+  const std::uint32_t S = sim.config().stores;
+  LeaseRenewals& r = renewals_[p];
+  if (!(r.agent == self.agent.config().self)) [[unlikely]] {  // a new incarnation starts afresh
+    r = LeaseRenewals{};
+    r.agent = self.agent.config().self;
+    r.span = self.agent.config().TrustSpan();
+    r.links.resize(S);
+  }
+  const core::Time now = self.clock.Local(sim.now());
+  const core::Time span = r.span;
+  // The agent runs its timers before it handles the event's input: past the
+  // bound, it gives up what it holds.
+  for (LeaseRenewals::Link& link : r.links) {
+    if (link.renewed && now >= core::AddTime(link.renewed_from, span)) ++link.lapses;
+  }
+  auto link_of = [&](core::SessionId session) -> LeaseRenewals::Link& {
+    return r.links[core::StoreForSession(session, S)];
+  };
+  // An upper bound: every answer counts, from its latest copy.
+  auto renew = [&](LeaseRenewals::Link& link, core::Time sent_at) {
+    if (!link.renewed || sent_at > link.renewed_from) link.renewed_from = sent_at;
+    link.renewed = true;
+  };
+  // The answer this event delivers, if it renews the lease.
+  if (answer) {
+    const core::Message& m = e.input->message;
+    auto acquire = [&](core::SessionId session,
+                       std::uint64_t request_id) -> LeaseRenewals::Session* {
+      LeaseRenewals::Session* s = r.Of(session);
+      if (s == nullptr || !s->acquired || s->request_id != request_id) return nullptr;
+      renew(link_of(session), s->acquire_sent_at);
+      return s;
+    };
+    if (const auto* g = std::get_if<core::Granted>(&m)) {
+      if (LeaseRenewals::Session* s = acquire(g->session, g->request_id)) {
+        s->granted = g->token;
+        s->granted_lapses = link_of(g->session).lapses;
+      }
+    } else if (const auto* q = std::get_if<core::Queued>(&m)) {
+      acquire(q->session, q->request_id);
+    } else if (const auto* b = std::get_if<core::Busy>(&m)) {
+      acquire(b->session, b->request_id);
+    } else if (const auto* h = std::get_if<core::HeartbeatAck>(&m)) {
+      const auto store = static_cast<std::uint32_t>(e.input->from.id);
+      if (store < r.links.size() && h->seq != 0 && h->seq == r.links[store].heartbeat_seq) {
+        renew(r.links[store], r.links[store].heartbeat_sent_at);
+      }
+    } else if (const auto* a = std::get_if<core::ReclaimAck>(&m)) {
+      LeaseRenewals::Session* s = r.Of(a->session);
+      if (s != nullptr && s->reclaimed == a->token && a->token != core::kNoToken) {
+        renew(link_of(a->session), s->reclaim_sent_at);
+      }
+    }
+  }
+  for (const core::ThreadEvent& w : e.effects->wake) {
+    if (w.kind != core::ThreadEventKind::kGranted) continue;
+    const LeaseRenewals::Link& link = link_of(w.session);
+    std::string wrong;
+    if (!link.renewed) {
+      wrong = "the store never answered a lease-renewing message of it";
+    } else if (now >= core::AddTime(link.renewed_from, span)) {
+      wrong = "the store last answered a lease-renewing message it sent at " +
+              std::to_string(link.renewed_from) + ": its lease is trusted only until " +
+              std::to_string(core::AddTime(link.renewed_from, span));
+    } else if (const LeaseRenewals::Session* s = r.Of(w.session);
+               s != nullptr && s->granted != core::kNoToken && s->granted_lapses != link.lapses) {
+      // Only a tenure the agent still holds under that token.
+      auto held = self.agent.state().sessions.find(w.session);
+      if (held != self.agent.state().sessions.end() && held->second.token == s->granted) {
+        wrong = "its lease ran out after its tenure (token " + std::to_string(s->granted) +
+                ") was granted, so that tenure was over";
+      }
+    }
+    if (wrong.empty()) continue;
+    return FailStop(sim, Invariant::kLocksInsideToken,
+                    sim.NodeName(e.node) + ".t" + std::to_string(w.thread) +
+                        " was granted session " + std::to_string(w.session) +
+                        " at its local time " + std::to_string(now) + ", but " + wrong + " (B1)",
+                    {w.session});
+  }
+  // What this event sent that an answer would renew the lease from.
+  for (const core::Envelope& out : e.effects->send) {
+    if (const auto* a = std::get_if<core::Acquire>(&out.message)) {
+      if (LeaseRenewals::Session* s = r.Of(a->session)) {
+        s->request_id = a->request_id;
+        s->acquire_sent_at = now;
+        s->acquired = true;
+      }
+    } else if (const auto* h = std::get_if<core::Heartbeat>(&out.message)) {
+      const auto store = static_cast<std::uint32_t>(out.to.id);
+      if (store < r.links.size()) {
+        r.links[store].heartbeat_seq = h->seq;
+        r.links[store].heartbeat_sent_at = now;
+      }
+    } else if (const auto* c = std::get_if<core::Reclaim>(&out.message)) {
+      if (LeaseRenewals::Session* s = r.Of(c->session)) {
+        s->reclaimed = c->token;
+        s->reclaim_sent_at = now;
+      }
+    }
+  }
+  return true;
 }
 
 bool Checker::CheckLostCommits(const sim::Simulator& sim, const sim::TraceEvent& e,

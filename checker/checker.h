@@ -255,6 +255,52 @@ class Checker : public sim::Observer {
     bool valid = false;
   };
   std::vector<SentCommit> sent_commits_;
+  // B1 from the messages alone, not from the agent's own Trusts(): per
+  // process and store, an upper bound on the lease the agent may trust (the
+  // latest copy of every lease-renewing message the store answered: an
+  // Acquire answered Granted, Queued or Busy, the current Heartbeat, a
+  // Reclaim; plus the trust span), and how often an event of the process
+  // came at or after that bound (a lapse: the agent must then give up every
+  // tenure it holds there). A thread may be granted a session only before
+  // the bound, and only under a tenure granted since the last lapse. A
+  // process's clock only moves forward, so a lapse since the last renewal
+  // shows at the next event that renews or grants: only those look.
+  struct LeaseRenewals {
+    core::ProcessRef agent;  // the incarnation these are of
+    core::Time span = 0;     // its trust span
+    struct Link {
+      bool renewed = false;
+      core::Time renewed_from = 0;  // the latest answered send
+      std::uint64_t lapses = 0;
+      std::uint64_t heartbeat_seq = 0;
+      core::Time heartbeat_sent_at = 0;
+    };
+    std::vector<Link> links;  // by store
+    // The agent answers only a session's current request and reclaim, and
+    // holds one tenure of it: one of each per session, by session id.
+    struct Session {
+      std::uint64_t request_id = 0;  // the last Acquire's
+      core::Time acquire_sent_at = 0;
+      bool acquired = false;
+      core::Token reclaimed = core::kNoToken;  // the last Reclaim's token
+      core::Time reclaim_sent_at = 0;
+      core::Token granted = core::kNoToken;  // the last Granted of a current request
+      std::uint64_t granted_lapses = 0;      // its link's lapses then
+    };
+    std::vector<Session> sessions;
+    // Simulated worlds number their sessions from 0; a larger id is not
+    // followed (its grants are not checked against a tenure).
+    static constexpr core::SessionId kMaxSession = 1 << 16;
+    Session* Of(core::SessionId id) {
+      if (id >= kMaxSession) return nullptr;
+      if (id >= sessions.size()) sessions.resize(id + 1);
+      return &sessions[id];
+    }
+  };
+  std::vector<LeaseRenewals> renewals_;  // by process index
+  // Notes the event's lease-renewing answers and sends, and checks its
+  // grants against them; false when a check failed.
+  bool CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEvent& e, std::uint32_t p);
   // The commits of threads told LockLost, (session, token, seq).
   std::set<std::tuple<core::SessionId, core::Token, std::uint64_t>> declared_lost_;
   // Notes the Commits an agent event sent and checks its LockLost wakes;

@@ -89,6 +89,39 @@ TEST(Mutant, AgentTrustsForeverBreaksLocksInsideToken) {
   EXPECT_TRUE(f.caught);
 }
 
+TEST(Mutant, AgentTrustsForeverIsCaughtByTheLeaseBoundFromTheMessagesAlone) {
+  // The checker's own bound on the lease, from the lease-renewing messages
+  // the store answered (not the agent's Trusts(), which the bug changes):
+  // a process cut off from the store past that bound keeps its tenure, and
+  // grants a thread under it once the store answers again.
+  sim::SimConfig c = WithFaults({FaultKind::kPartition}, 30'000);
+  c.servers = 1;
+  c.threads_per_process = 3;
+  c.workload.requests_per_thread = 40;
+  c.workload.think_us = 5'000;
+  c.quiet_phase_us = 3'000'000;
+  core::SetMutant(Mutant::kAgentTrustsForever);
+  CheckerOptions options;
+  for (bool& on : options.enabled) on = false;
+  options.enabled[static_cast<int>(Invariant::kLocksInsideToken)] = true;
+  std::string report;
+  std::uint64_t seed = 1;
+  for (; seed <= 100 && report.empty(); ++seed) {
+    sim::Simulator simulator(c, seed);
+    Checker checker(options);
+    simulator.AddObserver(&checker);
+    simulator.Run();
+    if (checker.violation() && checker.violation()->message.find("(B1)") != std::string::npos) {
+      report = checker.violation()->Report();
+    }
+  }
+  core::SetMutant(Mutant::kNone);
+  ASSERT_FALSE(report.empty()) << "no seed up to 100 broke the lease bound";
+  std::printf("agent_trusts_forever: the lease bound caught at seed %llu\n",
+              static_cast<unsigned long long>(seed - 1));
+  EXPECT_NE(report.find("its lease ran out after its tenure"), std::string::npos) << report;
+}
+
 TEST(Mutant, AgentTrustsForeverBreaksProcessExclusion) {
   Found f = Hunt(Mutant::kAgentTrustsForever, Invariant::kProcessExclusion,
                  WithFaults({FaultKind::kPartition, FaultKind::kPause}, 30'000));
