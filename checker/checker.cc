@@ -502,8 +502,12 @@ void Checker::CheckAgentEvent(const sim::Simulator& sim, const sim::TraceEvent& 
 
 bool Checker::CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEvent& e,
                                  std::uint32_t p) {
+  const sim::ProcessNode& self = sim.processes()[p];
+  // Only an answer to this incarnation: request ids and heartbeat seqs
+  // start again in a new one.
   const bool answer = e.kind == sim::EventKind::kDeliver && e.input != nullptr &&
                       e.input->from.kind == core::NodeKind::kStore &&
+                      e.input->to.incarnation == self.agent.config().self.incarnation &&
                       (std::holds_alternative<core::Granted>(e.input->message) ||
                        std::holds_alternative<core::Queued>(e.input->message) ||
                        std::holds_alternative<core::Busy>(e.input->message) ||
@@ -519,7 +523,6 @@ bool Checker::CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEven
                std::holds_alternative<core::Reclaim>(out.message);
       });
   if (!answer && !grants && !renewing_send) return true;  // most events: a commit and its ack
-  const sim::ProcessNode& self = sim.processes()[p];
   const std::uint32_t S = sim.config().stores;
   LeaseRenewals& r = renewals_[p];
   if (!(r.agent == self.agent.config().self)) [[unlikely]] {  // a new incarnation starts afresh
@@ -548,13 +551,15 @@ bool Checker::CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEven
     const core::Message& m = e.input->message;
     auto acquire = [&](core::SessionId session,
                        std::uint64_t request_id) -> LeaseRenewals::Session* {
-      LeaseRenewals::Session* s = r.Of(session);
-      if (s == nullptr || !s->acquired || s->request_id != request_id) return nullptr;
+      LeaseRenewals::Session* s = &r.Of(session);
+      if (!s->acquired || s->request_id != request_id) return nullptr;
       renew(link_of(session), s->acquire_sent_at);
       return s;
     };
     if (const auto* g = std::get_if<core::Granted>(&m)) {
-      if (LeaseRenewals::Session* s = acquire(g->session, g->request_id)) {
+      // A repeated Granted of the tenure already noted keeps its lapses.
+      LeaseRenewals::Session* s = acquire(g->session, g->request_id);
+      if (s != nullptr && s->granted != g->token) {
         s->granted = g->token;
         s->granted_lapses = link_of(g->session).lapses;
       }
@@ -568,9 +573,9 @@ bool Checker::CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEven
         renew(r.links[store], r.links[store].heartbeat_sent_at);
       }
     } else if (const auto* a = std::get_if<core::ReclaimAck>(&m)) {
-      LeaseRenewals::Session* s = r.Of(a->session);
-      if (s != nullptr && s->reclaimed == a->token && a->token != core::kNoToken) {
-        renew(link_of(a->session), s->reclaim_sent_at);
+      const LeaseRenewals::Session& s = r.Of(a->session);
+      if (s.reclaimed == a->token && a->token != core::kNoToken) {
+        renew(link_of(a->session), s.reclaim_sent_at);
       }
     }
   }
@@ -584,12 +589,12 @@ bool Checker::CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEven
       wrong = "the store last answered a lease-renewing message it sent at " +
               std::to_string(link.renewed_from) + ": its lease is trusted only until " +
               std::to_string(core::AddTime(link.renewed_from, span));
-    } else if (const LeaseRenewals::Session* s = r.Of(w.session);
-               s != nullptr && s->granted != core::kNoToken && s->granted_lapses != link.lapses) {
+    } else if (const LeaseRenewals::Session& s = r.Of(w.session);
+               s.granted != core::kNoToken && s.granted_lapses != link.lapses) {
       // Only a tenure the agent still holds under that token.
       auto held = self.agent.state().sessions.find(w.session);
-      if (held != self.agent.state().sessions.end() && held->second.token == s->granted) {
-        wrong = "its lease ran out after its tenure (token " + std::to_string(s->granted) +
+      if (held != self.agent.state().sessions.end() && held->second.token == s.granted) {
+        wrong = "its lease ran out after its tenure (token " + std::to_string(s.granted) +
                 ") was granted, so that tenure was over";
       }
     }
@@ -603,11 +608,10 @@ bool Checker::CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEven
   // What this event sent that an answer would renew the lease from.
   for (const core::Envelope& out : e.effects->send) {
     if (const auto* a = std::get_if<core::Acquire>(&out.message)) {
-      if (LeaseRenewals::Session* s = r.Of(a->session)) {
-        s->request_id = a->request_id;
-        s->acquire_sent_at = now;
-        s->acquired = true;
-      }
+      LeaseRenewals::Session& s = r.Of(a->session);
+      s.request_id = a->request_id;
+      s.acquire_sent_at = now;
+      s.acquired = true;
     } else if (const auto* h = std::get_if<core::Heartbeat>(&out.message)) {
       const auto store = static_cast<std::uint32_t>(out.to.id);
       if (store < r.links.size()) {
@@ -615,10 +619,9 @@ bool Checker::CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEven
         r.links[store].heartbeat_sent_at = now;
       }
     } else if (const auto* c = std::get_if<core::Reclaim>(&out.message)) {
-      if (LeaseRenewals::Session* s = r.Of(c->session)) {
-        s->reclaimed = c->token;
-        s->reclaim_sent_at = now;
-      }
+      LeaseRenewals::Session& s = r.Of(c->session);
+      s.reclaimed = c->token;
+      s.reclaim_sent_at = now;
     }
   }
   return true;

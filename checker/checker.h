@@ -287,14 +287,16 @@ class Checker : public sim::Observer {
       core::Token granted = core::kNoToken;  // the last Granted of a current request
       std::uint64_t granted_lapses = 0;      // its link's lapses then
     };
-    std::vector<Session> sessions;
-    // Simulated worlds number their sessions from 0; a larger id is not
-    // followed (its grants are not checked against a tenure).
-    static constexpr core::SessionId kMaxSession = 1 << 16;
-    Session* Of(core::SessionId id) {
-      if (id >= kMaxSession) return nullptr;
-      if (id >= sessions.size()) sessions.resize(id + 1);
-      return &sessions[id];
+    // By id: a vector for the small ids simulated worlds mostly use, a hash
+    // map beyond (every session must count, or the bound would fall below
+    // the agent's).
+    std::vector<Session> dense;
+    std::unordered_map<core::SessionId, Session> sparse;
+    static constexpr core::SessionId kDense = 4096;
+    Session& Of(core::SessionId id) {
+      if (id >= kDense) return sparse[id];
+      if (id >= dense.size()) dense.resize(id + 1);
+      return dense[id];
     }
   };
   std::vector<LeaseRenewals> renewals_;  // by process index

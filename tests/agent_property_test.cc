@@ -767,11 +767,11 @@ struct AgentSut {
   std::map<std::pair<ThreadId, SessionId>, Track> tracks;  // built only from wakes
 
   // B1, checked without the model: when the agent sent each message whose
-  // answer renews its lease, and the latest send time the store has answered.
+  // answer renews its lease (no Reclaim here: the test's store never restarts),
+  // and the latest send time the store has answered.
   // A thread may be granted only before that time plus the trust span.
   std::map<std::pair<SessionId, std::uint64_t>, Time> acquire_sent;  // by request id
   std::map<std::uint64_t, Time> heartbeat_sent;                      // by seq
-  std::map<std::pair<SessionId, Token>, Time> reclaim_sent;
   std::optional<Time> renewed_at;
 
   AgentSut(bool release_after_each, bool release_when_contended)
@@ -798,10 +798,6 @@ struct AgentSut {
       auto it = heartbeat_sent.find(h->seq);
       if (it != heartbeat_sent.end()) Renewed(it->second);
     }
-    if (const auto* r = std::get_if<core::ReclaimAck>(&m)) {
-      auto it = reclaim_sent.find({r->session, r->token});
-      if (it != reclaim_sent.end()) Renewed(it->second);
-    }
   }
 
   void NoteSendsAndCheckGrants(const Effects& fx) {
@@ -810,8 +806,6 @@ struct AgentSut {
         acquire_sent[{a->session, a->request_id}] = now;
       } else if (const auto* h = std::get_if<core::Heartbeat>(&e.message)) {
         heartbeat_sent[h->seq] = now;
-      } else if (const auto* r = std::get_if<core::Reclaim>(&e.message)) {
-        reclaim_sent[{r->session, r->token}] = now;
       }
     }
     for (const ThreadEvent& w : fx.wake) {
@@ -863,7 +857,7 @@ struct AgentSut {
       case AgentInput::Kind::kCancel:
         return agent.OnThreadCancel(now, in.thread, in.session);
       case AgentInput::Kind::kDeliver:
-        return Deliver(in.message);
+        break;  // Apply hands deliveries to Deliver
     }
     return Effects{};
   }
