@@ -417,7 +417,12 @@ void ProcessAgent::StoreRestarted(Time now, std::uint32_t store, Effects& fx) {
         s.reclaim_sent_at = now;
         s.reclaim_trust_until = state_.stores[store].trusted_until;
         Send(id, Reclaim{id, s.token}, fx);
-        if (!s.commits.empty()) SendHeadCommit(now, id, s, fx);
+        if (!s.commits.empty()) {
+          // Its first copy may have applied before the restart: a refusal
+          // of this one would prove nothing.
+          s.commits.front().resent = true;
+          SendHeadCommit(now, id, s, fx);
+        }
         break;
       case LockState::kReleasing:
         Send(id, Release{id, s.token}, fx);

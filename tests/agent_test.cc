@@ -1256,6 +1256,22 @@ TEST(Agent, B7_RejectedReclaimLosesTheLock) {
   EXPECT_EQ(r.state(), LockState::kUnlocked);
 }
 
+TEST(Agent, B7_CommitResentToARestartedStoreThenRefusedHasAnUnknownOutcome) {
+  // The first copy may have applied and been made durable before the store
+  // went down; a refusal of the copy sent after the restart proves nothing.
+  Rig r;
+  r.Ask(1, Exclusive({"a"}));
+  r.Grant(5);
+  r.agent().Write(1, kS, "a", "v");
+  r.Finish(1);
+  Effects restart = r.Receive(core::HeartbeatAck{0}, /*epoch=*/2);
+  ASSERT_EQ(SentOf<core::Commit>(restart).size(), 1u) << "the head commit is sent again";
+  Effects rej =
+      r.Receive(core::Rejected{kS, 5, 1, What(MessageKind::kCommit), Reason::kStaleToken}, 2);
+  EXPECT_EQ(Wakes(rej), Names{"1:failed/commit_outcome_unknown"});
+  EXPECT_EQ(r.state(), LockState::kUnlocked);
+}
+
 // ---- B8 on the agent: sessions go to their home store ------------------------------
 
 TEST(Agent, B8_SessionsGoToTheirHomeStoreNode) {
