@@ -13,6 +13,7 @@ packages=(
   libasio-dev                       # standalone Asio: the latchkeyd event loop
   libssl-dev                        # OpenSSL: HMAC authentication (TLS later)
   zlib1g-dev                        # zlib: CRC32 of write-ahead log records
+  libmimalloc-dev                   # mimalloc: a faster malloc for the simulator
   clang-format                      # the format check
   python3-jsonschema                # checks scenarios against scenarios/scenario.schema.json
   chromium                          # headless, for the HTML timeline's browser test (a big package)
