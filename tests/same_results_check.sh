@@ -5,7 +5,7 @@
 # default and the profile-guided build (tools/pgo_build.sh).
 #   tests/same_results_check.sh A/latchkey B/latchkey [SEEDS]
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 if [ $# -lt 2 ]; then
   echo "usage: tests/same_results_check.sh LATCHKEY_A LATCHKEY_B [SEEDS]" >&2
   exit 2

@@ -3,7 +3,7 @@
 # "build" runs every simulation one seed later.
 #   tests/same_results_selftest.sh PATH/TO/latchkey
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 real=$(realpath "$1")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
