@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Profile-guided build of `latchkey` and `bench/sim_bench` (GCC -fprofile-use):
-# the simulator, the checker and the model checker about 9% faster than the
-# default build (bench/RESULTS.md). For long fuzz campaigns and for the
-# simulator benchmark; the results are the same as the default build's.
+# the simulator about 8% faster than the default build, 11% with the
+# checker on (bench/RESULTS.md). For long fuzz campaigns and for the
+# simulator benchmark; the results are the same as the default build's
+# (CI checks it with tests/same_results_check.sh).
 #
 #   tools/pgo_build.sh [DIR]        (default: build-pgo)
 #   then: DIR/latchkey fuzz ...,  DIR/bench/sim_bench --runs 5
@@ -11,7 +12,7 @@
 # run with it: the bundled scenarios, a fuzz campaign over every world in
 # sim/configs and default-world simulations. The benchmark's own workload is
 # left out of the training on purpose, so that its figure is not fitted to
-# it. Stage 2 builds DIR with the counts that left in DIR/profile.
+# it. Stage 2 builds DIR with the counts left in DIR/profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,19 +35,30 @@ cmake -S . -B "$gen" "${common[@]}" \
   >/dev/null
 cmake --build "$gen" --target latchkey -j "$jobs" >/dev/null
 
-echo "== training: scenarios, fuzz campaigns over sim/configs, default-world runs"
-# One job: the counters are updated without atomics.
-"$gen/latchkey" run scenarios/requirements scenarios/adversarial >/dev/null
+echo "== training: scenarios, fuzz campaigns over sim/configs, default-world runs, a model check"
+# One fuzz job, so that the counters (updated without atomics) are nearly
+# exact. A step that fails (a violation, a mismatched scenario) stops the
+# build and shows its output.
+log="$gen/training.log"
+train() {
+  if ! "$@" >>"$log" 2>&1; then
+    echo "error: training step failed: $*" >&2
+    tail -20 "$log" >&2
+    exit 1
+  fi
+}
+train "$gen/latchkey" run scenarios/requirements scenarios/adversarial
 for world in sim/configs/*.json; do
-  "$gen/latchkey" fuzz --scenario "$world" --seeds 300 --jobs 1 --quiet \
-    --out "$gen/fuzz-failures" >/dev/null
+  train "$gen/latchkey" fuzz --scenario "$world" --seeds 300 --jobs 1 --quiet \
+    --out "$gen/fuzz-failures"
 done
-"$gen/latchkey" sim --seed 1 --seeds 200 >/dev/null
-"$gen/latchkey" check --processes 2 --threads 2 --requests-per-thread 1 --quiet >/dev/null
+train "$gen/latchkey" sim --seed 1 --seeds 200
+train "$gen/latchkey" check --processes 2 --threads 2 --requests-per-thread 1 --quiet
 
 echo "== stage 2: optimised build ($out)"
 cmake -S . -B "$out" "${common[@]}" \
   -DCMAKE_CXX_FLAGS="-fprofile-use=$profile -fprofile-partial-training -Wno-missing-profile -fprofile-prefix-path=$out" \
   >/dev/null
-cmake --build "$out" --target latchkey sim_bench -j "$jobs" >/dev/null
+# Clean first: ninja does not know the objects depend on the profile.
+cmake --build "$out" --target latchkey sim_bench -j "$jobs" --clean-first >/dev/null
 echo "built $out/latchkey and $out/bench/sim_bench"
