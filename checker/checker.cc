@@ -552,7 +552,7 @@ bool Checker::CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEven
     auto acquire = [&](core::SessionId session,
                        std::uint64_t request_id) -> LeaseRenewals::Session* {
       LeaseRenewals::Session* s = &r.Of(session);
-      if (!s->acquired || s->request_id != request_id) return nullptr;
+      if (s->request_id == 0 || s->request_id != request_id) return nullptr;
       renew(link_of(session), s->acquire_sent_at);
       return s;
     };
@@ -611,7 +611,6 @@ bool Checker::CheckLeaseRenewals(const sim::Simulator& sim, const sim::TraceEven
       LeaseRenewals::Session& s = r.Of(a->session);
       s.request_id = a->request_id;
       s.acquire_sent_at = now;
-      s.acquired = true;
     } else if (const auto* h = std::get_if<core::Heartbeat>(&out.message)) {
       const auto store = static_cast<std::uint32_t>(out.to.id);
       if (store < r.links.size()) {

@@ -279,9 +279,8 @@ class Checker : public sim::Observer {
     // The agent answers only a session's current request and reclaim, and
     // holds one tenure of it: one of each per session, by session id.
     struct Session {
-      std::uint64_t request_id = 0;  // the last Acquire's
+      std::uint64_t request_id = 0;  // the last Acquire's (0: none; agents count from 1)
       core::Time acquire_sent_at = 0;
-      bool acquired = false;
       core::Token reclaimed = core::kNoToken;  // the last Reclaim's token
       core::Time reclaim_sent_at = 0;
       core::Token granted = core::kNoToken;  // the last Granted of a current request
